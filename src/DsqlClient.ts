@@ -1,0 +1,245 @@
+/**
+ * A scoped `SqlClient` for Aurora DSQL, built on @effect/sql-pg and node-postgres: a fresh IAM token for every new
+ * physical connection, verify-full TLS, connections recycled before DSQL's one-hour limit, back-off on DSQL's
+ * connection limits, and transactions that behave on DSQL (a failed COMMIT is a typed failure; nested
+ * transactions join the outer one instead of opening a savepoint).
+ *
+ * @since 0.1.0
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as DsqlConfig from "./DsqlConfig.js"
+import { describeConnectError } from "./internal/connectError.js"
+import { makePool } from "./internal/pool.js"
+import { makeWithTransaction } from "./internal/transaction.js"
+import * as TokenSigner from "./TokenSigner.js"
+
+/**
+ * Opens a DSQL client from a normalised config: builds the pool, checks one connection with `SELECT 1` within the
+ * connect timeout, and ends the pool when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fn("DsqlClient.make")(function*(config: DsqlConfig.DsqlConfig) {
+  const pool = yield* Effect.acquireRelease(
+    makePool(config),
+    (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption("5 seconds"))
+  )
+  yield* Effect.tryPromise({
+    try: () => pool.query("SELECT 1"),
+    catch: (cause) =>
+      new SqlError({
+        cause,
+        message: `DsqlClient: could not connect to ${config.host}: ${describeConnectError(cause)}`
+      })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: config.connectTimeout,
+      onTimeout: () =>
+        new SqlError({
+          message: `DsqlClient: no connection to ${config.host} within ${Duration.format(config.connectTimeout)}`
+        })
+    })
+  )
+  const spanAttributes = {
+    "db.system.name": "postgresql",
+    "server.address": config.host,
+    "dsql.region": config.region,
+    ...Option.match(config.clusterId, { onNone: () => ({}), onSome: (id) => ({ "dsql.cluster_id": id }) })
+  }
+  const client = yield* PgClient.fromPool({
+    acquire: Effect.succeed(pool),
+    applicationName: config.applicationName,
+    spanAttributes
+  })
+  return Object.assign(client, {
+    withTransaction: makeWithTransaction(client.reserve, Object.entries(spanAttributes))
+  }) as PgClient.PgClient
+})
+
+const toContext = (client: PgClient.PgClient) =>
+  Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+
+const fromConfigWithSigner = (
+  config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
+  Layer.scopedContext(Effect.map(Effect.flatMap(config, make), toContext)).pipe(Layer.provide(Reactivity.layer))
+
+const fromConfig = (
+  config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
+  Layer.unwrapEffect(
+    Effect.map(config, (resolved) =>
+      fromConfigWithSigner(Effect.succeed(resolved)).pipe(
+        Layer.provide(TokenSigner.layerFromChain({ profile: Option.getOrUndefined(resolved.profile) }))
+      ))
+  )
+
+/**
+ * Options for `layerConfig`: each field a plain value or a `Config` of it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConfigInput = {
+  readonly [K in keyof DsqlConfig.Options]: DsqlConfig.Options[K] | Config.Config<DsqlConfig.Options[K]>
+}
+
+const resolveInput = (input: ConfigInput): Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError> =>
+  Effect.flatMap(
+    Config.all(
+      Object.fromEntries(
+        Object.entries(input).map(([key, value]) => [key, Config.isConfig(value) ? value : Config.succeed(value)])
+      )
+    ),
+    (options) => DsqlConfig.make(options as DsqlConfig.Options)
+  )
+
+/**
+ * The client configured from the environment (`DSQL_HOST` or `DSQL_URL`, … — see `DsqlConfig.config`), with
+ * credentials from the default AWS chain or `DSQL_PROFILE`. Provides `SqlClient` and `PgClient`.
+ *
+ * @example
+ * ```ts
+ * import { DsqlClient } from "effect-dsql"
+ * import { SqlClient } from "@effect/sql"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const sql = yield* SqlClient.SqlClient
+ *   return yield* sql`SELECT 'Hello, DSQL!' AS greeting`
+ * })
+ *
+ * program.pipe(Effect.provide(DsqlClient.layer))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =
+  fromConfig(DsqlConfig.config)
+
+/**
+ * `layer` with the `TokenSigner` left to you (e.g. `TokenSigner.layerStatic` or `layerFromProvider`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithSigner: Layer.Layer<
+  PgClient.PgClient | SqlClient.SqlClient,
+  ConfigError.ConfigError | SqlError,
+  TokenSigner.TokenSigner
+> = fromConfigWithSigner(DsqlConfig.config)
+
+/**
+ * The client from explicit options, each a plain value or a `Config`.
+ *
+ * @example
+ * ```ts
+ * import { DsqlClient } from "effect-dsql"
+ * import { Config } from "effect"
+ *
+ * const Live = DsqlClient.layerConfig({
+ *   host: Config.string("CLUSTER_ENDPOINT"),
+ *   maxConnections: 20
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  input: ConfigInput
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
+  fromConfig(resolveInput(input))
+
+/**
+ * `layerConfig` with the `TokenSigner` left to you.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfigWithSigner = (
+  input: ConfigInput
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
+  fromConfigWithSigner(resolveInput(input))
+
+/**
+ * The client from a connection string: `dsql://admin@<cluster>.dsql.us-east-1.on.aws/postgres`,
+ * `postgres://…?region=…&profile=…&tokenDurationSecs=…`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromUrl = (
+  url: string,
+  overrides?: Omit<DsqlConfig.Options, "url" | "host">
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
+  fromConfig(DsqlConfig.fromUrl(url, overrides))
+
+/**
+ * `layerFromUrl` with the `TokenSigner` left to you.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromUrlWithSigner = (
+  url: string,
+  overrides?: Omit<DsqlConfig.Options, "url" | "host">
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
+  fromConfigWithSigner(DsqlConfig.fromUrl(url, overrides))
+
+/**
+ * One connection for scripts (the Go connector's `dsql.Connect`), with the same token and TLS rules as the pool,
+ * using the `TokenSigner` in context. Closed when the scope closes; replaced transparently when it reaches its
+ * lifetime.
+ *
+ * @example
+ * ```ts
+ * import { DsqlClient, TokenSigner } from "effect-dsql"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const sql = yield* DsqlClient.connectWithSigner({ host: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws" })
+ *   return yield* sql`SELECT now()`
+ * }).pipe(Effect.scoped, Effect.provide(TokenSigner.layer))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connectWithSigner = (
+  options: Omit<DsqlConfig.Options, "maxConnections" | "minConnections">
+): Effect.Effect<
+  PgClient.PgClient,
+  ConfigError.ConfigError | SqlError,
+  Scope.Scope | TokenSigner.TokenSigner
+> =>
+  DsqlConfig.make({ ...options, maxConnections: 1, minConnections: 1 }).pipe(
+    Effect.flatMap(make),
+    Effect.provide(Reactivity.layer)
+  )
+
+/**
+ * `connectWithSigner` with credentials from the default AWS chain, or the `profile` option.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connect = (
+  options: Omit<DsqlConfig.Options, "maxConnections" | "minConnections">
+): Effect.Effect<PgClient.PgClient, ConfigError.ConfigError | SqlError, Scope.Scope> =>
+  connectWithSigner(options).pipe(
+    Effect.provide(TokenSigner.layerFromChain({ profile: options.profile }))
+  )

@@ -1,0 +1,258 @@
+/**
+ * Retrying whole transactions on DSQL's optimistic concurrency conflicts (SQLSTATE 40001, `OC000` for data and
+ * `OC001` for schema conflicts) with exponential back-off and jitter.
+ *
+ * A retried program runs again from its start: it must be safe to re-run, with no side effects outside the
+ * database (no HTTP calls, no messages sent, no counters bumped in memory) before the transaction commits.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { dual } from "effect/Function"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Schedule from "effect/Schedule"
+import * as DsqlMetrics from "./DsqlMetrics.js"
+
+/**
+ * The code of a conflict: `OC000` (data), `OC001` (schema), or `40001` when the server gave no marker.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OccCode = "OC000" | "OC001" | "40001"
+
+/**
+ * A transaction lost an optimistic concurrency conflict. `attempts` counts the attempts made, this one included;
+ * `cause` is the `SqlError` carrying the server's error.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class OccConflict extends Data.TaggedError("OccConflict")<{
+  readonly code: OccCode
+  readonly message: string
+  readonly attempts: number
+  readonly cause: SqlError
+}> {}
+
+/**
+ * True for an `OccConflict`.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isOccConflict = (u: unknown): u is OccConflict => Predicate.isTagged(u, "OccConflict")
+
+interface DatabaseErrorLike {
+  readonly code: string
+  readonly message: string
+}
+
+const isDatabaseErrorLike = (u: unknown): u is DatabaseErrorLike =>
+  typeof u === "object" && u !== null && typeof (u as { code?: unknown }).code === "string" &&
+  typeof (u as { message?: unknown }).message === "string"
+
+const occMarker = /\b(OC00[01])\b/
+
+const findOcc = (error: unknown, depth = 0): Option.Option<{ code: OccCode; message: string }> => {
+  if (depth > 8 || typeof error !== "object" || error === null) return Option.none()
+  if (isDatabaseErrorLike(error)) {
+    const literal = error.code === "OC000" || error.code === "OC001" ? error.code : undefined
+    if (literal !== undefined || error.code === "40001") {
+      const marker = occMarker.exec(error.message)?.[1] as OccCode | undefined
+      return Option.some({ code: literal ?? marker ?? "40001", message: error.message })
+    }
+  }
+  return findOcc((error as { cause?: unknown }).cause, depth + 1)
+}
+
+/**
+ * Classifies a `SqlError` (walking its cause chain to pg's `DatabaseError`) as an `OccConflict`: SQLSTATE 40001,
+ * with the `(OC000)` / `(OC001)` marker read from the message, or a literal `OC000` / `OC001` code.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const classify = (error: SqlError, attempts = 1): Option.Option<OccConflict> =>
+  Option.map(findOcc(error), ({ code, message }) => new OccConflict({ code, message, attempts, cause: error }))
+
+/**
+ * Options of the retry policy. Delays grow as `baseDelay * factor^n`, each capped at `maxDelay`, then randomised
+ * down by up to `jitter` (1 = full jitter: uniform between 0 and the delay; 0 = none).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly maxRetries?: number | undefined
+  readonly baseDelay?: Duration.DurationInput | undefined
+  readonly maxDelay?: Duration.DurationInput | undefined
+  readonly factor?: number | undefined
+  readonly jitter?: number | undefined
+  readonly maxElapsed?: Duration.DurationInput | undefined
+}
+
+/**
+ * The default policy: up to 10 retries, 10 ms doubling to at most 1 s, full jitter, 30 s in all. Full jitter
+ * spreads colliding writers apart fastest on hot rows; the longer budget than the official connectors' lets
+ * schema conflicts (OC001) after concurrent DDL resolve. See bench/README.md for the contention sweep.
+ *
+ * @since 0.1.0
+ * @category schedules
+ */
+export const defaults = {
+  maxRetries: 10,
+  baseDelay: Duration.millis(10),
+  maxDelay: Duration.seconds(1),
+  factor: 2,
+  jitter: 1,
+  maxElapsed: Duration.seconds(30)
+} as const
+
+/**
+ * The retry policy as a `Schedule`: continues only while its input is an `OccConflict`, and outputs the delay
+ * before the next attempt.
+ *
+ * @since 0.1.0
+ * @category schedules
+ */
+export const policy = (options: Options = {}): Schedule.Schedule<Duration.Duration, unknown> => {
+  const maxRetries = options.maxRetries ?? defaults.maxRetries
+  const maxDelay = Duration.decode(options.maxDelay ?? defaults.maxDelay)
+  const jitter = Math.min(1, Math.max(0, options.jitter ?? defaults.jitter))
+  const exponential = Schedule.exponential(options.baseDelay ?? defaults.baseDelay, options.factor ?? defaults.factor)
+    .pipe(Schedule.modifyDelay((delay) => Duration.min(delay, maxDelay)))
+  return (jitter > 0 ? Schedule.jitteredWith(exponential, { min: 1 - jitter, max: 1 }) : exponential).pipe(
+    Schedule.intersect(Schedule.recurs(maxRetries)),
+    Schedule.upTo(options.maxElapsed ?? defaults.maxElapsed),
+    Schedule.whileInput(isOccConflict),
+    Schedule.delays
+  )
+}
+
+const toOccConflict = (attempt: number) => <E>(error: E): E | OccConflict => {
+  if (isOccConflict(error)) return new OccConflict({ ...error, attempts: attempt })
+  if (Predicate.isTagged(error, "SqlError")) {
+    return Option.getOrElse(classify(error as unknown as SqlError, attempt), () => error)
+  }
+  return error
+}
+
+/** Runs `attempt` until it succeeds, fails with something other than an `OccConflict`, or the policy gives up. */
+const retryOcc = <A, E, R>(attempt: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict, R> =>
+  Effect.gen(function*() {
+    const driver = yield* Schedule.driver(policy(options))
+    for (let n = 1;; n++) {
+      const exit = yield* attempt.pipe(
+        Effect.mapError(toOccConflict(n)),
+        Effect.tapError((error) =>
+          isOccConflict(error)
+            ? Effect.zipRight(
+              Effect.annotateCurrentSpan("dsql.occ.code", error.code),
+              Metric.increment(Metric.tagged(DsqlMetrics.occConflicts, "code", error.code))
+            )
+            : Effect.void
+        ),
+        Effect.withSpan("OccRetry.attempt", { attributes: { "dsql.occ.attempt": n } }),
+        Effect.exit
+      )
+      const conflict = Exit.isFailure(exit) ?
+        Option.filter(
+          Exit.causeOption(exit).pipe(
+            Option.flatMap(Cause.failureOption)
+          ),
+          isOccConflict
+        ) :
+        Option.none()
+      if (Option.isNone(conflict)) {
+        yield* Metric.update(DsqlMetrics.occAttempts, n)
+        return yield* exit
+      }
+      const delay = yield* Effect.option(driver.next(conflict.value))
+      if (Option.isNone(delay)) {
+        yield* Metric.increment(DsqlMetrics.occRetriesExhausted)
+        yield* Metric.update(DsqlMetrics.occAttempts, n)
+        return yield* exit
+      }
+      yield* Effect.logDebug("OCC conflict, retrying").pipe(
+        Effect.annotateLogs({ code: conflict.value.code, attempt: n, delay: Duration.format(delay.value) })
+      )
+    }
+  })
+
+/**
+ * Runs `program` in one transaction on the `SqlClient` in context and, when it loses an OCC conflict, rolls back
+ * and runs it again per the policy. Other errors and defects pass through unretried; when the retries run out it
+ * fails with the last `OccConflict`. Inside an existing transaction it opens nothing and retries nothing: the
+ * conflict reaches the outermost `withOccRetry`.
+ *
+ * @example
+ * ```ts
+ * import { withOccRetry } from "effect-dsql"
+ * import { SqlClient } from "@effect/sql"
+ * import { Effect } from "effect"
+ *
+ * const transfer = (from: number, to: number, amount: number) =>
+ *   Effect.gen(function*() {
+ *     const sql = yield* SqlClient.SqlClient
+ *     yield* sql`UPDATE accounts SET balance = balance - ${amount} WHERE id = ${from}`
+ *     yield* sql`UPDATE accounts SET balance = balance + ${amount} WHERE id = ${to}`
+ *   }).pipe(withOccRetry({ maxRetries: 5 }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withOccRetry: {
+  (
+    options?: Options
+  ): <A, E, R>(program: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OccConflict, R | SqlClient.SqlClient>
+  <A, E, R>(
+    program: Effect.Effect<A, E, R>,
+    options?: Options
+  ): Effect.Effect<A, E | OccConflict, R | SqlClient.SqlClient>
+} = dual(
+  (args) => Effect.isEffect(args[0]),
+  <A, E, R>(program: Effect.Effect<A, E, R>, options?: Options) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.flatMap(
+        Effect.serviceOption(SqlClient.TransactionConnection),
+        Option.match({
+          onSome: () => Effect.mapError(program, toOccConflict(1)),
+          onNone: () => retryOcc(sql.withTransaction(program), options)
+        })
+      ))
+)
+
+/**
+ * Runs one statement outside an explicit transaction — DDL such as `CREATE INDEX ASYNC`, or a single DML — and
+ * retries it on OCC conflicts like `withOccRetry`.
+ *
+ * @example
+ * ```ts
+ * import { OccRetry } from "effect-dsql"
+ * import { SqlClient } from "@effect/sql"
+ * import { Effect } from "effect"
+ *
+ * const createTable = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+ *   OccRetry.execWithRetry(sql`CREATE TABLE IF NOT EXISTS owners (id uuid PRIMARY KEY, name text)`))
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const execWithRetry: {
+  (options?: Options): <A, E, R>(statement: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OccConflict, R>
+  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict, R>
+} = dual(
+  (args) => Effect.isEffect(args[0]),
+  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options) => retryOcc(statement, options)
+)

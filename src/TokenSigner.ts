@@ -1,0 +1,319 @@
+/**
+ * Signs the IAM authentication tokens Aurora DSQL takes as passwords. Credentials are resolved once, cached and
+ * refreshed ahead of their expiry; signing itself is local and takes microseconds.
+ *
+ * @since 0.1.0
+ */
+import { fromIni, fromNodeProviderChain } from "@aws-sdk/credential-providers"
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as DsqlMetrics from "./DsqlMetrics.js"
+import * as internal from "./internal/credentials.js"
+
+/**
+ * The IAM action a token is signed for.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Action = "DbConnect" | "DbConnectAdmin"
+
+/**
+ * The action DSQL expects for a user: `DbConnectAdmin` for exactly `admin`, `DbConnect` for every other role
+ * (`Admin` included: DSQL compares the name exactly).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const actionFor = (user: string): Action => user === "admin" ? "DbConnectAdmin" : "DbConnect"
+
+/**
+ * What to sign a token for.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SignRequest {
+  /** The DSQL endpoint host, `<cluster-id>.dsql.<region>.on.aws`: the name the token is for, never an IP override. */
+  readonly hostname: string
+  readonly region: string
+  readonly user: string
+  /** How long the token opens connections: 1 second to 7 days, whole seconds (fractions are dropped). */
+  readonly expiresIn: Duration.DurationInput
+}
+
+/**
+ * The token signer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly sign: (request: SignRequest) => Effect.Effect<Redacted.Redacted<string>, TokenSignerError>
+}
+
+/**
+ * The token signer service.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { TokenSigner } from "effect-dsql"
+ *
+ * const password = Effect.flatMap(TokenSigner.TokenSigner, (signer) =>
+ *   signer.sign({
+ *     hostname: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws",
+ *     region: "us-east-1",
+ *     user: "admin",
+ *     expiresIn: "15 minutes"
+ *   })).pipe(Effect.provide(TokenSigner.layerFromChain()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class TokenSigner extends Context.Tag("effect-dsql/TokenSigner")<TokenSigner, Service>() {}
+
+/**
+ * Signing failed: no usable AWS credentials (`CredentialsUnavailable`, the provider's error in `cause`), a request
+ * out of bounds (`InvalidRequest`), or the signature itself (`SigningFailed`). Never carries a secret.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TokenSignerError extends Data.TaggedError("TokenSignerError")<{
+  readonly reason: "CredentialsUnavailable" | "InvalidRequest" | "SigningFailed"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * Fixed AWS credentials, for `layerStatic`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StaticCredentials {
+  readonly accessKeyId: string
+  readonly secretAccessKey: Redacted.Redacted<string> | string
+  readonly sessionToken?: Redacted.Redacted<string> | string | undefined
+}
+
+/**
+ * Options of `make`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MakeOptions {
+  /** Where credentials come from, e.g. `fromNodeProviderChain()` of `@aws-sdk/credential-providers`. */
+  readonly credentials: AwsCredentialIdentityProvider
+  /** How long before their `expiration` credentials are refreshed; 5 minutes by default. */
+  readonly refreshBefore?: Duration.DurationInput | undefined
+}
+
+const MAX_EXPIRES_IN_SECONDS = 604_800
+
+/**
+ * A token signer over a credentials provider. The provider is called once, then again only when the credentials
+ * come within `refreshBefore` of their expiration; concurrent signatures share one call. While a refresh fails,
+ * signing goes on with the cached credentials until they expire.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: MakeOptions): Effect.Effect<Service> => {
+  const refreshBefore = Duration.toMillis(options.refreshBefore ?? Duration.minutes(5))
+  return Effect.map(
+    internal.makeCredentialCache(resolveCredentials(options.credentials, refreshBefore)),
+    (credentials) => {
+      const signToken = Effect.fnUntraced(function*(request: SignRequest, action: Action) {
+        const expiresInSeconds = yield* validateRequest(request)
+        const signing = yield* credentials
+        const now = yield* Clock.currentTimeMillis
+        const token = yield* Effect.try({
+          try: () =>
+            internal.presign(signing, {
+              hostname: request.hostname,
+              region: request.region,
+              action,
+              expiresInSeconds,
+              now
+            }),
+          catch: (cause) =>
+            new TokenSignerError({
+              reason: "SigningFailed",
+              message: `could not sign a DSQL token for ${request.hostname}`,
+              cause
+            })
+        })
+        yield* Metric.increment(DsqlMetrics.tokensSigned)
+        return Redacted.make(token)
+      })
+      return TokenSigner.of({
+        sign: (request) => {
+          const action = actionFor(request.user)
+          return signToken(request, action).pipe(
+            Effect.withSpan("TokenSigner.sign", {
+              attributes: {
+                "dsql.host": request.hostname,
+                "dsql.region": request.region,
+                "dsql.user": request.user,
+                "dsql.action": action
+              },
+              // a call-site stack per token would cost more than the signature itself
+              captureStackTrace: false
+            })
+          )
+        }
+      })
+    }
+  )
+}
+
+/**
+ * A `TokenSigner` over any credentials provider.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromProvider = (
+  provider: AwsCredentialIdentityProvider,
+  options?: Omit<MakeOptions, "credentials">
+): Layer.Layer<TokenSigner> => Layer.effect(TokenSigner, make({ ...options, credentials: provider }))
+
+/**
+ * A `TokenSigner` with fixed credentials, which never expire.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerStatic = (credentials: StaticCredentials): Layer.Layer<TokenSigner> => {
+  const sessionToken = credentials.sessionToken === undefined ? undefined : reveal(credentials.sessionToken)
+  const identity: AwsCredentialIdentity = {
+    accessKeyId: credentials.accessKeyId,
+    secretAccessKey: reveal(credentials.secretAccessKey),
+    ...(sessionToken === undefined ? {} : { sessionToken })
+  }
+  return layerFromProvider(() => Promise.resolve(identity))
+}
+
+/**
+ * A `TokenSigner` over the AWS default credential chain, or over the shared config and credentials files' `profile`
+ * when one is given (resolved here: `@aws-sdk/dsql-signer` ignores its own `profile` option).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromChain = (options?: { readonly profile?: string | undefined }): Layer.Layer<TokenSigner> =>
+  Layer.suspend(() => {
+    const profile = options?.profile
+    return layerFromProvider(profile === undefined ? fromNodeProviderChain() : fromIni({ profile }))
+  })
+
+/**
+ * `layerFromChain` with the profile read from `DSQL_PROFILE` when set.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<TokenSigner, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(
+    Config.nonEmptyString("PROFILE").pipe(
+      Config.withDescription("AWS shared config profile whose credentials sign DSQL tokens"),
+      Config.option,
+      Config.nested("DSQL")
+    ),
+    (profile) => layerFromChain({ profile: Option.getOrUndefined(profile) })
+  )
+)
+
+const reveal = (value: Redacted.Redacted<string> | string): string =>
+  Redacted.isRedacted(value) ? Redacted.value(value) : value
+
+const invalidRequest = (message: string) => Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message }))
+
+// printable ASCII without space, and none of the characters that end the host part of a URL
+const isHostname = (hostname: string): boolean => /^[\x21-\x7e]+$/.test(hostname) && !/[/?#@]/.test(hostname)
+
+const validateRequest = (request: SignRequest): Effect.Effect<number, TokenSignerError> => {
+  if (!isHostname(request.hostname)) {
+    return invalidRequest(
+      `hostname ${JSON.stringify(request.hostname)} is not a host name: expected the DSQL endpoint host`
+    )
+  }
+  if (request.region.length === 0) return invalidRequest("region is empty: expected the cluster's AWS region")
+  if (request.user.length === 0) return invalidRequest("user is empty: expected a database role such as admin")
+  const seconds = Option.match(Duration.decodeUnknown(request.expiresIn), {
+    onNone: () => Number.NaN,
+    onSome: (duration) => Math.floor(Duration.toSeconds(duration))
+  })
+  return seconds >= 1 && seconds <= MAX_EXPIRES_IN_SECONDS
+    ? Effect.succeed(seconds)
+    : invalidRequest(`expiresIn must be between 1 second and 7 days (${MAX_EXPIRES_IN_SECONDS} s)`)
+}
+
+const NO_CREDENTIALS_HINT = "set AWS_PROFILE / DSQL_PROFILE, environment credentials (AWS_ACCESS_KEY_ID and " +
+  "AWS_SECRET_ACCESS_KEY), or pass credentials with TokenSigner.layerFromProvider / layerStatic"
+
+const credentialsUnavailable = (problem: string, cause?: unknown) =>
+  new TokenSignerError({ reason: "CredentialsUnavailable", message: `${problem}: ${NO_CREDENTIALS_HINT}`, cause })
+
+const successfulResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success")
+const failedResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "failure")
+
+const resolveCredentials = (
+  provider: AwsCredentialIdentityProvider,
+  refreshBeforeMillis: number
+): Effect.Effect<internal.SigningCredentials, TokenSignerError> =>
+  Effect.tryPromise({
+    try: () => provider(),
+    catch: (cause) =>
+      credentialsUnavailable(
+        cause instanceof Error ? `no AWS credentials found (${cause.message})` : "no AWS credentials found",
+        cause
+      )
+  }).pipe(
+    Effect.flatMap((identity) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        // the identity itself never goes into an error: it holds the secret key
+        if (!isNonEmptyString(identity?.accessKeyId) || !isNonEmptyString(identity?.secretAccessKey)) {
+          return Effect.fail(credentialsUnavailable("the AWS credentials provider returned no access key or secret"))
+        }
+        const expiresAt = identity.expiration?.getTime()
+        if (expiresAt !== undefined && !(expiresAt > now)) {
+          return Effect.fail(
+            credentialsUnavailable(
+              `the AWS credentials provider returned credentials that expired at ${
+                Number.isNaN(expiresAt) ? "an invalid date" : new Date(expiresAt).toISOString()
+              }`
+            )
+          )
+        }
+        return Effect.try({
+          try: () => internal.makeSigningCredentials(identity, expiresAt, refreshBeforeMillis),
+          catch: (cause) =>
+            credentialsUnavailable(
+              "the AWS credentials provider returned a session token that is not valid UTF-16",
+              cause
+            )
+        })
+      })
+    ),
+    Effect.tapBoth({
+      onFailure: () => Metric.increment(failedResolutions),
+      onSuccess: () => Metric.increment(successfulResolutions)
+    })
+  )
+
+const isNonEmptyString = (value: unknown): value is string => typeof value === "string" && value.length > 0

@@ -1,0 +1,46 @@
+/**
+ * Turns a failed connection attempt into one line a user can act on. Never includes the token: pg errors carry
+ * the server's message, code and hint only.
+ *
+ * @internal
+ */
+
+interface ErrorLike {
+  readonly message?: unknown
+  readonly code?: unknown
+  readonly hint?: unknown
+  readonly cause?: unknown
+  readonly _tag?: unknown
+}
+
+const tlsCodes: Readonly<Record<string, string>> = {
+  ERR_TLS_CERT_ALTNAME_INVALID: "the server certificate does not match the host name",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "the server certificate is not signed by a trusted CA",
+  SELF_SIGNED_CERT_IN_CHAIN: "the server certificate chains to an untrusted CA",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "the server certificate is self-signed",
+  CERT_HAS_EXPIRED: "the server certificate has expired",
+  CERT_NOT_YET_VALID: "the server certificate is not yet valid"
+}
+
+const networkCodes: Readonly<Record<string, string>> = {
+  ECONNREFUSED: "connection refused: is the endpoint reachable on that port?",
+  ENOTFOUND: "host name not found: check DSQL_HOST",
+  ETIMEDOUT: "connection timed out",
+  ECONNRESET: "connection reset by the server"
+}
+
+/** A readable description of why connecting failed. */
+export const describeConnectError = (error: unknown): string => {
+  const e = (typeof error === "object" && error !== null ? error : { message: String(error) }) as ErrorLike
+  const code = typeof e.code === "string" ? e.code : undefined
+  const message = typeof e.message === "string" ? e.message : String(error)
+  if (e._tag === "TokenSignerError") return `could not sign an IAM token: ${message}`
+  if (code !== undefined && code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
+  if (code !== undefined && code in networkCodes) return networkCodes[code]!
+  if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
+    const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${e.hint}` : ""
+    return `${message} (SQLSTATE ${code})${hint}`
+  }
+  if (e.cause !== undefined && e.cause !== error) return `${message}: ${describeConnectError(e.cause)}`
+  return message
+}

@@ -1,0 +1,291 @@
+/**
+ * Verification of DSQL IAM tokens: SigV4 query-presigned `GET https://<host>/?Action=…` URLs without their scheme.
+ * The signature is recomputed from the secret of the access key id, so DsqlLocal accepts exactly what a real cluster
+ * accepts from `@aws-sdk/dsql-signer`, the AWS CLI or any other SDK.
+ *
+ * @internal
+ */
+import { createHash, createHmac, timingSafeEqual } from "node:crypto"
+import type { TokenRejection } from "./state.js"
+
+/**
+ * What a token is checked against.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VerifyInput {
+  /** The cleartext password the client sent. */
+  readonly token: string
+  /** The user of the startup packet. */
+  readonly user: string
+  /** The TLS SNI name the client connected with (the cluster endpoint). */
+  readonly hostname: string
+  /** The server's region. */
+  readonly region: string
+  /** The secret access key of an access key id, or `undefined` when the id is unknown. */
+  readonly secretFor: (accessKeyId: string) => string | undefined
+  /** Current time, epoch milliseconds. */
+  readonly now: number
+  /** Fault injection: refuse tokens whose X-Amz-Date is older than this many seconds. */
+  readonly maxTokenAgeSeconds?: number | undefined
+}
+
+/**
+ * The verdict on a token. A hint never contains the secret key, the signature, the session token or the token.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VerifyResult =
+  | { readonly _tag: "Accepted"; readonly accessKeyId: string; readonly action: "DbConnect" | "DbConnectAdmin" }
+  | { readonly _tag: "Rejected"; readonly reason: TokenRejection; readonly hint: string }
+
+const algorithm = "AWS4-HMAC-SHA256"
+const service = "dsql"
+const terminator = "aws4_request"
+const maxExpiresSeconds = 604_800
+const allowedClockSkewMillis = 5 * 60 * 1000
+const emptyBodySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+const requiredParameters = [
+  "Action",
+  "X-Amz-Algorithm",
+  "X-Amz-Credential",
+  "X-Amz-Date",
+  "X-Amz-Expires",
+  "X-Amz-Signature",
+  "X-Amz-SignedHeaders"
+] as const
+
+const rejected = (reason: TokenRejection, hint: string): VerifyResult => ({ _tag: "Rejected", reason, hint })
+
+/** RFC 3986 escaping as SigV4 requires: `encodeURIComponent` leaves `!'()*` alone. */
+const escape = (value: string): string =>
+  encodeURIComponent(value).replace(/[!'()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`)
+
+/** Echoes a value from the token in a hint, bounded so that no long value can be carried out whole. */
+const shown = (value: string): string => value.length > 24 ? `${value.slice(0, 24)}…` : value
+
+const decode = (raw: string): string | undefined => {
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Parses the query by name. Every key and value must be in canonical SigV4 form (exactly as a signer writes it), so
+ * that two spellings of one token cannot both verify; keys must be unique.
+ */
+const parseQuery = (query: string): ReadonlyMap<string, string> | string => {
+  const parameters = new Map<string, string>()
+  for (const part of query.split("&")) {
+    const equals = part.indexOf("=")
+    if (equals < 1) return "Each query-string parameter must have the form name=value."
+    const rawKey = part.slice(0, equals)
+    const rawValue = part.slice(equals + 1)
+    const key = decode(rawKey)
+    const value = decode(rawValue)
+    if (key === undefined || value === undefined || escape(key) !== rawKey || escape(value) !== rawValue) {
+      return "Query-string parameters must be percent-encoded as in RFC 3986, with upper-case hexadecimal digits."
+    }
+    if (parameters.has(key)) return `Query-string parameter '${shown(key)}' must not be repeated.`
+    parameters.set(key, value)
+  }
+  return parameters
+}
+
+const amzDatePattern = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
+
+/** Formats epoch milliseconds as an ISO 8601 basic timestamp, `yyyyMMddTHHmmssZ` (out-of-range times as numbers). */
+const amzDate = (millis: number): string => {
+  const date = new Date(millis)
+  return Number.isNaN(date.getTime()) ? String(millis) : date.toISOString().replace(/[-:]|\.\d{3}/g, "")
+}
+
+const parseAmzDate = (value: string): number | undefined => {
+  const match = amzDatePattern.exec(value)
+  if (match === null) return undefined
+  const [, year, month, day, hour, minute, second] = match.map(Number)
+  const millis = Date.UTC(year!, month! - 1, day!, hour!, minute!, second!)
+  return amzDate(millis) === value ? millis : undefined
+}
+
+const describeSeconds = (seconds: number): string => seconds % 60 === 0 ? `${seconds / 60} min.` : `${seconds} sec.`
+
+const expiredHint = (signedAt: number, now: number, windowSeconds: number): string =>
+  `Signature expired: ${amzDate(signedAt)} is now earlier than ${amzDate(now - windowSeconds * 1000)} (${
+    amzDate(now)
+  } - ${describeSeconds(windowSeconds)})`
+
+const hmac = (key: string | Buffer, data: string): Buffer => createHmac("sha256", key).update(data, "utf8").digest()
+
+const sha256Hex = (data: string): string => createHash("sha256").update(data, "utf8").digest("hex")
+
+interface SignedRequest {
+  readonly host: string
+  readonly parameters: ReadonlyMap<string, string>
+  readonly amzDate: string
+  readonly scopeDate: string
+  readonly region: string
+  readonly secret: string
+}
+
+const expectedSignature = (request: SignedRequest): Buffer => {
+  const canonicalQuery = [...request.parameters]
+    .filter(([key]) => key !== "X-Amz-Signature")
+    .map(([key, value]) => [escape(key), escape(value)] as const)
+    .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+    .map(([key, value]) => `${key}=${value}`)
+    .join("&")
+  const canonicalRequest = ["GET", "/", canonicalQuery, `host:${request.host}`, "", "host", emptyBodySha256].join("\n")
+  const scope = `${request.scopeDate}/${request.region}/${service}/${terminator}`
+  const stringToSign = [algorithm, request.amzDate, scope, sha256Hex(canonicalRequest)].join("\n")
+  const signingKey = [request.scopeDate, request.region, service, terminator].reduce<string | Buffer>(
+    (key, part) => hmac(key, part),
+    `AWS4${request.secret}`
+  )
+  return hmac(signingKey, stringToSign)
+}
+
+/**
+ * Verifies a DSQL IAM token the way DSQL does when a connection opens: structure, signature, validity window, the
+ * user-to-action mapping and the host. Synchronous and total: any string yields a verdict.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const verifyToken = (input: VerifyInput): VerifyResult => {
+  const { token } = input
+  const separator = token.indexOf("/?")
+  const host = token.slice(0, separator)
+  if (separator < 1 || !/^[A-Za-z0-9.:[\]-]+$/.test(host)) {
+    return rejected("malformed", "The token must have the form <host>/?<query>, without a scheme.")
+  }
+  const parameters = parseQuery(token.slice(separator + 2))
+  if (typeof parameters === "string") return rejected("malformed", parameters)
+  if (requiredParameters.some((name) => !parameters.has(name))) {
+    return rejected(
+      "malformed",
+      "AWS query-string parameters must include 'Action', 'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', " +
+        "'X-Amz-Expires', 'X-Amz-Signature' and 'X-Amz-SignedHeaders'. Re-examine the query-string parameters."
+    )
+  }
+  const parameter = (name: typeof requiredParameters[number]): string => parameters.get(name)!
+
+  if (parameter("X-Amz-Algorithm") !== algorithm) {
+    return rejected("malformed", `X-Amz-Algorithm only supports "${algorithm}"`)
+  }
+  const credential = parameter("X-Amz-Credential").split("/")
+  const [accessKeyId, scopeDate, scopeRegion, scopeService, scopeTerminator] = credential
+  if (credential.length !== 5 || accessKeyId === "") {
+    return rejected(
+      "malformed",
+      "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting " +
+        "\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"."
+    )
+  }
+  if (scopeService !== service) {
+    return rejected("malformed", `Credential should be scoped to correct service: '${service}'.`)
+  }
+  if (scopeTerminator !== terminator) {
+    return rejected(
+      "malformed",
+      `Credential should be scoped with a valid terminator: '${terminator}', not '${shown(scopeTerminator!)}'.`
+    )
+  }
+  const signedAt = parseAmzDate(parameter("X-Amz-Date"))
+  if (signedAt === undefined) {
+    return rejected("malformed", "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+  }
+  if (scopeDate !== parameter("X-Amz-Date").slice(0, 8)) {
+    return rejected(
+      "malformed",
+      `Invalid credential date "${shown(scopeDate!)}". This date is not the same as X-Amz-Date: "${
+        parameter("X-Amz-Date").slice(0, 8)
+      }".`
+    )
+  }
+  if (scopeRegion !== input.region) {
+    return rejected(
+      "malformed",
+      `Error parsing the X-Amz-Credential parameter; the region '${shown(scopeRegion!)}' is wrong; expecting '${
+        shown(input.region)
+      }'`
+    )
+  }
+  if (parameter("X-Amz-SignedHeaders") !== "host") {
+    return rejected("malformed", "X-Amz-SignedHeaders must be \"host\": only the host header may be signed.")
+  }
+  if (!/^\d{1,10}$/.test(parameter("X-Amz-Expires"))) {
+    return rejected("malformed", "X-Amz-Expires should be a number")
+  }
+  const expiresSeconds = Number(parameter("X-Amz-Expires"))
+  if (expiresSeconds < 1) {
+    return rejected("expires-too-long", "X-Amz-Expires must be greater than 0")
+  }
+  if (expiresSeconds > maxExpiresSeconds) {
+    return rejected(
+      "expires-too-long",
+      "X-Amz-Expires must be less than a week (in seconds) that is, the given X-Amz-Expires must be less than " +
+        `${maxExpiresSeconds} seconds`
+    )
+  }
+  const signature = parameter("X-Amz-Signature")
+  if (!/^[0-9a-f]{64}$/.test(signature)) {
+    return rejected("malformed", "X-Amz-Signature must be 64 lower-case hexadecimal digits.")
+  }
+
+  const secret = input.secretFor(accessKeyId!)
+  if (secret === undefined) {
+    return rejected("unknown-access-key", "The security token included in the request is invalid.")
+  }
+  const expected = expectedSignature({
+    host,
+    parameters,
+    amzDate: parameter("X-Amz-Date"),
+    scopeDate: scopeDate!,
+    region: input.region,
+    secret
+  })
+  if (!timingSafeEqual(expected, Buffer.from(signature, "hex"))) {
+    return rejected(
+      "bad-signature",
+      "The request signature we calculated does not match the signature you provided. " +
+        "Check your AWS Secret Access Key and signing method."
+    )
+  }
+
+  const { now } = input
+  if (now > signedAt + expiresSeconds * 1000) {
+    return rejected("expired", expiredHint(signedAt, now, expiresSeconds))
+  }
+  if (signedAt > now + allowedClockSkewMillis) {
+    return rejected(
+      "not-yet-valid",
+      `Signature not yet current: ${amzDate(signedAt)} is still later than ${amzDate(now + allowedClockSkewMillis)} (${
+        amzDate(now)
+      } + 5 min.)`
+    )
+  }
+  const { maxTokenAgeSeconds } = input
+  if (maxTokenAgeSeconds !== undefined && now - signedAt > maxTokenAgeSeconds * 1000) {
+    return rejected("too-old", expiredHint(signedAt, now, maxTokenAgeSeconds))
+  }
+  const action = parameter("Action")
+  const expectedAction = input.user === "admin" ? "DbConnectAdmin" : "DbConnect"
+  if (action !== expectedAction) {
+    return rejected(
+      "wrong-action",
+      `Wrong user to action mapping. user: ${shown(input.user)}, action: ${shown(action)}`
+    )
+  }
+  if (host.toLowerCase() !== input.hostname.toLowerCase()) {
+    return rejected(
+      "wrong-host",
+      `The token was signed for host ${host}, but the connection was opened to ${input.hostname}.`
+    )
+  }
+  return { _tag: "Accepted", accessKeyId: accessKeyId!, action: expectedAction }
+}

@@ -1,0 +1,130 @@
+/**
+ * Mutable state shared by every session of one DsqlLocal server: counters, injected faults, limits and the schema
+ * version used to detect OC001 conflicts. Sessions run on Node's event loop, so plain fields need no locking.
+ *
+ * @internal
+ */
+
+export type OccCode = "OC000" | "OC001"
+export type TlsMode = "direct" | "sslrequest"
+
+/** Why a token was refused; counted in `stats.tokensRejected`. */
+export type TokenRejection =
+  | "malformed"
+  | "unknown-access-key"
+  | "bad-signature"
+  | "expired"
+  | "not-yet-valid"
+  | "expires-too-long"
+  | "too-old"
+  | "wrong-action"
+  | "wrong-host"
+
+export interface Stats {
+  connectionsAccepted: number
+  connectionsRefused: number
+  connectionsClosedByAge: number
+  tokensVerified: number
+  tokensRejected: Record<TokenRejection, number>
+  tlsModes: Record<TlsMode, number>
+  /** Client→server handshake round trips per accepted connection, summed (TLS flights + startup + password). */
+  handshakeRoundTrips: number
+  occErrors: Record<OccCode, number>
+  statementsRefused: number
+  commitsFailedByFault: number
+  queries: number
+}
+
+export interface Limits {
+  maxConnectionAgeMillis: number
+  maxConnections: number
+  connectionRatePerSecond: number
+  connectionBurst: number
+  maxRowsPerTransaction: number
+  maxTransactionAgeMillis: number
+  /** Reject tokens whose X-Amz-Date is older than this many seconds (undefined: only X-Amz-Expires applies). */
+  maxTokenAgeSeconds: number | undefined
+}
+
+export interface Faults {
+  /** Commits still to fail, in order. */
+  commitFailures: Array<OccCode>
+  /** Share (0..1) of all other commits to fail, and with which code. */
+  commitFailureShare: { share: number; code: OccCode }
+  /** Queries still to answer by dropping the connection. */
+  dropQueries: number
+  /** New connections are closed at once until this time (epoch ms). */
+  refuseConnectionsUntil: number
+  /** Added to every packet, each way. */
+  latencyMillis: number
+}
+
+export interface ClusterState {
+  readonly stats: Stats
+  readonly limits: Limits
+  readonly faults: Faults
+  /** Bumped when a DDL statement commits; transactions that started under an older version fail with OC001. */
+  schemaVersion: number
+  /** Random source for share-based faults (injectable for tests). */
+  readonly random: () => number
+  readonly now: () => number
+}
+
+export const defaultLimits: Limits = {
+  maxConnectionAgeMillis: 60 * 60 * 1000,
+  maxConnections: 10_000,
+  connectionRatePerSecond: 100,
+  connectionBurst: 1_000,
+  maxRowsPerTransaction: 3_000,
+  maxTransactionAgeMillis: 5 * 60 * 1000,
+  maxTokenAgeSeconds: undefined
+}
+
+export const emptyStats = (): Stats => ({
+  connectionsAccepted: 0,
+  connectionsRefused: 0,
+  connectionsClosedByAge: 0,
+  tokensVerified: 0,
+  tokensRejected: {
+    "malformed": 0,
+    "unknown-access-key": 0,
+    "bad-signature": 0,
+    "expired": 0,
+    "not-yet-valid": 0,
+    "expires-too-long": 0,
+    "too-old": 0,
+    "wrong-action": 0,
+    "wrong-host": 0
+  },
+  tlsModes: { direct: 0, sslrequest: 0 },
+  handshakeRoundTrips: 0,
+  occErrors: { OC000: 0, OC001: 0 },
+  statementsRefused: 0,
+  commitsFailedByFault: 0,
+  queries: 0
+})
+
+export const noFaults = (): Faults => ({
+  commitFailures: [],
+  commitFailureShare: { share: 0, code: "OC000" },
+  dropQueries: 0,
+  refuseConnectionsUntil: 0,
+  latencyMillis: 0
+})
+
+export const makeClusterState = (limits: Partial<Limits> = {}): ClusterState => ({
+  stats: emptyStats(),
+  limits: { ...defaultLimits, ...limits },
+  faults: noFaults(),
+  schemaVersion: 0,
+  random: Math.random,
+  now: Date.now
+})
+
+/** Decides whether the commit about to run fails by injection, consuming a queued failure first. */
+export const takeCommitFault = (state: ClusterState): OccCode | undefined => {
+  const queued = state.faults.commitFailures.shift()
+  if (queued !== undefined) return queued
+  const { code, share } = state.faults.commitFailureShare
+  return share > 0 && state.random() < share ? code : undefined
+}

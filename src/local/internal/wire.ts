@@ -1,0 +1,178 @@
+/**
+ * PostgreSQL v3 wire protocol: framing and the few messages DsqlLocal writes itself.
+ *
+ * @internal
+ */
+
+/** A typed message: one type byte, then a body (the length word is implied). */
+export interface Frame {
+  readonly type: string
+  readonly body: Buffer
+}
+
+/** Protocol codes that arrive in untyped messages before startup. */
+export const SSL_REQUEST_CODE = 80877103
+export const GSSENC_REQUEST_CODE = 80877104
+export const CANCEL_REQUEST_CODE = 80877102
+export const PROTOCOL_3_0 = 196608
+
+/**
+ * Splits a byte stream into typed frames, keeping partial messages between chunks.
+ */
+export class FrameReader {
+  private buffer: Buffer = Buffer.alloc(0)
+
+  push(chunk: Buffer): Array<Frame> {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
+    const frames: Array<Frame> = []
+    let offset = 0
+    while (this.buffer.length - offset >= 5) {
+      const length = this.buffer.readInt32BE(offset + 1)
+      if (this.buffer.length - offset < 1 + length) break
+      frames.push({
+        type: String.fromCharCode(this.buffer[offset]!),
+        body: this.buffer.subarray(offset + 5, offset + 1 + length)
+      })
+      offset += 1 + length
+    }
+    this.buffer = this.buffer.subarray(offset)
+    return frames
+  }
+
+  /** Bytes received but not yet framed (e.g. the start of a TLS record after a handshake). */
+  rest(): Buffer {
+    return this.buffer
+  }
+}
+
+/** Encodes a typed frame. */
+export const encode = (frame: Frame): Buffer => {
+  const header = Buffer.alloc(5)
+  header.write(frame.type, 0, "latin1")
+  header.writeInt32BE(frame.body.length + 4, 1)
+  return Buffer.concat([header, frame.body])
+}
+
+/** Encodes an untyped message (startup, SSLRequest): a length word then the body. */
+export const encodeUntyped = (body: Buffer): Buffer => {
+  const header = Buffer.alloc(4)
+  header.writeInt32BE(body.length + 4, 0)
+  return Buffer.concat([header, body])
+}
+
+const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
+
+/** Reads a NUL-terminated string at `offset`; returns it and the offset after the NUL. */
+export const readCString = (body: Buffer, offset: number): readonly [string, number] => {
+  const end = body.indexOf(0, offset)
+  const stop = end === -1 ? body.length : end
+  return [body.toString("utf8", offset, stop), stop + 1]
+}
+
+/** Fields of an ErrorResponse / NoticeResponse, keyed by their one-letter code (S, V, C, M, H, D, …). */
+export type ErrorFields = Readonly<Record<string, string>>
+
+export const errorResponse = (fields: ErrorFields): Frame => errorLike("E", fields)
+export const noticeResponse = (fields: ErrorFields): Frame => errorLike("N", fields)
+
+const errorLike = (type: "E" | "N", fields: ErrorFields): Frame => ({
+  type,
+  body: Buffer.concat([...Object.entries(fields).map(([code, value]) => cstring(`${code}${value}`)), Buffer.from([0])])
+})
+
+/** An ErrorResponse in DSQL's shape: severity, SQLSTATE, message and an optional hint. */
+export const dsqlError = (
+  options: { readonly code: string; readonly message: string; readonly hint?: string; readonly fatal?: boolean }
+): Frame => {
+  const severity = options.fatal === true ? "FATAL" : "ERROR"
+  return errorResponse({
+    S: severity,
+    V: severity,
+    C: options.code,
+    M: options.message,
+    ...(options.hint === undefined ? {} : { H: options.hint })
+  })
+}
+
+export const parseErrorFields = (body: Buffer): Record<string, string> => {
+  const fields: Record<string, string> = {}
+  let offset = 0
+  while (offset < body.length && body[offset] !== 0) {
+    const code = String.fromCharCode(body[offset]!)
+    const [value, next] = readCString(body, offset + 1)
+    fields[code] = value
+    offset = next
+  }
+  return fields
+}
+
+export type TransactionStatus = "I" | "T" | "E"
+
+export const readyForQuery = (status: TransactionStatus): Frame => ({ type: "Z", body: Buffer.from(status, "latin1") })
+export const commandComplete = (tag: string): Frame => ({ type: "C", body: cstring(tag) })
+export const query = (sql: string): Frame => ({ type: "Q", body: cstring(sql) })
+export const parameterStatus = (name: string, value: string): Frame => ({
+  type: "S",
+  body: Buffer.concat([cstring(name), cstring(value)])
+})
+
+/** AuthenticationRequest: 0 = ok, 3 = cleartext password. */
+export const authentication = (code: number, extra: Buffer = Buffer.alloc(0)): Frame => {
+  const head = Buffer.alloc(4)
+  head.writeInt32BE(code, 0)
+  return { type: "R", body: Buffer.concat([head, extra]) }
+}
+
+/** RowDescription for text columns of type `typeOid`. */
+export const rowDescription = (columns: ReadonlyArray<{ readonly name: string; readonly typeOid: number }>): Frame => {
+  const count = Buffer.alloc(2)
+  count.writeInt16BE(columns.length, 0)
+  const parts = columns.map((column) => {
+    const meta = Buffer.alloc(18)
+    meta.writeInt32BE(0, 0) // table oid
+    meta.writeInt16BE(0, 4) // column attnum
+    meta.writeInt32BE(column.typeOid, 6)
+    meta.writeInt16BE(-1, 10) // type size
+    meta.writeInt32BE(-1, 12) // type modifier
+    meta.writeInt16BE(0, 16) // text format
+    return Buffer.concat([cstring(column.name), meta])
+  })
+  return { type: "T", body: Buffer.concat([count, ...parts]) }
+}
+
+/** DataRow of text values; `null` is SQL NULL. */
+export const dataRow = (values: ReadonlyArray<string | null>): Frame => {
+  const count = Buffer.alloc(2)
+  count.writeInt16BE(values.length, 0)
+  const parts = values.map((value) => {
+    const length = Buffer.alloc(4)
+    if (value === null) {
+      length.writeInt32BE(-1, 0)
+      return length
+    }
+    const bytes = Buffer.from(value, "utf8")
+    length.writeInt32BE(bytes.length, 0)
+    return Buffer.concat([length, bytes])
+  })
+  return { type: "D", body: Buffer.concat([count, ...parts]) }
+}
+
+/** Reads the key/value pairs of a StartupMessage body (after the protocol word). */
+export const parseStartupParameters = (body: Buffer): Record<string, string> => {
+  const parameters: Record<string, string> = {}
+  let offset = 0
+  while (offset < body.length && body[offset] !== 0) {
+    const [key, afterKey] = readCString(body, offset)
+    const [value, afterValue] = readCString(body, afterKey)
+    parameters[key] = value
+    offset = afterValue
+  }
+  return parameters
+}
+
+export const startupMessage = (parameters: Readonly<Record<string, string>>): Buffer => {
+  const protocol = Buffer.alloc(4)
+  protocol.writeInt32BE(PROTOCOL_3_0, 0)
+  const pairs = Object.entries(parameters).flatMap(([key, value]) => [cstring(key), cstring(value)])
+  return encodeUntyped(Buffer.concat([protocol, ...pairs, Buffer.from([0])]))
+}

@@ -1,0 +1,599 @@
+import { DsqlSigner } from "@aws-sdk/dsql-signer"
+import { assert, describe, it, vi } from "@effect/vitest"
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types"
+import {
+  Cause,
+  Clock,
+  ConfigProvider,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck,
+  Layer,
+  Metric,
+  Redacted,
+  Ref,
+  Runtime,
+  TestClock,
+  TestServices,
+  Tracer
+} from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { inspect } from "node:util"
+import * as DsqlMetrics from "../src/DsqlMetrics.js"
+import * as TokenSigner from "../src/TokenSigner.js"
+
+const HOST = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
+const REGION = "us-east-1"
+const SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
+const SESSION_TOKEN = "IQoJb3JpZ2luX2VjSESSIONTOKEN//+/=="
+const OCTOBER_FIRST = Date.UTC(2026, 9, 1, 12, 34, 56)
+
+const request = (overrides?: Partial<TokenSigner.SignRequest>): TokenSigner.SignRequest => ({
+  hostname: HOST,
+  region: REGION,
+  user: "admin",
+  expiresIn: "15 minutes",
+  ...overrides
+})
+
+const identity = (accessKeyId: string, expiration?: Date): AwsCredentialIdentity => ({
+  accessKeyId,
+  secretAccessKey: SECRET,
+  sessionToken: SESSION_TOKEN,
+  ...(expiration === undefined ? {} : { expiration })
+})
+
+const params = (token: Redacted.Redacted<string>) => new URLSearchParams(Redacted.value(token).split("?")[1])
+const accessKeyOf = (token: Redacted.Redacted<string>) => params(token).get("X-Amz-Credential")?.split("/")[0]
+
+const sign = (signerRequest: TokenSigner.SignRequest) =>
+  Effect.flatMap(TokenSigner.TokenSigner, (signer) => signer.sign(signerRequest))
+
+/**
+ * A provider that counts its calls and answers with `answer(call, now)`, `now` read from the test's clock (TestClock
+ * under `it.effect`), so expirations can be set relative to it.
+ */
+const countingProvider = (answer: (call: number, now: number) => Promise<AwsCredentialIdentity>) =>
+  Effect.gen(function*() {
+    const calls = yield* Ref.make(0)
+    const runtime = yield* Effect.runtime<never>()
+    const provider: AwsCredentialIdentityProvider = () =>
+      Runtime.runPromise(runtime)(Effect.zip(Ref.updateAndGet(calls, (n) => n + 1), Clock.currentTimeMillis))
+        .then(([call, now]) => answer(call, now))
+    return { provider, calls: Ref.get(calls) }
+  })
+
+const expiringIn = (lifetime: Duration.DurationInput) => (call: number, now: number) =>
+  Promise.resolve(identity(`AKID${call}`, new Date(now + Duration.toMillis(lifetime))))
+
+/** A promise the test opens when it chooses, to hold a provider call while concurrent signers pile up. */
+const makeGate = () => {
+  let open!: () => void
+  const opened = new Promise<void>((resolve) => {
+    open = resolve
+  })
+  return { opened, open }
+}
+
+/** What `@aws-sdk/dsql-signer` produces at `at` (it reads the wall clock, so the clock is faked for the call). */
+const officialToken = (options: {
+  readonly hostname: string
+  readonly region: string
+  readonly credentials: AwsCredentialIdentity
+  readonly expiresIn: number
+  readonly admin: boolean
+  readonly at: number
+}) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      vi.useFakeTimers({ toFake: ["Date"] })
+      vi.setSystemTime(options.at)
+    }),
+    () =>
+      Effect.promise(() => {
+        const signer = new DsqlSigner({
+          hostname: options.hostname,
+          region: options.region,
+          credentials: options.credentials,
+          expiresIn: options.expiresIn
+        })
+        return options.admin ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
+      }),
+    () => Effect.sync(() => vi.useRealTimers())
+  )
+
+const failureOf = <A, R>(effect: Effect.Effect<A, TokenSigner.TokenSignerError, R>) =>
+  Effect.map(Effect.exit(effect), (exit) => {
+    assert(Exit.isFailure(exit), "expected a failure")
+    const failure = Cause.failureOption(exit.cause)
+    assert(failure._tag === "Some", `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
+    return failure.value
+  })
+
+const renderings = (value: unknown): Array<string> => [
+  String(value),
+  JSON.stringify(value) ?? "",
+  inspect(value, { depth: Infinity, showHidden: true }),
+  Cause.pretty(Cause.fail(value))
+]
+
+const assertNoSecret = (value: unknown, secrets: ReadonlyArray<string>) => {
+  for (const rendered of renderings(value)) {
+    for (const secret of secrets) assert.notInclude(rendered, secret)
+  }
+}
+
+describe("actionFor", () => {
+  it("gives DbConnectAdmin to exactly admin", () => {
+    assert.strictEqual(TokenSigner.actionFor("admin"), "DbConnectAdmin")
+    assert.strictEqual(TokenSigner.actionFor("Admin"), "DbConnect")
+    assert.strictEqual(TokenSigner.actionFor("admin "), "DbConnect")
+    assert.strictEqual(TokenSigner.actionFor("reader"), "DbConnect")
+  })
+
+  it.prop("gives DbConnect to every other name", [FastCheck.string().filter((user) => user !== "admin")], ([user]) => {
+    assert.strictEqual(TokenSigner.actionFor(user), "DbConnect")
+  })
+})
+
+describe("token", () => {
+  it.effect("has the DSQL shape, session token included", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(OCTOBER_FIRST)
+      const token = yield* sign(request())
+      const query = params(token)
+      assert.isTrue(Redacted.value(token).startsWith(`${HOST}/?Action=DbConnectAdmin&`))
+      assert.strictEqual(query.get("X-Amz-Algorithm"), "AWS4-HMAC-SHA256")
+      assert.strictEqual(query.get("X-Amz-Credential"), "AKIDSTATIC/20261001/us-east-1/dsql/aws4_request")
+      assert.strictEqual(query.get("X-Amz-Date"), "20261001T123456Z")
+      assert.strictEqual(query.get("X-Amz-Expires"), "900")
+      assert.strictEqual(query.get("X-Amz-Security-Token"), SESSION_TOKEN)
+      assert.strictEqual(query.get("X-Amz-SignedHeaders"), "host")
+      assert.match(query.get("X-Amz-Signature") ?? "", /^[0-9a-f]{64}$/)
+    }).pipe(
+      Effect.provide(TokenSigner.layerStatic({
+        accessKeyId: "AKIDSTATIC",
+        secretAccessKey: Redacted.make(SECRET),
+        sessionToken: Redacted.make(SESSION_TOKEN)
+      }))
+    ))
+
+  it.effect("signs DbConnect for other users and leaves the session token out when there is none", () =>
+    Effect.gen(function*() {
+      const token = yield* sign(request({ user: "reader", expiresIn: Duration.hours(1) }))
+      assert.isTrue(Redacted.value(token).startsWith(`${HOST}/?Action=DbConnect&`))
+      assert.strictEqual(params(token).get("X-Amz-Expires"), "3600")
+      assert.isFalse(params(token).has("X-Amz-Security-Token"))
+    }).pipe(Effect.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDSTATIC", secretAccessKey: SECRET }))))
+
+  it.effect("equals @aws-sdk/dsql-signer's token at the same instant", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(OCTOBER_FIRST)
+      const credentials = identity("AKIDEXAMPLE")
+      const signer = yield* TokenSigner.make({ credentials: () => Promise.resolve(credentials) })
+      for (const user of ["admin", "reader"]) {
+        const ours = yield* signer.sign(request({ user }))
+        const theirs = yield* officialToken({
+          hostname: HOST,
+          region: REGION,
+          credentials,
+          expiresIn: 900,
+          admin: user === "admin",
+          at: OCTOBER_FIRST
+        })
+        assert.strictEqual(Redacted.value(ours), theirs)
+      }
+    }))
+
+  it.effect.prop(
+    "equals @aws-sdk/dsql-signer's token for any host, region, credentials, expiry and instant",
+    {
+      hostname: FastCheck.domain(),
+      region: FastCheck.stringMatching(/^[a-z]{2}-[a-z]{4,9}-[1-9]$/),
+      accessKeyId: FastCheck.string({ minLength: 1, unit: "binary" }),
+      secretAccessKey: FastCheck.string({ minLength: 1, unit: "binary" }),
+      sessionToken: FastCheck.option(FastCheck.string({ unit: "binary" }), { nil: undefined }),
+      expiresIn: FastCheck.integer({ min: 1, max: 604_800 }),
+      admin: FastCheck.boolean(),
+      at: FastCheck.date({ min: new Date("2000-01-01"), max: new Date("2099-12-31"), noInvalidDate: true })
+    },
+    ({ accessKeyId, admin, at, expiresIn, hostname, region, secretAccessKey, sessionToken }) =>
+      Effect.gen(function*() {
+        const credentials: AwsCredentialIdentity = {
+          accessKeyId,
+          secretAccessKey,
+          ...(sessionToken === undefined ? {} : { sessionToken })
+        }
+        yield* TestClock.setTime(at.getTime())
+        const signer = yield* TokenSigner.make({ credentials: () => Promise.resolve(credentials) })
+        const ours = yield* signer.sign({
+          hostname,
+          region,
+          user: admin ? "admin" : "app",
+          expiresIn: `${expiresIn} seconds`
+        })
+        const theirs = yield* officialToken({ hostname, region, credentials, expiresIn, admin, at: at.getTime() })
+        assert.strictEqual(Redacted.value(ours), theirs)
+      }),
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.effect("accepts 1 second to 7 days, whole seconds", () =>
+    Effect.gen(function*() {
+      const expiresOf = (expiresIn: Duration.DurationInput) =>
+        Effect.map(sign(request({ expiresIn })), (token) => params(token).get("X-Amz-Expires"))
+      assert.strictEqual(yield* expiresOf("1 second"), "1")
+      assert.strictEqual(yield* expiresOf("1500 millis"), "1")
+      assert.strictEqual(yield* expiresOf(Duration.days(7)), "604800")
+    }).pipe(Effect.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDSTATIC", secretAccessKey: SECRET }))))
+
+  it.effect("refuses a request out of bounds before resolving credentials", () =>
+    Effect.gen(function*() {
+      const { calls, provider } = yield* countingProvider(expiringIn("1 hour"))
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      const invalid: Array<Partial<TokenSigner.SignRequest>> = [
+        { expiresIn: 0 },
+        { expiresIn: "999 millis" },
+        { expiresIn: "604801 seconds" },
+        { expiresIn: Duration.infinity },
+        { expiresIn: -5 },
+        { expiresIn: "soon" as Duration.DurationInput },
+        { hostname: "" },
+        { hostname: "host name.dsql.us-east-1.on.aws" },
+        { hostname: "evil.example/path" },
+        { region: "" },
+        { user: "" }
+      ]
+      for (const overrides of invalid) {
+        const error = yield* failureOf(signer.sign(request(overrides)))
+        assert.strictEqual(error.reason, "InvalidRequest", JSON.stringify(overrides))
+      }
+      assert.strictEqual(yield* calls, 0)
+    }))
+})
+
+describe("credential cache", () => {
+  it.effect("calls the provider once for 100 concurrent signatures", () =>
+    Effect.gen(function*() {
+      const gate = makeGate()
+      const { calls, provider } = yield* countingProvider(async (call) => {
+        await gate.opened
+        return identity(`AKID${call}`)
+      })
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      const signers = yield* Effect.fork(
+        Effect.forEach(Array.from({ length: 100 }), () => signer.sign(request()), { concurrency: "unbounded" })
+      )
+      // let every signer reach the cache while the first resolution is held
+      yield* TestServices.provideLive(Effect.sleep("20 millis"))
+      gate.open()
+      const tokens = yield* signers.await.pipe(Effect.flatten)
+      assert.strictEqual(tokens.length, 100)
+      assert.strictEqual(yield* calls, 1)
+      assert.isTrue(tokens.every((token) => accessKeyOf(token) === "AKID1"))
+    }))
+
+  it.effect("shares one failed resolution between concurrent signers, then tries again", () =>
+    Effect.gen(function*() {
+      const gate = makeGate()
+      const { calls, provider } = yield* countingProvider(async (call) => {
+        await gate.opened
+        if (call === 1) throw new Error("instance metadata service unreachable")
+        return identity(`AKID${call}`)
+      })
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      const signers = yield* Effect.fork(
+        Effect.forEach(Array.from({ length: 100 }), () => Effect.flip(signer.sign(request())), {
+          concurrency: "unbounded"
+        })
+      )
+      yield* TestServices.provideLive(Effect.sleep("20 millis"))
+      gate.open()
+      const errors = yield* signers.await.pipe(Effect.flatten)
+      assert.isTrue(errors.every((error) => error.reason === "CredentialsUnavailable"))
+      assert.strictEqual(yield* calls, 1)
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID2")
+      assert.strictEqual(yield* calls, 2)
+    }))
+
+  it.effect("refreshes only once the refresh window is reached, 5 minutes before expiration", () =>
+    Effect.gen(function*() {
+      const { calls, provider } = yield* countingProvider(expiringIn("1 hour"))
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      yield* TestClock.adjust(Duration.minutes(55).pipe(Duration.subtract(Duration.millis(1))))
+      for (let i = 0; i < 10; i++) assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      assert.strictEqual(yield* calls, 1)
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID2")
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID2")
+      assert.strictEqual(yield* calls, 2)
+    }))
+
+  it.effect("honours refreshBefore", () =>
+    Effect.gen(function*() {
+      const { calls, provider } = yield* countingProvider(expiringIn("1 hour"))
+      const signer = yield* TokenSigner.make({ credentials: provider, refreshBefore: "1 minute" })
+      yield* signer.sign(request())
+      yield* TestClock.adjust("58 minutes")
+      yield* signer.sign(request())
+      assert.strictEqual(yield* calls, 1)
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID2")
+      assert.strictEqual(yield* calls, 2)
+    }))
+
+  it.effect("keeps credentials without expiration forever", () =>
+    Effect.gen(function*() {
+      const { calls, provider } = yield* countingProvider((call) => Promise.resolve(identity(`AKID${call}`)))
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      yield* signer.sign(request())
+      yield* TestClock.adjust(Duration.days(365))
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      assert.strictEqual(yield* calls, 1)
+    }))
+
+  it.effect("fails with CredentialsUnavailable, not a defect, then recovers without a new signer", () =>
+    Effect.gen(function*() {
+      const unreachable = new Error("connect ECONNREFUSED 169.254.169.254:80")
+      const { calls, provider } = yield* countingProvider((call) =>
+        call <= 2 ? Promise.reject(unreachable) : Promise.resolve(identity(`AKID${call}`))
+      )
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      for (let i = 0; i < 2; i++) {
+        const error = yield* failureOf(signer.sign(request()))
+        assert.strictEqual(error._tag, "TokenSignerError")
+        assert.strictEqual(error.reason, "CredentialsUnavailable")
+        assert.include(error.message, "no AWS credentials found")
+        assert.include(error.message, "ECONNREFUSED")
+        assert.include(error.message, "AWS_PROFILE / DSQL_PROFILE")
+        assert.strictEqual(error.cause, unreachable)
+      }
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID3")
+      assert.strictEqual(yield* calls, 3)
+    }))
+
+  it.effect("keeps signing with valid cached credentials while refreshes fail, retrying each time", () =>
+    Effect.gen(function*() {
+      let healthy = true
+      const { calls, provider } = yield* countingProvider((call, now) =>
+        healthy
+          ? expiringIn("1 hour")(call, now)
+          : Promise.reject(new Error("ExpiredTokenException: the SSO session has expired"))
+      )
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      yield* signer.sign(request())
+      healthy = false
+      yield* TestClock.adjust("56 minutes")
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      assert.strictEqual(yield* calls, 3)
+      yield* TestClock.adjust("4 minutes")
+      const error = yield* failureOf(signer.sign(request()))
+      assert.strictEqual(error.reason, "CredentialsUnavailable")
+      assert.strictEqual(yield* calls, 4)
+      healthy = true
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID5")
+      assert.strictEqual(yield* calls, 5)
+    }))
+
+  it.effect("refuses expired or incomplete credentials from the provider", () =>
+    Effect.gen(function*() {
+      const answers: Array<AwsCredentialIdentity> = [
+        identity("AKIDEXPIRED", new Date(0)),
+        { accessKeyId: "", secretAccessKey: SECRET },
+        { accessKeyId: "AKIDNOSECRET", secretAccessKey: "" }
+      ]
+      const { calls, provider } = yield* countingProvider((call) => Promise.resolve(answers[call - 1]!))
+      const signer = yield* TokenSigner.make({ credentials: provider })
+      const expired = yield* failureOf(signer.sign(request()))
+      assert.strictEqual(expired.reason, "CredentialsUnavailable")
+      assert.include(expired.message, "expired at 1970-01-01T00:00:00.000Z")
+      for (let i = 0; i < 2; i++) {
+        const incomplete = yield* failureOf(signer.sign(request()))
+        assert.strictEqual(incomplete.reason, "CredentialsUnavailable")
+        assert.include(incomplete.message, "no access key or secret")
+      }
+      assert.strictEqual(yield* calls, 3)
+    }))
+})
+
+describe("secrets", () => {
+  it.effect("never show in errors or in the token's renderings", () =>
+    Effect.gen(function*() {
+      const secrets = [SECRET, SESSION_TOKEN]
+      const invalid = yield* failureOf(sign(request({ expiresIn: 0 })))
+      assertNoSecret(invalid, secrets)
+
+      const token = yield* sign(request())
+      assertNoSecret(token, [...secrets, Redacted.value(token)])
+
+      const { provider } = yield* countingProvider(() => Promise.resolve(identity("AKIDEXPIRED", new Date(0))))
+      const expired = yield* failureOf(
+        Effect.flatMap(TokenSigner.make({ credentials: provider }), (signer) => signer.sign(request()))
+      )
+      assertNoSecret(expired, secrets)
+
+      const unencodable = yield* failureOf(Effect.flatMap(
+        TokenSigner.make({ credentials: () => Promise.resolve(identity("AKID\uD800")) }),
+        (signer) => signer.sign(request())
+      ))
+      assert.strictEqual(unencodable.reason, "SigningFailed")
+      assertNoSecret(unencodable, secrets)
+
+      const badSessionToken = yield* failureOf(Effect.flatMap(
+        TokenSigner.make({
+          credentials: () => Promise.resolve({ accessKeyId: "AKID", secretAccessKey: SECRET, sessionToken: "\uDC00" })
+        }),
+        (signer) => signer.sign(request())
+      ))
+      assert.strictEqual(badSessionToken.reason, "CredentialsUnavailable")
+      assertNoSecret(badSessionToken, [SECRET])
+    }).pipe(
+      Effect.provide(TokenSigner.layerStatic({
+        accessKeyId: "AKIDSTATIC",
+        secretAccessKey: Redacted.make(SECRET),
+        sessionToken: SESSION_TOKEN
+      }))
+    ))
+
+  it.effect("never show in the TokenSigner.sign span, which carries host, region, user and action", () =>
+    Effect.gen(function*() {
+      const tracer = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (...args) => {
+          const span = tracer.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => tracer.context(f, fiber)
+      })
+      const token = yield* sign(request({ user: "reader" })).pipe(Effect.withTracer(recording))
+      yield* failureOf(sign(request({ expiresIn: 0 })).pipe(Effect.withTracer(recording)))
+      assert.deepStrictEqual(spans.map((span) => span.name), ["TokenSigner.sign", "TokenSigner.sign"])
+      const [signed] = spans
+      assert.strictEqual(signed!.attributes.get("dsql.host"), HOST)
+      assert.strictEqual(signed!.attributes.get("dsql.region"), REGION)
+      assert.strictEqual(signed!.attributes.get("dsql.user"), "reader")
+      assert.strictEqual(signed!.attributes.get("dsql.action"), "DbConnect")
+      for (const span of spans) {
+        assertNoSecret(Object.fromEntries(span.attributes), [SECRET, SESSION_TOKEN, Redacted.value(token)])
+      }
+    }).pipe(
+      Effect.provide(TokenSigner.layerStatic({
+        accessKeyId: "AKIDSTATIC",
+        secretAccessKey: SECRET,
+        sessionToken: Redacted.make(SESSION_TOKEN)
+      }))
+    ))
+})
+
+describe("metrics", () => {
+  it.effect("count tokens signed and credential resolutions", () =>
+    Effect.gen(function*() {
+      const resolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success")
+      const tokensBefore = (yield* Metric.value(DsqlMetrics.tokensSigned)).count
+      const resolutionsBefore = (yield* Metric.value(resolutions)).count
+      const signer = yield* TokenSigner.make({ credentials: () => Promise.resolve(identity("AKIDMETRICS")) })
+      yield* Effect.repeatN(signer.sign(request()), 2)
+      assert.strictEqual((yield* Metric.value(DsqlMetrics.tokensSigned)).count - tokensBefore, 3)
+      assert.strictEqual((yield* Metric.value(resolutions)).count - resolutionsBefore, 1)
+    }))
+})
+
+/** Sets environment variables for the scope and restores the previous values after. */
+const withEnv = (vars: Record<string, string | undefined>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]))
+      setEnv(vars)
+      return saved
+    }),
+    (saved) => Effect.sync(() => setEnv(saved))
+  )
+
+const setEnv = (vars: Record<string, string | undefined>) => {
+  for (const [name, value] of Object.entries(vars)) {
+    if (value === undefined) delete process.env[name]
+    else process.env[name] = value
+  }
+}
+
+/** Shared credentials and config files in a temporary directory, pointed at by the AWS_* variables. */
+const sharedCredentialsFiles = (credentials: string) =>
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-dsql-token-signer-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    const credentialsFile = path.join(dir, "credentials")
+    const configFile = path.join(dir, "config")
+    fs.writeFileSync(credentialsFile, credentials)
+    fs.writeFileSync(configFile, "")
+    yield* withEnv({
+      AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
+      AWS_CONFIG_FILE: configFile,
+      AWS_PROFILE: undefined,
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      AWS_SESSION_TOKEN: undefined
+    })
+  })
+
+const PROFILES = `[default]
+aws_access_key_id = AKIDDEFAULTPROFILE
+aws_secret_access_key = ${SECRET}
+
+[dsql-token-signer-test]
+aws_access_key_id = AKIDNAMEDPROFILE
+aws_secret_access_key = ${SECRET}
+aws_session_token = ${SESSION_TOKEN}
+`
+
+describe("layers", () => {
+  it.scoped("layerFromChain reads the given profile from the shared credentials file", () =>
+    Effect.gen(function*() {
+      yield* sharedCredentialsFiles(PROFILES)
+      const token = yield* sign(request()).pipe(
+        Effect.provide(TokenSigner.layerFromChain({ profile: "dsql-token-signer-test" }))
+      )
+      assert.strictEqual(accessKeyOf(token), "AKIDNAMEDPROFILE")
+      assert.strictEqual(params(token).get("X-Amz-Security-Token"), SESSION_TOKEN)
+    }))
+
+  it.scoped("layerFromChain without a profile uses the default chain (environment first)", () =>
+    Effect.gen(function*() {
+      yield* sharedCredentialsFiles(PROFILES)
+      yield* withEnv({ AWS_ACCESS_KEY_ID: "AKIDFROMENV", AWS_SECRET_ACCESS_KEY: SECRET })
+      const token = yield* sign(request()).pipe(Effect.provide(TokenSigner.layerFromChain()))
+      assert.strictEqual(accessKeyOf(token), "AKIDFROMENV")
+    }))
+
+  it.scoped("layerFromChain with an unknown profile fails with an actionable CredentialsUnavailable", () =>
+    Effect.gen(function*() {
+      yield* sharedCredentialsFiles(PROFILES)
+      const error = yield* failureOf(
+        sign(request()).pipe(Effect.provide(TokenSigner.layerFromChain({ profile: "no-such-profile" })))
+      )
+      assert.strictEqual(error.reason, "CredentialsUnavailable")
+      assert.include(error.message, "no-such-profile")
+      assert.include(error.message, "DSQL_PROFILE")
+      assert.instanceOf(error.cause, Error)
+    }))
+
+  it.scoped("layer takes the profile from DSQL_PROFILE", () =>
+    Effect.gen(function*() {
+      yield* sharedCredentialsFiles(PROFILES)
+      const config = ConfigProvider.fromMap(new Map([["DSQL_PROFILE", "dsql-token-signer-test"]]), { pathDelim: "_" })
+      const token = yield* sign(request()).pipe(
+        Effect.provide(TokenSigner.layer.pipe(Layer.provide(Layer.setConfigProvider(config))))
+      )
+      assert.strictEqual(accessKeyOf(token), "AKIDNAMEDPROFILE")
+    }))
+
+  it.scoped("layer falls back to the default chain without DSQL_PROFILE", () =>
+    Effect.gen(function*() {
+      yield* sharedCredentialsFiles(PROFILES)
+      const config = ConfigProvider.fromMap(new Map(), { pathDelim: "_" })
+      const token = yield* sign(request()).pipe(
+        Effect.provide(TokenSigner.layer.pipe(Layer.provide(Layer.setConfigProvider(config))))
+      )
+      assert.strictEqual(accessKeyOf(token), "AKIDDEFAULTPROFILE")
+    }))
+
+  it.effect("layerFromProvider passes refreshBefore on", () =>
+    Effect.gen(function*() {
+      const { calls, provider } = yield* countingProvider(expiringIn("10 minutes"))
+      const signTwice = Effect.gen(function*() {
+        yield* sign(request())
+        yield* TestClock.adjust("2 minutes")
+        return yield* sign(request())
+      }).pipe(Effect.provide(TokenSigner.layerFromProvider(provider, { refreshBefore: "9 minutes" })))
+      assert.strictEqual(accessKeyOf(yield* signTwice), "AKID2")
+      assert.strictEqual(yield* calls, 2)
+    }))
+})
