@@ -5,7 +5,6 @@
  *
  * @internal
  */
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -127,36 +126,42 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
   })
 
   const connectOnce = pool.connect.bind(pool) as (callback: ConnectCallback) => void
-  const attempt = Effect.async<readonly [Pg.PoolClient, (err?: Error) => void], Error>((resume) =>
-    connectOnce((error, client, release) =>
-      resume(
-        error || client === undefined
-          ? Effect.fail(error || new Error("pg returned no client"))
-          : Effect.succeed([client, release] as const)
-      )
-    )
-  )
-  const connectWithRetry = attempt.pipe(
-    Effect.tapError((error) =>
-      isConnectionLimitError(error) ? Metric.increment(DsqlMetrics.connectRetries) : Effect.void
-    ),
-    Effect.retry({ schedule: connectRetrySchedule(config.connectTimeout), while: isConnectionLimitError })
-  )
   const connect = (callback?: ConnectCallback) => {
-    const promise = new Promise<Pg.PoolClient>((resolve, reject) =>
-      Runtime.runCallback(runtime)(connectWithRetry, {
-        onExit: Exit.match({
-          onSuccess: ([client, release]) => {
-            callback?.(undefined, client, release)
-            resolve(client)
-          },
-          onFailure: (cause) => {
-            const error = toError(Cause.squash(cause))
-            callback?.(error, undefined, () => undefined)
-            reject(error)
-          }
-        })
+    // pg's own error object goes back to pg untouched: errors that passed through the fiber runtime may come out
+    // wrapped, and pg-pool calls `Error.captureStackTrace` on what it is given.
+    let lastError: Error | undefined
+    const attempt = Effect.async<readonly [Pg.PoolClient, (err?: Error) => void], Error>((resume) =>
+      connectOnce((error, client, release) => {
+        if (error || client === undefined) {
+          lastError = error || new Error("pg returned no client")
+          resume(Effect.fail(lastError))
+        } else {
+          resume(Effect.succeed([client, release] as const))
+        }
       })
+    )
+    const promise = new Promise<Pg.PoolClient>((resolve, reject) =>
+      Runtime.runCallback(runtime)(
+        attempt.pipe(
+          Effect.tapError((error) =>
+            isConnectionLimitError(error) ? Metric.increment(DsqlMetrics.connectRetries) : Effect.void
+          ),
+          Effect.retry({ schedule: connectRetrySchedule(config.connectTimeout), while: isConnectionLimitError })
+        ),
+        {
+          onExit: Exit.match({
+            onSuccess: ([client, release]) => {
+              callback?.(undefined, client, release)
+              resolve(client)
+            },
+            onFailure: () => {
+              const error = lastError ?? new Error("connection attempt interrupted")
+              callback?.(error, undefined, () => undefined)
+              reject(error)
+            }
+          })
+        }
+      )
     )
     if (callback === undefined) return promise
     promise.catch(() => undefined)
@@ -166,5 +171,3 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
 
   return pool
 })
-
-const toError = (value: unknown): Error => value instanceof Error ? value : new Error(String(value))

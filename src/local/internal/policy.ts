@@ -1,0 +1,676 @@
+/**
+ * The per-session policy between a DSQL client and the PostgreSQL backend: every message after startup passes through
+ * it, both ways. It refuses what DSQL refuses, enforces DSQL's transaction rules and limits, turns PostgreSQL's lock
+ * waits and serialization failures into DSQL's OCC errors, detects schema conflicts (OC001), injects commit faults and
+ * answers `CREATE INDEX ASYNC`.
+ *
+ * How it works: the policy predicts the backend's transaction state as it forwards client messages (so pipelined
+ * messages are judged in order), and corrects the prediction from each ReadyForQuery. Anything DSQL refuses is
+ * replaced by a statement that raises DSQL's error on the backend (`dsql_local.raise`), so a refusal inside a
+ * transaction block aborts the backend transaction exactly as DSQL does. Every message sent to the backend leaves an
+ * entry in a queue describing the answers it will produce, which is how answers to the policy's own helper
+ * statements are hidden and answers to rewritten statements are mapped back.
+ *
+ * Differences from DSQL, by design of a PostgreSQL backend:
+ * - Write conflicts surface at the conflicting statement (a lock wait past `lock_timeout`, or PostgreSQL's
+ *   "could not serialize access"), not at COMMIT; the transaction is then aborted and its COMMIT answers `ROLLBACK`.
+ *   DDL waits for the locks of open transactions on its table and fails with OC001 after `lock_timeout`, where DSQL
+ *   would let the DDL through and fail the other transaction instead.
+ * - The row limit is counted from CommandComplete tags, after the statement ran. Inside a transaction block the
+ *   crossing statement's answer becomes the 54000 error and the transaction is aborted. In autocommit (and in a
+ *   multi-statement simple query outside a block) the statement has already committed when its tag arrives, so it
+ *   is let through: there the limit is not enforced.
+ * - Rules see top-level statements only: DML inside functions, DO blocks or SQL-level EXECUTE is not counted.
+ *
+ * @internal
+ */
+import * as Catalog from "./catalog.js"
+import type { ClusterState, OccCode } from "./state.js"
+import { takeCommitFault } from "./state.js"
+import type { Refusal, Statement } from "./statements.js"
+import * as Statements from "./statements.js"
+import type { Frame, TransactionStatus } from "./wire.js"
+import * as Wire from "./wire.js"
+
+/**
+ * What the relay does with one message: send it to the backend, send it to the client, or drop the connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Action =
+  | { readonly _tag: "ToBackend"; readonly frame: Frame }
+  | { readonly _tag: "ToClient"; readonly frame: Frame }
+  | { readonly _tag: "Close" }
+
+/**
+ * One session's policy: `fromClient` sees every client message after startup, `fromBackend` every backend message
+ * after the backend's first ReadyForQuery.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SessionPolicy {
+  readonly fromClient: (frame: Frame) => ReadonlyArray<Action>
+  readonly fromBackend: (frame: Frame) => ReadonlyArray<Action>
+}
+
+/**
+ * The `options` startup parameter for backend sessions: DSQL's isolation and time zone, and a short lock timeout so
+ * that a statement never waits long on another transaction's row lock (DSQL never waits).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const backendSessionOptions =
+  "-c default_transaction_isolation=repeatable\\ read -c TimeZone=UTC -c lock_timeout=100ms"
+
+/**
+ * Loads the libpg-query WASM parser once; must complete before the first session starts.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const loadParser: () => Promise<void> = Statements.loadParser
+
+/**
+ * A fresh policy for one client session of the cluster whose shared state is `state`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeSessionPolicy = (state: ClusterState): SessionPolicy => {
+  const session = new Session(state)
+  return {
+    fromClient: (frame) => session.fromClient(frame),
+    fromBackend: (frame) => session.fromBackend(frame)
+  }
+}
+
+const OCC_MESSAGES: Readonly<Record<OccCode, string>> = {
+  OC000: "change conflicts with another transaction (OC000)",
+  OC001: "schema has been updated by another transaction (OC001)"
+}
+
+const occRefusal = (code: OccCode): Refusal => ({ code: "40001", message: OCC_MESSAGES[code] })
+
+/** The extended-protocol message each answer completes. */
+const COMPLETES: Readonly<Record<string, Pending["_tag"]>> = {
+  "1": "Parse",
+  "2": "Bind",
+  "3": "Close",
+  "T": "Describe",
+  "n": "Describe",
+  "C": "Execute",
+  "I": "Execute",
+  "s": "Execute",
+  "Z": "Sync"
+}
+
+/** Backend errors that mean "another transaction got there first". */
+const CONFLICT_CODES = new Set(["40001", "40P01", "55P03"])
+
+/** Fields PL/pgSQL adds to errors raised by the policy's helpers (context, source file, line, routine). */
+const HELPER_NOISE = new Set(["W", "F", "L", "R", "P", "p", "q"])
+
+/** Statement and portal name of the policy's own extended-protocol messages. */
+const PRIVATE_NAME = "dsql_local"
+
+const toBackend = (frame: Frame): Action => ({ _tag: "ToBackend", frame })
+const toClient = (frame: Frame): Action => ({ _tag: "ToClient", frame })
+
+/** A transaction as the policy sees it: an explicit block, or the implicit one of a simple query or extended batch. */
+interface Txn {
+  explicit: boolean
+  readonly startedAt: number
+  readonly schemaVersion: number
+  ddl: number
+  dml: boolean
+  rows: number
+}
+
+/** One statement sent to the backend, kept to read the backend's answer to it. */
+interface Sent {
+  readonly statement: Statement | undefined
+  readonly txn: Txn | undefined
+  /** Ran inside an explicit transaction block, where the row limit can still abort it. */
+  readonly inBlock: boolean
+  /** The policy's own `dsql_local.raise`: the error is DSQL's, only PL/pgSQL's fields are removed. */
+  readonly raises: boolean
+  /** The policy's own helper statement: none of its answers reach the client. */
+  readonly hidden: boolean
+}
+
+/** What the backend still owes for a message it was sent. */
+type Pending =
+  | { readonly _tag: "Query"; readonly sent: Array<Sent>; index: number; readonly hidden: boolean; readonly unit?: Txn }
+  | { readonly _tag: "Parse" | "Bind" | "Describe" | "Close"; readonly hidden: boolean }
+  | { readonly _tag: "Execute"; readonly sent: Sent }
+  | { readonly _tag: "Sync"; readonly unit?: Txn }
+
+/** A prepared statement of the extended protocol; `refused` ones were replaced by a raise at Parse. */
+interface Prepared {
+  readonly statement: Statement | undefined
+  readonly refused: boolean
+}
+
+/** One step of running a statement: the statement itself (`sql` undefined) or a helper statement. */
+interface Step {
+  readonly sql: string | undefined
+  readonly sent: Sent
+}
+
+interface Plan {
+  readonly steps: ReadonlyArray<Step>
+  /** The statement failed: in a simple query, later statements are not sent. */
+  readonly stops: boolean
+}
+
+type Block = "idle" | "open" | "failed"
+
+class Session {
+  /** The backend's transaction block state once every forwarded message has run (a prediction). */
+  private block: Block = "idle"
+  /** The explicit transaction, or the implicit one being built from the current simple query / extended batch. */
+  private txn: Txn | undefined
+  private readonly pending: Array<Pending> = []
+  private readonly prepared = new Map<string, Prepared>()
+  private readonly portals = new Map<string, Prepared>()
+  private errorSinceReady = false
+  /** After an extended-protocol error the backend ignores messages until Sync: they owe no answers. */
+  private backendSkipping = false
+  /** Set when the policy failed a statement itself: the rest of that query's answers are dropped, then `Z` says this. */
+  private suppress: TransactionStatus | undefined
+
+  constructor(private readonly state: ClusterState) {}
+
+  fromClient(frame: Frame): ReadonlyArray<Action> {
+    switch (frame.type) {
+      case "Q":
+        return this.onQuery(frame)
+      case "P":
+        return this.onParse(frame)
+      case "B":
+        return this.onBind(frame)
+      case "E":
+        return this.onExecute(frame)
+      case "D":
+        this.expect({ _tag: "Describe", hidden: false })
+        return [toBackend(frame)]
+      case "C":
+        this.onClose(frame)
+        return [toBackend(frame)]
+      case "S":
+        return this.onSync(frame)
+      case "F":
+        this.expect({ _tag: "Query", sent: [], index: 0, hidden: false })
+        return [toBackend(frame)]
+      default:
+        return [toBackend(frame)]
+    }
+  }
+
+  fromBackend(frame: Frame): ReadonlyArray<Action> {
+    const head = this.pending[0]
+    if (head === undefined) return [toClient(frame)]
+    if (frame.type === "N" || frame.type === "A" || frame.type === "S") {
+      return head._tag === "Query" && head.hidden ? [] : [toClient(frame)]
+    }
+    return head._tag === "Query" ? this.queryAnswer(head, frame) : this.extendedAnswer(head, frame)
+  }
+
+  // ---- client side -------------------------------------------------------------------------------------------
+
+  private onQuery(frame: Frame): ReadonlyArray<Action> {
+    if (this.dropsQuery()) return [{ _tag: "Close" }]
+    const classification = Statements.classify(Wire.readCString(frame.body, 0)[0])
+    if (classification._tag === "Unparseable" || classification.statements.length === 0) {
+      this.expect({ _tag: "Query", sent: [], index: 0, hidden: false })
+      return [toBackend(frame)]
+    }
+    const sent: Array<Sent> = []
+    const pieces: Array<string> = []
+    let rewritten = false
+    for (const statement of classification.statements) {
+      const plan = this.plan(statement)
+      for (const step of plan.steps) {
+        const rewrite = step.sql ?? (statement.asyncIndex === undefined
+          ? undefined
+          : Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex))
+        rewritten ||= rewrite !== undefined
+        pieces.push(rewrite ?? statement.sql)
+        sent.push(step.sent)
+      }
+      if (plan.stops) break
+    }
+    this.expect({ _tag: "Query", sent, index: 0, hidden: false, ...this.endUnit() })
+    // A newline before each separator: a statement may end in a `--` comment.
+    return [toBackend(rewritten ? Wire.query(pieces.join("\n;\n")) : frame)]
+  }
+
+  private onParse(frame: Frame): ReadonlyArray<Action> {
+    const [name, afterName] = Wire.readCString(frame.body, 0)
+    const classification = Statements.classify(Wire.readCString(frame.body, afterName)[0])
+    this.expect({ _tag: "Parse", hidden: false })
+    const statement = classification._tag === "Parsed" && classification.statements.length === 1
+      ? classification.statements[0]!
+      : undefined
+    if (statement?.refusal !== undefined) {
+      this.state.stats.statementsRefused++
+      this.prepared.set(name, { statement, refused: true })
+      return [toBackend(parseMessage(name, Catalog.raiseSql(statement.refusal)))]
+    }
+    this.prepared.set(name, { statement, refused: false })
+    return statement?.asyncIndex === undefined
+      ? [toBackend(frame)]
+      : [toBackend(parseMessage(name, Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex)))]
+  }
+
+  private onBind(frame: Frame): ReadonlyArray<Action> {
+    const [portal, afterPortal] = Wire.readCString(frame.body, 0)
+    const [name, afterName] = Wire.readCString(frame.body, afterPortal)
+    const prepared = this.prepared.get(name)
+    this.portals.set(portal, prepared ?? { statement: undefined, refused: false })
+    this.expect({ _tag: "Bind", hidden: false })
+    // A refused statement became a raise without parameters: the client's parameters must go.
+    return [toBackend(prepared?.refused === true ? bindWithoutParameters(frame.body, afterName) : frame)]
+  }
+
+  private onExecute(frame: Frame): ReadonlyArray<Action> {
+    if (this.dropsQuery()) return [{ _tag: "Close" }]
+    const prepared = this.portals.get(Wire.readCString(frame.body, 0)[0])
+    const statement = prepared?.statement
+    if (statement === undefined || prepared?.refused === true) {
+      const refused = prepared?.refused === true
+      if (refused && this.block === "open") this.block = "failed"
+      this.expect({ _tag: "Execute", sent: this.sent(statement, { raises: refused }) })
+      return [toBackend(frame)]
+    }
+    return this.plan(statement).steps.flatMap((step) => {
+      if (step.sql !== undefined) return this.injectExtended(step)
+      this.expect({ _tag: "Execute", sent: step.sent })
+      return [toBackend(frame)]
+    })
+  }
+
+  private onClose(frame: Frame): void {
+    const [name] = Wire.readCString(frame.body, 1)
+    if (frame.body[0] === 0x53) this.prepared.delete(name)
+    else this.portals.delete(name)
+    this.expect({ _tag: "Close", hidden: false })
+  }
+
+  private onSync(frame: Frame): ReadonlyArray<Action> {
+    this.backendSkipping = false
+    this.expect({ _tag: "Sync", ...this.endUnit() })
+    return [toBackend(frame)]
+  }
+
+  /**
+   * Runs a helper statement through the private statement and portal (both closed first: a named portal outlives its
+   * statement); only its Execute's answer is the client's.
+   */
+  private injectExtended(step: Step): ReadonlyArray<Action> {
+    this.expect({ _tag: "Close", hidden: true })
+    this.expect({ _tag: "Close", hidden: true })
+    this.expect({ _tag: "Parse", hidden: true })
+    this.expect({ _tag: "Bind", hidden: true })
+    this.expect({ _tag: "Execute", sent: step.sent })
+    return [
+      closeMessage("P", PRIVATE_NAME),
+      closeMessage("S", PRIVATE_NAME),
+      parseMessage(PRIVATE_NAME, step.sql!),
+      bindMessage(PRIVATE_NAME, PRIVATE_NAME),
+      executeMessage(PRIVATE_NAME)
+    ].map(toBackend)
+  }
+
+  /** Counts a client query; true when the drop fault takes it. */
+  private dropsQuery(): boolean {
+    this.state.stats.queries++
+    if (this.state.faults.dropQueries <= 0) return false
+    this.state.faults.dropQueries--
+    return true
+  }
+
+  /** Ends the implicit transaction of a simple query or extended batch: it commits at the coming ReadyForQuery. */
+  private endUnit(): { readonly unit?: Txn } {
+    if (this.block !== "idle" || this.txn === undefined) return {}
+    const unit = this.txn
+    this.txn = undefined
+    return { unit }
+  }
+
+  private expect(pending: Pending): void {
+    if (this.backendSkipping && pending._tag !== "Sync") return
+    this.pending.push(pending)
+  }
+
+  private currentTxn(): Txn {
+    this.txn ??= {
+      explicit: this.block !== "idle",
+      startedAt: this.state.now(),
+      schemaVersion: this.state.schemaVersion,
+      ddl: 0,
+      dml: false,
+      rows: 0
+    }
+    return this.txn
+  }
+
+  private sent(
+    statement: Statement | undefined,
+    flags: { readonly raises?: boolean; readonly hidden?: boolean } = {}
+  ): Sent {
+    return {
+      statement,
+      txn: this.txn,
+      inBlock: this.block === "open",
+      raises: flags.raises ?? false,
+      hidden: flags.hidden ?? false
+    }
+  }
+
+  // ---- DSQL's rules ------------------------------------------------------------------------------------------
+
+  /** Decides how `statement` runs, applying DSQL's refusals and transaction rules, and moves the predicted state. */
+  private plan(statement: Statement): Plan {
+    const txn = this.currentTxn()
+    if (this.block === "failed") {
+      // The backend answers 25P02 to everything but the end of the block; a refused statement still never runs.
+      if (statement.control === "commit" || statement.control === "rollback") this.endBlock()
+      if (statement.refusal === undefined) return this.run(statement)
+      this.state.stats.statementsRefused++
+      return this.refuse(statement.refusal)
+    }
+    const inBlock = this.block === "open"
+    if (inBlock && statement.control !== "rollback") {
+      const limits = this.state.limits
+      if (this.state.now() - txn.startedAt > limits.maxTransactionAgeMillis) {
+        this.state.stats.statementsRefused++
+        const seconds = Math.round(limits.maxTransactionAgeMillis / 1000)
+        return this.refuse({ code: "54000", message: `transaction age limit of ${seconds}s exceeded` }, statement)
+      }
+      if (txn.schemaVersion !== this.state.schemaVersion) {
+        this.state.stats.occErrors.OC001++
+        return this.refuse(occRefusal("OC001"), statement)
+      }
+    }
+    const refusal = statement.refusal ?? this.ruleRefusal(statement, txn, inBlock)
+    if (refusal !== undefined) {
+      this.state.stats.statementsRefused++
+      return this.refuse(refusal, statement)
+    }
+    if (statement.kind === "ddl") txn.ddl++
+    if (statement.kind === "dml") txn.dml = true
+    switch (statement.control) {
+      case "begin":
+        return inBlock ? this.run(statement) : this.begin(statement, txn)
+      case "commit":
+        return inBlock ? this.commit(statement) : this.run(statement)
+      case "rollback": {
+        const plan = this.run(statement)
+        this.endBlock()
+        return plan
+      }
+      default:
+        return this.run(statement)
+    }
+  }
+
+  private ruleRefusal(statement: Statement, txn: Txn, inBlock: boolean): Refusal | undefined {
+    if (statement.waitForJob && inBlock) {
+      return { code: "0A000", message: "CALL sys.wait_for_job cannot run inside a transaction block" }
+    }
+    if (statement.kind === "ddl" && txn.ddl > 0) {
+      return { code: "0A000", message: "multiple ddl statements not supported in a transaction" }
+    }
+    if ((statement.kind === "ddl" && txn.dml) || (statement.kind === "dml" && txn.ddl > 0)) {
+      return { code: "0A000", message: "ddl and dml are not supported in the same transaction" }
+    }
+    return undefined
+  }
+
+  private run(statement: Statement): Plan {
+    return { steps: [{ sql: undefined, sent: this.sent(statement) }], stops: false }
+  }
+
+  /**
+   * The statement is replaced by a raise; inside a block that aborts the transaction, as in DSQL. A refused COMMIT
+   * rolls the transaction back instead.
+   */
+  private refuse(refusal: Refusal, statement?: Statement): Plan {
+    if (statement?.control === "commit" && this.block === "open") return this.abandon(refusal)
+    const step = { sql: Catalog.raiseSql(refusal), sent: this.sent(statement, { raises: true }) }
+    if (this.block === "open") this.block = "failed"
+    return { steps: [step], stops: true }
+  }
+
+  /** BEGIN, then a helper that takes the snapshot now: DSQL's snapshot is taken at BEGIN, PostgreSQL's later. */
+  private begin(statement: Statement, txn: Txn): Plan {
+    txn.explicit = true
+    this.block = "open"
+    return {
+      steps: [
+        { sql: undefined, sent: this.sent(statement) },
+        { sql: Catalog.takeSnapshotSql, sent: this.sent(undefined, { hidden: true }) }
+      ],
+      stops: false
+    }
+  }
+
+  private commit(statement: Statement): Plan {
+    const fault = takeCommitFault(this.state)
+    if (fault === undefined) {
+      const plan = this.run(statement)
+      this.endBlock()
+      return plan
+    }
+    this.state.stats.commitsFailedByFault++
+    this.state.stats.occErrors[fault]++
+    return this.abandon(occRefusal(fault))
+  }
+
+  /** A COMMIT that fails: the transaction is rolled back (answer hidden), then DSQL's error is raised outside it. */
+  private abandon(refusal: Refusal): Plan {
+    const steps = [
+      { sql: "ROLLBACK", sent: this.sent(undefined, { hidden: true }) },
+      { sql: Catalog.raiseSql(refusal), sent: { ...this.sent(undefined, { raises: true }), inBlock: false } }
+    ]
+    this.endBlock()
+    return { steps, stops: true }
+  }
+
+  private endBlock(): void {
+    this.block = "idle"
+    this.txn = undefined
+  }
+
+  // ---- backend side ------------------------------------------------------------------------------------------
+
+  private queryAnswer(head: Extract<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
+    const dropped = head.hidden || this.suppress !== undefined
+    let out: ReadonlyArray<Action>
+    switch (frame.type) {
+      case "C":
+        out = this.commandComplete(frame, head.sent[head.index++])
+        break
+      case "I":
+        head.index++
+        out = [toClient(frame)]
+        break
+      case "E":
+        out = [toClient(this.mapError(frame, head.sent[head.index]))]
+        break
+      case "Z":
+        this.pending.shift()
+        return this.ready(frame, head.unit, head.hidden)
+      default:
+        out = head.sent[head.index]?.hidden === true ? [] : [toClient(frame)]
+    }
+    return dropped ? out.filter((action) => action._tag === "ToBackend") : out
+  }
+
+  private extendedAnswer(head: Exclude<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
+    const dropped = (head._tag === "Execute" ? head.sent.hidden : "hidden" in head && head.hidden) ||
+      this.suppress !== undefined
+    if (COMPLETES[frame.type] === head._tag) this.pending.shift()
+    let out: ReadonlyArray<Action>
+    switch (frame.type) {
+      case "C":
+        out = head._tag === "Execute" ? this.commandComplete(frame, head.sent) : [toClient(frame)]
+        break
+      case "E":
+        out = [toClient(this.mapError(frame, head._tag === "Execute" ? head.sent : undefined))]
+        this.skipUntilSync()
+        break
+      case "Z":
+        return this.ready(frame, head._tag === "Sync" ? head.unit : undefined, false)
+      default:
+        out = [toClient(frame)]
+    }
+    // An error of a hidden step is the client's: its Execute will not run.
+    const visible = frame.type === "E" && this.suppress === undefined
+    return dropped && !visible ? out.filter((action) => action._tag === "ToBackend") : out
+  }
+
+  /** After an extended-protocol error the backend skips every message up to the next Sync. */
+  private skipUntilSync(): void {
+    while (this.pending.length > 0 && this.pending[0]!._tag !== "Sync") this.pending.shift()
+    if (this.pending.length === 0) this.backendSkipping = true
+  }
+
+  private commandComplete(frame: Frame, sent: Sent | undefined): ReadonlyArray<Action> {
+    if (sent === undefined) return [toClient(frame)]
+    if (sent.hidden) return []
+    const tag = Wire.readCString(frame.body, 0)[0]
+    const statement = sent.statement
+    const txn = sent.txn
+    if (txn !== undefined) {
+      txn.rows += modifiedRows(tag, statement)
+      if (sent.inBlock && txn.rows > this.state.limits.maxRowsPerTransaction && this.suppress === undefined) {
+        return this.exceedRowLimit()
+      }
+      // A block's DDL counts when its COMMIT succeeds (an implicit transaction's counts at ReadyForQuery).
+      if (sent.inBlock && statement?.control === "commit" && tag === "COMMIT" && txn.ddl > 0) {
+        this.state.schemaVersion++
+      }
+    }
+    return [toClient(statement?.asyncIndex === undefined ? frame : Wire.commandComplete("CREATE INDEX"))]
+  }
+
+  /**
+   * The statement that crossed the row limit already ran: its answer becomes DSQL's error, the rest of the query's
+   * answers are dropped, and a raise sent now aborts the transaction on the backend.
+   */
+  private exceedRowLimit(): ReadonlyArray<Action> {
+    const refusal = { code: "54000", message: "transaction row limit exceeded" }
+    this.state.stats.statementsRefused++
+    this.suppress = "E"
+    if (this.block === "open") this.block = "failed"
+    this.pending.push({
+      _tag: "Query",
+      sent: [{ statement: undefined, txn: undefined, inBlock: true, raises: true, hidden: true }],
+      index: 0,
+      hidden: true
+    })
+    return [toClient(Wire.dsqlError(refusal)), toBackend(Wire.query(Catalog.raiseSql(refusal)))]
+  }
+
+  private mapError(frame: Frame, sent: Sent | undefined): Frame {
+    this.errorSinceReady = true
+    const fields = Wire.parseErrorFields(frame.body)
+    const statement = sent?.statement
+    const conflict = fields.C !== undefined && CONFLICT_CODES.has(fields.C)
+    if (conflict && sent?.raises !== true) {
+      const code: OccCode = statement?.kind === "ddl" ? "OC001" : "OC000"
+      this.state.stats.occErrors[code]++
+      return Wire.dsqlError(occRefusal(code))
+    }
+    if (sent?.raises === true || statement?.asyncIndex !== undefined || statement?.waitForJob === true) {
+      return Wire.errorResponse(Object.fromEntries(Object.entries(fields).filter(([code]) => !HELPER_NOISE.has(code))))
+    }
+    return frame
+  }
+
+  private ready(frame: Frame, unit: Txn | undefined, hidden: boolean): ReadonlyArray<Action> {
+    const status = frame.body.toString("latin1", 0, 1) as TransactionStatus
+    if (unit !== undefined && !unit.explicit && unit.ddl > 0 && status === "I" && !this.errorSinceReady) {
+      this.state.schemaVersion++
+    }
+    this.errorSinceReady = false
+    if (this.pending.length === 0) this.resync(status)
+    if (hidden) return []
+    const forced = this.suppress
+    this.suppress = undefined
+    return [toClient(forced === undefined ? frame : Wire.readyForQuery(forced))]
+  }
+
+  /** Nothing is in flight: the backend's own word on the transaction block replaces the prediction. */
+  private resync(status: TransactionStatus): void {
+    if (status === "I") {
+      this.endBlock()
+      return
+    }
+    this.block = status === "T" ? "open" : "failed"
+    if (this.txn?.explicit !== true) {
+      this.txn = undefined
+      this.currentTxn()
+    }
+  }
+}
+
+/** Rows written according to a CommandComplete tag; COPY counts only when it copied into a table. */
+const modifiedRows = (tag: string, statement: Statement | undefined): number => {
+  const [command] = tag.split(" ", 1)
+  const counts = command === "INSERT" || command === "UPDATE" || command === "DELETE" || command === "MERGE" ||
+    (command === "COPY" && statement?.kind === "dml")
+  if (!counts) return 0
+  const rows = Number(tag.slice(tag.lastIndexOf(" ") + 1))
+  return Number.isFinite(rows) ? rows : 0
+}
+
+const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
+
+const int16 = (value: number): Buffer => {
+  const bytes = Buffer.alloc(2)
+  bytes.writeInt16BE(value, 0)
+  return bytes
+}
+
+const parseMessage = (name: string, sql: string): Frame => ({
+  type: "P",
+  body: Buffer.concat([cstring(name), cstring(sql), int16(0)])
+})
+
+const bindMessage = (portal: string, statement: string): Frame => ({
+  type: "B",
+  body: Buffer.concat([cstring(portal), cstring(statement), int16(0), int16(0), int16(0)])
+})
+
+const executeMessage = (portal: string): Frame => ({
+  type: "E",
+  body: Buffer.concat([cstring(portal), Buffer.alloc(4)])
+})
+
+const closeMessage = (target: "P" | "S", name: string): Frame => ({
+  type: "C",
+  body: Buffer.concat([Buffer.from(target), cstring(name)])
+})
+
+/** The same Bind with its parameter formats and values removed; `offset` is where the parameter formats start. */
+const bindWithoutParameters = (body: Buffer, offset: number): Frame => {
+  let cursor = offset
+  const formats = body.readInt16BE(cursor)
+  cursor += 2 + 2 * formats
+  const parameters = body.readInt16BE(cursor)
+  cursor += 2
+  for (let index = 0; index < parameters; index++) {
+    const length = body.readInt32BE(cursor)
+    cursor += 4 + Math.max(length, 0)
+  }
+  return {
+    type: "B",
+    body: Buffer.concat([body.subarray(0, offset), int16(0), int16(0), body.subarray(cursor)])
+  }
+}

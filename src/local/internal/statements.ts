@@ -1,0 +1,339 @@
+/**
+ * Classifies SQL the way Aurora DSQL sees it, with PostgreSQL's own parser (libpg-query, WASM): what each statement
+ * is for DSQL's transaction rules, and DSQL's answer when it refuses the statement.
+ *
+ * @internal
+ */
+import type { Node, RawStmt } from "libpg-query"
+import { loadModule, parseSync, scanSync } from "libpg-query"
+
+/**
+ * What a statement is for DSQL's transaction rules (one DDL per transaction, no DDL with DML).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StatementKind = "ddl" | "dml" | "read" | "transaction" | "other"
+
+/**
+ * How a transaction-control statement moves the transaction block.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TransactionControl = "begin" | "commit" | "rollback"
+
+/**
+ * DSQL's error for a statement it does not run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Refusal {
+  readonly code: string
+  readonly message: string
+}
+
+/**
+ * The table a `CREATE INDEX ASYNC` builds its index on.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AsyncIndexTarget {
+  readonly schema: string | undefined
+  readonly table: string
+}
+
+/**
+ * One classified statement.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Statement {
+  readonly kind: StatementKind
+  /** This statement's SQL; DSQL's ASYNC keyword is already removed. */
+  readonly sql: string
+  readonly control: TransactionControl | undefined
+  readonly refusal: Refusal | undefined
+  /** Set for `CREATE [UNIQUE] INDEX ASYNC`. */
+  readonly asyncIndex: AsyncIndexTarget | undefined
+  /** `CALL sys.wait_for_job(…)`, which DSQL refuses inside a transaction block. */
+  readonly waitForJob: boolean
+}
+
+/**
+ * The statements of one SQL string; a parse that failed is forwarded untouched, so the backend reports the syntax
+ * error itself.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Classification =
+  | { readonly _tag: "Parsed"; readonly statements: ReadonlyArray<Statement> }
+  | { readonly _tag: "Unparseable" }
+
+let loading: Promise<void> | undefined
+let loaded = false
+
+/**
+ * Loads the WASM parser once; later calls share the first load.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const loadParser = (): Promise<void> => {
+  loading ??= loadModule().then(() => {
+    loaded = true
+  })
+  return loading
+}
+
+const unsupported = (message: string): Refusal => ({ code: "0A000", message })
+
+const FEATURE_REFUSALS: Readonly<Record<string, Refusal>> = {
+  ListenStmt: unsupported("unsupported statement: Listen"),
+  NotifyStmt: unsupported("unsupported statement: Notify"),
+  UnlistenStmt: unsupported("unsupported statement: Unlisten"),
+  TruncateStmt: unsupported("unsupported statement: Truncate"),
+  LockStmt: unsupported("unsupported statement: Lock"),
+  CreatedbStmt: unsupported("unsupported statement: Createdb"),
+  CreateExtensionStmt: unsupported("unsupported statement: CreateExtension"),
+  CreateTrigStmt: unsupported("CREATE TRIGGER not supported")
+}
+
+const TRANSACTION_REFUSALS: Readonly<Record<string, Refusal>> = {
+  TRANS_STMT_SAVEPOINT: unsupported("unsupported transaction statement: SAVEPOINT"),
+  TRANS_STMT_RELEASE: unsupported("unsupported transaction statement: RELEASE"),
+  TRANS_STMT_ROLLBACK_TO: unsupported("unsupported transaction statement: ROLLBACK TO"),
+  TRANS_STMT_PREPARE: unsupported("unsupported transaction statement: PREPARE TRANSACTION"),
+  TRANS_STMT_COMMIT_PREPARED: unsupported("unsupported transaction statement: COMMIT PREPARED"),
+  TRANS_STMT_ROLLBACK_PREPARED: unsupported("unsupported transaction statement: ROLLBACK PREPARED")
+}
+
+const TRANSACTION_CONTROL: Readonly<Record<string, TransactionControl>> = {
+  TRANS_STMT_BEGIN: "begin",
+  TRANS_STMT_START: "begin",
+  TRANS_STMT_COMMIT: "commit",
+  TRANS_STMT_ROLLBACK: "rollback"
+}
+
+/** Session settings DSQL refuses to change (it only runs repeatable read). */
+const REFUSED_SETTINGS = new Set(["default_transaction_isolation", "transaction_isolation", "session characteristics"])
+
+const SERIAL_TYPES = new Set(["serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"])
+
+const DDL_NODES = new Set([
+  "IndexStmt",
+  "ViewStmt",
+  "DefineStmt",
+  "CompositeTypeStmt",
+  "RenameStmt",
+  "CommentStmt",
+  "GrantStmt",
+  "GrantRoleStmt",
+  "ReassignOwnedStmt",
+  "RuleStmt",
+  "SecLabelStmt"
+])
+
+const DML_NODES = new Set(["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "TruncateStmt"])
+
+const isDdlNode = (name: string): boolean =>
+  DDL_NODES.has(name) || name.startsWith("Create") || name.startsWith("Alter") || name.startsWith("Drop")
+
+/**
+ * Parses `sql` into classified statements; never throws for bad SQL (only when the parser is not loaded yet).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const classify = (sql: string): Classification => {
+  if (!loaded) throw new Error("libpg-query is not loaded: await loadParser() first")
+  const source = Buffer.from(sql, "utf8")
+  const asyncPositions = removeAsyncKeywords(sql, source)
+  const text = source.toString("utf8")
+  let stmts: Array<RawStmt>
+  try {
+    stmts = parseSync(text).stmts ?? []
+  } catch {
+    return { _tag: "Unparseable" }
+  }
+  return {
+    _tag: "Parsed",
+    statements: stmts.flatMap((raw) => {
+      if (raw.stmt === undefined) return []
+      const start = raw.stmt_location ?? 0
+      const end = raw.stmt_len === undefined || raw.stmt_len === 0 ? source.length : start + raw.stmt_len
+      const isAsync = asyncPositions.some((position) => position >= start && position < end)
+      return [classifyNode(raw.stmt, source.toString("utf8", start, end).trim(), isAsync)]
+    })
+  }
+}
+
+/**
+ * Blanks DSQL's `ASYNC` in `CREATE [UNIQUE] INDEX ASYNC` (not PostgreSQL syntax) in `source`, keeping byte offsets,
+ * and returns where each one was. The scanner tells an unquoted identifier from a quoted one or a string.
+ */
+const removeAsyncKeywords = (sql: string, source: Buffer): Array<number> => {
+  let tokens: ReturnType<typeof scanSync>["tokens"]
+  try {
+    tokens = scanSync(sql).tokens
+  } catch {
+    return []
+  }
+  const positions: Array<number> = []
+  tokens.forEach((token, index) => {
+    if (token.tokenName !== "IDENT" || token.text.toLowerCase() !== "async") return
+    const previous = tokens[index - 1]?.text.toLowerCase()
+    const beforeThat = tokens[index - 2]?.text.toLowerCase()
+    const third = tokens[index - 3]?.text.toLowerCase()
+    const createIndex = previous === "index" &&
+      (beforeThat === "create" || (beforeThat === "unique" && third === "create"))
+    if (!createIndex) return
+    source.fill(0x20, token.start, token.end)
+    positions.push(token.start)
+  })
+  return positions
+}
+
+const nodeName = (node: Node): string => Object.keys(node)[0] ?? ""
+
+const nodeBody = (node: Node): Record<string, unknown> => Object.values(node)[0] as Record<string, unknown>
+
+const statement = (
+  sql: string,
+  kind: StatementKind,
+  extra: Partial<Omit<Statement, "sql" | "kind">> = {}
+): Statement => ({
+  kind,
+  sql,
+  control: extra.control,
+  refusal: extra.refusal,
+  asyncIndex: extra.asyncIndex,
+  waitForJob: extra.waitForJob ?? false
+})
+
+const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
+  const name = nodeName(node)
+  const kind = kindOf(node)
+  if ("TransactionStmt" in node) return classifyTransaction(node.TransactionStmt, sql)
+  if ("VariableSetStmt" in node) {
+    const setting = node.VariableSetStmt.name ?? ""
+    const resets = node.VariableSetStmt.kind === "VAR_RESET" || node.VariableSetStmt.kind === "VAR_RESET_ALL"
+    if (setting === "TRANSACTION" || (!resets && REFUSED_SETTINGS.has(setting.toLowerCase()))) {
+      return statement(sql, setting === "TRANSACTION" ? "transaction" : "other", {
+        refusal: unsupported(`setting configuration parameter "${setting}" not supported`)
+      })
+    }
+  }
+  if ("IndexStmt" in node) {
+    const relation = node.IndexStmt.relation
+    return isAsync && relation?.relname !== undefined
+      ? statement(sql, "ddl", { asyncIndex: { schema: relation.schemaname, table: relation.relname } })
+      : statement(sql, "ddl", { refusal: unsupported("unsupported mode. please use CREATE INDEX ASYNC.") })
+  }
+  if ("CallStmt" in node) {
+    const names = identifiers(node.CallStmt.funccall?.funcname)
+    const waitForJob = names.at(-1) === "wait_for_job" && (names.length === 1 || names[0] === "sys")
+    return statement(sql, kind, { refusal: refusalInTree(node), waitForJob })
+  }
+  const refusal = FEATURE_REFUSALS[name] ?? persistenceRefusal(node) ?? refusalInTree(node)
+  return statement(sql, kind, { refusal })
+}
+
+const classifyTransaction = (
+  stmt: Extract<Node, { TransactionStmt: unknown }>["TransactionStmt"],
+  sql: string
+): Statement => {
+  const kind = stmt.kind ?? ""
+  const refused = TRANSACTION_REFUSALS[kind]
+  if (refused !== undefined) return statement(sql, "transaction", { refusal: refused })
+  const control = TRANSACTION_CONTROL[kind]
+  const isolation = control === "begin" ? isolationLevel(stmt.options) : undefined
+  return isolation !== undefined && isolation !== "repeatable read"
+    ? statement(sql, "transaction", { refusal: unsupported(`Unsupported isolation level: ${isolation.toUpperCase()}`) })
+    : statement(sql, "transaction", { control })
+}
+
+const isolationLevel = (options: ReadonlyArray<Node> | undefined): string | undefined => {
+  for (const option of options ?? []) {
+    if (!("DefElem" in option) || option.DefElem.defname !== "transaction_isolation") continue
+    const arg = option.DefElem.arg
+    if (arg !== undefined && "A_Const" in arg) return arg.A_Const.sval?.sval
+  }
+  return undefined
+}
+
+const persistenceRefusal = (node: Node): Refusal | undefined => {
+  const persistence = "CreateStmt" in node
+    ? node.CreateStmt.relation?.relpersistence
+    : "CreateTableAsStmt" in node && node.CreateTableAsStmt.objtype === "OBJECT_TABLE"
+    ? node.CreateTableAsStmt.into?.rel?.relpersistence
+    : undefined
+  if (persistence === "t") return unsupported("TEMPORARY or TEMP table not supported for CREATE TABLE")
+  if (persistence === "u") return unsupported("UNLOGGED table not supported for CREATE TABLE")
+  return undefined
+}
+
+const kindOf = (node: Node): StatementKind => {
+  const name = nodeName(node)
+  if (DML_NODES.has(name)) return "dml"
+  if ("CopyStmt" in node) return node.CopyStmt.is_from === true ? "dml" : "read"
+  if ("SelectStmt" in node) return modifiesData(node) ? "dml" : "read"
+  if ("ExplainStmt" in node) {
+    const analyze = (node.ExplainStmt.options ?? []).some((option) =>
+      "DefElem" in option && option.DefElem.defname === "analyze"
+    )
+    const inner = node.ExplainStmt.query
+    return analyze && inner !== undefined ? kindOf(inner) : "read"
+  }
+  if (name === "DeclareCursorStmt" || name === "FetchStmt") return "read"
+  return isDdlNode(name) ? "ddl" : "other"
+}
+
+/** A SELECT whose WITH clause holds INSERT/UPDATE/DELETE/MERGE writes rows. */
+const modifiesData = (node: Node): boolean => {
+  let found = false
+  walk(nodeBody(node), (key, value) => {
+    if (key !== "ctequery" || typeof value !== "object" || value === null) return
+    found ||= DML_NODES.has(Object.keys(value)[0] ?? "")
+  })
+  return found
+}
+
+/** Refusals that can hide anywhere in a statement: advisory lock calls and serial column types. */
+const refusalInTree = (node: Node): Refusal | undefined => {
+  let refusal: Refusal | undefined
+  walk(nodeBody(node), (key, value) => {
+    if (refusal !== undefined || typeof value !== "object" || value === null) return
+    if (key === "FuncCall") {
+      const name = identifiers((value as { funcname?: Array<Node> }).funcname).at(-1) ?? ""
+      if (name.startsWith("pg_advisory") || name.startsWith("pg_try_advisory")) {
+        refusal = unsupported(`unsupported function: ${name}`)
+      }
+    } else if (key === "ColumnDef") {
+      const names = identifiers((value as { typeName?: { names?: Array<Node> } }).typeName?.names)
+      const type = names.length === 1 ? names[0]! : ""
+      if (SERIAL_TYPES.has(type)) refusal = { code: "42704", message: `type "${type}" does not exist` }
+    }
+  })
+  return refusal
+}
+
+const identifiers = (names: ReadonlyArray<Node> | undefined): Array<string> =>
+  (names ?? []).flatMap((part) => "String" in part && part.String.sval !== undefined ? [part.String.sval] : [])
+
+/** Visits every keyed value of a JSON parse tree. */
+const walk = (value: unknown, visit: (key: string, value: unknown) => void): void => {
+  if (Array.isArray(value)) {
+    for (const item of value) walk(item, visit)
+    return
+  }
+  if (typeof value !== "object" || value === null) return
+  for (const [key, child] of Object.entries(value)) {
+    visit(key, child)
+    walk(child, visit)
+  }
+}

@@ -1,0 +1,203 @@
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { FastCheck } from "effect"
+import type { Classification, Statement } from "../../src/local/internal/statements.js"
+import { classify, loadParser } from "../../src/local/internal/statements.js"
+
+beforeAll(() => loadParser())
+
+const only = (sql: string): Statement => {
+  const classification = classify(sql)
+  if (classification._tag !== "Parsed" || classification.statements.length !== 1) {
+    throw new Error(`expected one statement in ${sql}`)
+  }
+  return classification.statements[0]!
+}
+
+const refusalOf = (sql: string) => only(sql).refusal
+
+type Row = readonly [sql: string, kind: Statement["kind"], control?: Statement["control"]]
+
+const KINDS: ReadonlyArray<Row> = [
+  ["SELECT * FROM t WHERE a = $1", "read"],
+  ["SELECT * FROM t FOR UPDATE", "read"],
+  ["EXPLAIN DELETE FROM t", "read"],
+  ["COPY t TO STDOUT", "read"],
+  ["INSERT INTO t VALUES (1)", "dml"],
+  ["UPDATE t SET a = 1", "dml"],
+  ["DELETE FROM t", "dml"],
+  ["MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN DELETE", "dml"],
+  ["COPY t FROM STDIN", "dml"],
+  ["WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "dml"],
+  ["EXPLAIN ANALYZE INSERT INTO t VALUES (1)", "dml"],
+  ["CREATE TABLE t (a int)", "ddl"],
+  ["ALTER TABLE t ADD COLUMN b int", "ddl"],
+  ["DROP TABLE t", "ddl"],
+  ["CREATE VIEW v AS SELECT 1", "ddl"],
+  ["CREATE SEQUENCE s CACHE 65536", "ddl"],
+  ["COMMENT ON TABLE t IS 'x'", "ddl"],
+  ["GRANT SELECT ON t TO PUBLIC", "ddl"],
+  ["REVOKE SELECT ON t FROM PUBLIC", "ddl"],
+  ["CREATE ROLE r", "ddl"],
+  ["BEGIN", "transaction", "begin"],
+  ["START TRANSACTION ISOLATION LEVEL REPEATABLE READ", "transaction", "begin"],
+  ["BEGIN READ ONLY", "transaction", "begin"],
+  ["COMMIT", "transaction", "commit"],
+  ["END", "transaction", "commit"],
+  ["ROLLBACK", "transaction", "rollback"],
+  ["ABORT", "transaction", "rollback"],
+  ["SET search_path = public", "other"],
+  ["SHOW transaction_isolation", "other"],
+  ["DO $$BEGIN END$$", "other"],
+  ["CALL p()", "other"]
+]
+
+const REFUSALS: ReadonlyArray<readonly [sql: string, code: string, message: string]> = [
+  ["SAVEPOINT x", "0A000", "unsupported transaction statement: SAVEPOINT"],
+  ["ROLLBACK TO SAVEPOINT x", "0A000", "unsupported transaction statement: ROLLBACK TO"],
+  ["ROLLBACK TO x", "0A000", "unsupported transaction statement: ROLLBACK TO"],
+  ["RELEASE x", "0A000", "unsupported transaction statement: RELEASE"],
+  ["LISTEN c", "0A000", "unsupported statement: Listen"],
+  ["NOTIFY c, 'x'", "0A000", "unsupported statement: Notify"],
+  ["UNLISTEN *", "0A000", "unsupported statement: Unlisten"],
+  ["TRUNCATE t", "0A000", "unsupported statement: Truncate"],
+  ["CREATE TEMP TABLE t (a int)", "0A000", "TEMPORARY or TEMP table not supported for CREATE TABLE"],
+  ["CREATE TEMPORARY TABLE t AS SELECT 1", "0A000", "TEMPORARY or TEMP table not supported for CREATE TABLE"],
+  ["CREATE UNLOGGED TABLE t (a int)", "0A000", "UNLOGGED table not supported for CREATE TABLE"],
+  ["CREATE TABLE t (id serial)", "42704", "type \"serial\" does not exist"],
+  ["CREATE TABLE t (id SERIAL4)", "42704", "type \"serial4\" does not exist"],
+  ["CREATE TABLE t (a int, id bigserial PRIMARY KEY)", "42704", "type \"bigserial\" does not exist"],
+  ["CREATE TABLE t (id serial8)", "42704", "type \"serial8\" does not exist"],
+  ["CREATE TABLE t (id smallserial)", "42704", "type \"smallserial\" does not exist"],
+  ["ALTER TABLE t ADD COLUMN id serial2", "42704", "type \"serial2\" does not exist"],
+  ["CREATE TRIGGER g AFTER INSERT ON t EXECUTE FUNCTION f()", "0A000", "CREATE TRIGGER not supported"],
+  ["CREATE EXTENSION IF NOT EXISTS pgcrypto", "0A000", "unsupported statement: CreateExtension"],
+  ["CREATE DATABASE d", "0A000", "unsupported statement: Createdb"],
+  ["SET TRANSACTION READ ONLY", "0A000", "setting configuration parameter \"TRANSACTION\" not supported"],
+  ["BEGIN ISOLATION LEVEL SERIALIZABLE", "0A000", "Unsupported isolation level: SERIALIZABLE"],
+  ["START TRANSACTION ISOLATION LEVEL READ COMMITTED", "0A000", "Unsupported isolation level: READ COMMITTED"],
+  [
+    "SET default_transaction_isolation TO 'read committed'",
+    "0A000",
+    "setting configuration parameter \"default_transaction_isolation\" not supported"
+  ],
+  [
+    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    "0A000",
+    "setting configuration parameter \"SESSION CHARACTERISTICS\" not supported"
+  ],
+  ["CREATE INDEX i ON t (a)", "0A000", "unsupported mode. please use CREATE INDEX ASYNC."],
+  ["CREATE UNIQUE INDEX i ON t (a)", "0A000", "unsupported mode. please use CREATE INDEX ASYNC."],
+  ["SELECT pg_advisory_lock(1)", "0A000", "unsupported function: pg_advisory_lock"],
+  ["SELECT pg_catalog.pg_advisory_unlock_all()", "0A000", "unsupported function: pg_advisory_unlock_all"],
+  [
+    "UPDATE t SET a = 1 WHERE pg_try_advisory_xact_lock(a)",
+    "0A000",
+    "unsupported function: pg_try_advisory_xact_lock"
+  ],
+  ["LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "0A000", "unsupported statement: Lock"]
+]
+
+describe("statements", () => {
+  it.each(KINDS.map(([sql, kind, control]) => ({ sql, kind, control })))("$sql is $kind", ({ control, kind, sql }) => {
+    const statement = only(sql)
+    expect({ kind: statement.kind, control: statement.control, refusal: statement.refusal }).toEqual({
+      kind,
+      control,
+      refusal: undefined
+    })
+  })
+
+  it.each(REFUSALS)("refuses %s", (sql, code, message) => {
+    expect(refusalOf(sql)).toEqual({ code, message })
+  })
+
+  it("keeps what DSQL allows", () => {
+    for (
+      const sql of [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        "RESET default_transaction_isolation",
+        "CREATE TABLE t (id bigint GENERATED BY DEFAULT AS IDENTITY (CACHE 1), \"serial\" int)",
+        "CREATE TABLE t (id uuid PRIMARY KEY DEFAULT gen_random_uuid())",
+        "SELECT 'pg_advisory_lock(1)'",
+        "SELECT * FROM t FOR UPDATE",
+        "CALL sys.wait_for_job('abc')"
+      ]
+    ) {
+      expect(refusalOf(sql)).toBeUndefined()
+    }
+  })
+
+  it("recognises CREATE INDEX ASYNC and removes the keyword", () => {
+    expect(only("CREATE INDEX ASYNC idx ON s.t (a, b)")).toMatchObject({
+      kind: "ddl",
+      refusal: undefined,
+      asyncIndex: { schema: "s", table: "t" },
+      sql: "CREATE INDEX       idx ON s.t (a, b)"
+    })
+    expect(only("create unique index async if not exists t_a on t (a)")).toMatchObject({
+      asyncIndex: { schema: undefined, table: "t" },
+      sql: "create unique index       if not exists t_a on t (a)"
+    })
+    // A quoted "async" is an index name, so this is a plain CREATE INDEX.
+    expect(refusalOf("CREATE INDEX \"async\" ON t (a)")?.message).toBe(
+      "unsupported mode. please use CREATE INDEX ASYNC."
+    )
+  })
+
+  it("recognises CALL sys.wait_for_job", () => {
+    expect(only("CALL sys.wait_for_job('abc')").waitForJob).toBe(true)
+    expect(only("CALL other.wait_for_job('abc')").waitForJob).toBe(false)
+  })
+
+  it("splits a multi-statement query at the parser's offsets", () => {
+    const classification = classify("SELECT 'é€'; CREATE INDEX ASYNC i ON t (a) ;INSERT INTO t VALUES (1) -- end")
+    expect(classification._tag).toBe("Parsed")
+    const statements = (classification as Extract<Classification, { _tag: "Parsed" }>).statements
+    expect(statements.map((statement) => [statement.sql, statement.kind, statement.asyncIndex !== undefined])).toEqual([
+      ["SELECT 'é€'", "read", false],
+      ["CREATE INDEX       i ON t (a)", "ddl", true],
+      ["INSERT INTO t VALUES (1) -- end", "dml", false]
+    ])
+  })
+
+  it("leaves unparseable SQL to the backend", () => {
+    expect(classify("SELEC 1")).toEqual({ _tag: "Unparseable" })
+    expect(classify("SELECT 'unterminated")).toEqual({ _tag: "Unparseable" })
+    expect(classify("CREATE INDEX ASYNC")).toEqual({ _tag: "Unparseable" })
+    expect(classify("")).toEqual({ _tag: "Unparseable" })
+    expect(classify(" ; -- nothing")).toEqual({ _tag: "Parsed", statements: [] })
+  })
+
+  const fragment = FastCheck.oneof(
+    FastCheck.string(),
+    FastCheck.fullUnicodeString({ maxLength: 8 }),
+    FastCheck.constantFrom(
+      "CREATE ",
+      "UNIQUE ",
+      "INDEX ",
+      "ASYNC ",
+      "ON t (a)",
+      "SELECT ",
+      "pg_advisory_lock(1)",
+      "serial",
+      ";",
+      "'",
+      "\"",
+      "$$",
+      "--",
+      "/*",
+      "\n",
+      "BEGIN ",
+      "SAVEPOINT ",
+      "TABLE ",
+      "TEMP ",
+      "(",
+      ")"
+    )
+  )
+
+  it.prop("classify never throws", [FastCheck.array(fragment, { maxLength: 12 })], ([parts]) => {
+    const classification = classify(parts.join(""))
+    expect(["Parsed", "Unparseable"]).toContain(classification._tag)
+  })
+})
