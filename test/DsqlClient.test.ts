@@ -1,0 +1,267 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { DsqlClient, OccRetry, TokenSigner } from "effect-dsql"
+import { DsqlLocal } from "effect-dsql/local"
+import * as Net from "node:net"
+import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
+
+const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
+  assert.isTrue(Exit.isFailure(exit), "expected a failure")
+  const cause = (exit as Exit.Failure<A, E>).cause
+  assert.isFalse(Cause.isDie(cause), `expected a typed failure, got a defect: ${Cause.pretty(cause)}`)
+  return Option.getOrThrow(Cause.failureOption(cause))
+}
+
+const query = <A extends object>(statement: (sql: SqlClient.SqlClient) => Effect.Effect<ReadonlyArray<A>, SqlError>) =>
+  Effect.flatMap(SqlClient.SqlClient, statement)
+
+describe("DsqlClient", () => {
+  layer(DsqlLocal.layer(), { excludeTestServices: true })("on DsqlLocal", (it) => {
+    it.effect("runs the quick start through DsqlClient.layer configured only by the environment", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const rows = yield* withEnv(
+          server.env,
+          query((sql) => sql<{ greeting: string }>`SELECT 'Hello, DSQL!' AS greeting`).pipe(
+            Effect.provide(DsqlClient.layer)
+          )
+        )
+        assert.deepStrictEqual(rows, [{ greeting: "Hello, DSQL!" }])
+      }))
+
+    it.effect("signs one token per new physical connection, not per query", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const before = yield* server.stats
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.forEach(Array.from({ length: 40 }), () => sql`SELECT pg_sleep(0.02)`, { concurrency: 40 })
+          yield* Effect.forEach(Array.from({ length: 40 }), () => sql`SELECT 1`, { concurrency: 8 })
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4 })))
+        const after = yield* server.stats
+        const connections = after.connectionsAccepted - before.connectionsAccepted
+        const tokens = after.tokensVerified - before.tokensVerified
+        assert.strictEqual(tokens, connections)
+        assert.isAtLeast(connections, 1)
+        assert.isAtMost(connections, 4)
+      }))
+
+    it.effect("negotiates direct TLS by default and SSLRequest on request", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const select = query((sql) => sql`SELECT 1`)
+        const before = yield* server.stats
+        yield* Effect.provide(select, clientLayer(server, { maxConnections: 1 }))
+        const middle = yield* server.stats
+        yield* Effect.provide(select, clientLayer(server, { maxConnections: 1, sslNegotiation: "postgres" }))
+        const after = yield* server.stats
+        assert.strictEqual(middle.tlsModes.direct - before.tlsModes.direct, 1)
+        assert.strictEqual(after.tlsModes.sslrequest - middle.tlsModes.sslrequest, 1)
+      }))
+
+    it.effect("refuses a server whose certificate is not trusted", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const exit = yield* Effect.exit(
+          Layer.build(
+            DsqlClient.layerConfigWithSigner({
+              host: server.hostname,
+              port: server.port,
+              region: server.region,
+              hostAddress: server.address
+            }).pipe(Layer.provide(TokenSigner.layerStatic(server.credentials)))
+          ).pipe(Effect.scoped)
+        )
+        assert.include(String((failureOf(exit) as SqlError).message), "TLS verification failed")
+      }))
+
+    it.effect("refuses a certificate issued for another host", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const exit = yield* Effect.exit(
+          Layer.build(clientLayer(server, { host: "db.example.com", region: server.region })).pipe(Effect.scoped)
+        )
+        assert.include(String((failureOf(exit) as SqlError).message), "does not match the host name")
+      }))
+
+    it.effect("refuses a server that does not speak TLS", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const backendPort = Number(new URL(server.backendUrl).port)
+        for (const sslNegotiation of ["postgres", "direct"] as const) {
+          const exit = yield* Effect.exit(
+            Layer.build(clientLayer(server, { port: backendPort, sslNegotiation, connectTimeout: "3 seconds" })).pipe(
+              Effect.scoped
+            )
+          )
+          assert.match(String((failureOf(exit) as SqlError).message), /could not connect|no connection/)
+        }
+      }))
+
+    it.effect("surfaces DSQL's refusal of a wrongly signed token as a typed error with DSQL's message", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const wrongSecret = TokenSigner.layerStatic({ ...server.credentials, secretAccessKey: "not-the-secret" })
+        const exit = yield* Effect.exit(
+          Layer.build(clientLayer(server, {}, wrongSecret)).pipe(Effect.scoped)
+        )
+        const message = String((failureOf(exit) as SqlError).message)
+        assert.include(message, "unable to accept connection, access denied")
+        assert.include(message, "08006")
+        assert.include(message, "signature we calculated does not match")
+        assert.notInclude(message, "not-the-secret")
+      }))
+
+    it.effect("surfaces an expired token as a typed error with DSQL's message", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        yield* server.faults.setMaxTokenAge("0 seconds")
+        const exit = yield* Effect.exit(Layer.build(clientLayer(server)).pipe(Effect.scoped)).pipe(
+          Effect.ensuring(server.faults.setMaxTokenAge(undefined))
+        )
+        assert.include(String((failureOf(exit) as SqlError).message), "access denied")
+      }))
+
+    it.effect("recycles connections before the server's age limit, with no error reaching the program", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        yield* server.faults.setMaxConnectionAge("3 seconds")
+        const before = yield* server.stats
+        const served = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          let count = 0
+          const deadline = Date.now() + 7_000
+          while (Date.now() < deadline) {
+            yield* Effect.forEach(Array.from({ length: 4 }), () => sql`SELECT 1`, { concurrency: 4 })
+            count += 4
+            yield* Effect.sleep("50 millis")
+          }
+          return count
+        }).pipe(
+          Effect.provide(clientLayer(server, { maxConnections: 4, maxConnectionLifetime: "2 seconds" })),
+          Effect.ensuring(server.faults.setMaxConnectionAge("60 minutes"))
+        )
+        const after = yield* server.stats
+        assert.isAbove(served, 100)
+        assert.strictEqual(after.connectionsClosedByAge - before.connectionsClosedByAge, 0)
+        assert.isAbove(after.connectionsAccepted - before.connectionsAccepted, 4, "connections were recycled")
+      }))
+
+    it.effect("makes a failed COMMIT a typed failure, classifiable as an OccConflict", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("commit_fail")
+        yield* backendQuery(server, `CREATE TABLE ${table} (id int PRIMARY KEY)`)
+        const exit = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* server.faults.failNextCommits(1, "OC000")
+          return yield* Effect.exit(sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (1)`))
+        }).pipe(Effect.provide(clientLayer(server)))
+        const error = failureOf(exit) as SqlError
+        assert.strictEqual(error._tag, "SqlError")
+        assert.strictEqual(Option.getOrThrow(OccRetry.classify(error)).code, "OC000")
+        assert.deepStrictEqual(yield* backendQuery(server, `SELECT count(*)::int AS n FROM ${table}`), [{ n: 0 }])
+      }))
+
+    it.effect("joins nested transactions instead of opening savepoints", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("nested")
+        yield* backendQuery(server, `CREATE TABLE ${table} (id int PRIMARY KEY)`)
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const insert = (id: number) => sql`INSERT INTO ${sql(table)} VALUES (${id})`
+          yield* sql.withTransaction(Effect.zipRight(insert(1), sql.withTransaction(insert(2))))
+          const failed = yield* Effect.exit(
+            sql.withTransaction(
+              Effect.zipRight(insert(3), sql.withTransaction(Effect.zipRight(insert(4), Effect.fail("no"))))
+            )
+          )
+          assert.deepStrictEqual(failed, Exit.fail("no"))
+        }).pipe(Effect.provide(clientLayer(server)))
+        assert.deepStrictEqual(
+          yield* backendQuery(server, `SELECT id FROM ${table} ORDER BY id`),
+          [{ id: 1 }, { id: 2 }]
+        )
+      }))
+
+    it.effect("cancels an interrupted query and gives its connection back", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const marker = uniqueTable("interrupted")
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const fiber = yield* Effect.fork(sql.unsafe(`SELECT pg_sleep(30), '${marker}'`))
+          yield* Effect.sleep("300 millis")
+          yield* Fiber.interrupt(fiber)
+          // Both pooled connections are needed at once: this only completes if the interrupted one came back.
+          const both = yield* Effect.all([sql`SELECT pg_sleep(0.2)`, sql`SELECT pg_sleep(0.2)`], { concurrency: 2 })
+            .pipe(
+              Effect.timeout("5 seconds")
+            )
+          assert.strictEqual(both.length, 2)
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 2 })))
+        const active = yield* backendQuery(
+          server,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%${marker}%' AND pid <> pg_backend_pid()`
+        )
+        assert.deepStrictEqual(active, [{ n: 0 }])
+      }))
+
+    it.effect("ends every connection when the scope closes", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const appName = "scope-close-test"
+        yield* Effect.provide(
+          query((sql) => sql`SELECT 1`),
+          clientLayer(server, { maxConnections: 3, minConnections: 3, applicationName: appName })
+        )
+        const left = yield* backendQuery(
+          server,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE '${appName}:%'`
+        ).pipe(Effect.repeat({ until: (rows) => rows[0]?.n === 0, times: 20 }), Effect.delay("50 millis"))
+        assert.deepStrictEqual(left, [{ n: 0 }])
+      }))
+
+    it.effect("opens a single scoped connection with connectWithSigner", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const rows = yield* Effect.gen(function*() {
+          const sql = yield* DsqlClient.connectWithSigner({
+            host: server.hostname,
+            port: server.port,
+            region: server.region,
+            hostAddress: server.address,
+            caPem: server.ca
+          })
+          return yield* sql<{ user: string }>`SELECT current_user AS user`
+        }).pipe(Effect.scoped, Effect.provide(TokenSigner.layerStatic(server.credentials)))
+        assert.deepStrictEqual(rows, [{ user: "admin" }])
+      }))
+  })
+})
+
+describe("DsqlClient without a server", () => {
+  it.live("fails with a typed error when nothing listens", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.async<number>((resume) => {
+        const probe = Net.createServer().listen(0, "127.0.0.1", () => {
+          const { port } = probe.address() as Net.AddressInfo
+          probe.close(() => resume(Effect.succeed(port)))
+        })
+      })
+      const exit = yield* Effect.exit(
+        Layer.build(
+          DsqlClient.layerConfigWithSigner({
+            host: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws",
+            port,
+            hostAddress: "127.0.0.1",
+            connectTimeout: "2 seconds"
+          }).pipe(Layer.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "x" })))
+        ).pipe(Effect.scoped)
+      )
+      assert.include(String((failureOf(exit) as SqlError).message), "connection refused")
+    }))
+})
