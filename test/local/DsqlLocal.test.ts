@@ -374,6 +374,18 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         yield* query(yield* connectPg(server), "SELECT 1")
       }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
 
+    it.scoped("ends a session whose client sends an impossible message length, and keeps serving others", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const client = yield* connectPg(server)
+        const closed = closeError(client)
+        const stream = (client as unknown as { connection: { stream: NodeJS.WritableStream } }).connection.stream
+        stream.write(Buffer.from([0x51, 0xff, 0xff, 0xff, 0xf0]))
+        const error = yield* Effect.promise(() => closed)
+        expect(error.code ?? error.message).toMatch(/08P01|terminated/i)
+        expect((yield* query(yield* connectPg(server), "SELECT 1 AS one")).rows).toEqual([{ one: 1 }])
+      }))
+
     it.scoped("setLatency delays every packet each way", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal

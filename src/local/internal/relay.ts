@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import type { Duplex } from "node:stream"
 import type { Action, SessionPolicy } from "./policy.js"
 import type { Frame } from "./wire.js"
-import { dsqlError, encode, FrameReader } from "./wire.js"
+import { dsqlError, encode, FrameReader, MalformedFrame } from "./wire.js"
 
 /**
  * The two sockets of an established session and what governs the relay between them.
@@ -180,8 +180,20 @@ export const relay = (options: RelayOptions): Effect.Effect<void> =>
       if (forClient.length > 0) toClient.write(joined(forClient))
       if (close) finish()
     }
-    const onClientData = (chunk: Buffer) => route(clientFrames.push(chunk), (frame) => policy.fromClient(frame))
-    const onBackendData = (chunk: Buffer) => route(backendFrames.push(chunk), (frame) => policy.fromBackend(frame))
+    /** A peer that breaks framing can't be relayed any further: the client is told why and the session ends. */
+    const framed = (reader: FrameReader, chunk: Buffer, decide: (frame: Frame) => ReadonlyArray<Action>) => {
+      let frames: Array<Frame>
+      try {
+        frames = reader.push(chunk)
+      } catch (error) {
+        if (!(error instanceof MalformedFrame)) throw error
+        toClient.write(encode(dsqlError({ code: "08P01", message: error.message, fatal: true })))
+        return finish()
+      }
+      route(frames, decide)
+    }
+    const onClientData = (chunk: Buffer) => framed(clientFrames, chunk, (frame) => policy.fromClient(frame))
+    const onBackendData = (chunk: Buffer) => framed(backendFrames, chunk, (frame) => policy.fromBackend(frame))
 
     const ageTimer = setTimeout(() => {
       options.onAgeLimit()

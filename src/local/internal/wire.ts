@@ -16,8 +16,12 @@ export const GSSENC_REQUEST_CODE = 80877104
 export const CANCEL_REQUEST_CODE = 80877102
 export const PROTOCOL_3_0 = 196608
 
+/** A message whose length word is impossible (below the 4 bytes of the word itself). */
+export class MalformedFrame extends Error {}
+
 /**
- * Splits a byte stream into typed frames, keeping partial messages between chunks.
+ * Splits a byte stream into typed frames, keeping partial messages between chunks. Throws `MalformedFrame` on an
+ * impossible length, which would otherwise stall the stream forever.
  */
 export class FrameReader {
   private buffer: Buffer = Buffer.alloc(0)
@@ -28,6 +32,7 @@ export class FrameReader {
     let offset = 0
     while (this.buffer.length - offset >= 5) {
       const length = this.buffer.readInt32BE(offset + 1)
+      if (length < 4) throw new MalformedFrame(`invalid length ${length} for a message of type ${this.buffer[offset]}`)
       if (this.buffer.length - offset < 1 + length) break
       frames.push({
         type: String.fromCharCode(this.buffer[offset]!),
