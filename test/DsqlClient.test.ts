@@ -243,6 +243,17 @@ describe("DsqlClient", () => {
   })
 })
 
+layer(DsqlLocal.layerClient(), { excludeTestServices: true })("DsqlLocal.layerClient", (it) => {
+  it.effect("provides a client on a fresh DsqlLocal, with the server at hand for faults", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const server = yield* DsqlLocal.DsqlLocal
+      const rows = yield* sql<{ greeting: string }>`SELECT 'Hello, DSQL!' AS greeting`
+      assert.deepStrictEqual(rows, [{ greeting: "Hello, DSQL!" }])
+      assert.isAtLeast((yield* server.stats).tokensVerified, 1)
+    }))
+})
+
 describe("DsqlClient without a server", () => {
   it.live("fails with a typed error when nothing listens", () =>
     Effect.gen(function*() {

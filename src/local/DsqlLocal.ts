@@ -25,7 +25,11 @@
  *
  * @since 0.1.0
  */
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -38,6 +42,8 @@ import * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import * as tls from "node:tls"
+import * as DsqlClient from "../DsqlClient.js"
+import * as TokenSigner from "../TokenSigner.js"
 import { acquireBackend } from "./internal/backend.js"
 import { backendSetupSql } from "./internal/catalog.js"
 import { issueServerCertificate, makeAuthority } from "./internal/certificates.js"
@@ -437,3 +443,68 @@ const make = Effect.fnUntraced(function*(options: Options) {
  */
 export const layer = (options?: Options): Layer.Layer<DsqlLocal, DsqlLocalError> =>
   Layer.scoped(DsqlLocal, start(options))
+
+/**
+ * The `DsqlClient` options that point a client at `server`: its endpoint name, port and region, the address to dial
+ * and its CA. Credentials are not part of it: sign with `TokenSigner.layerStatic(server.credentials)`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const clientConfig = (server: Server): DsqlClient.ConfigInput => ({
+  host: server.hostname,
+  port: server.port,
+  region: server.region,
+  hostAddress: server.address,
+  caPem: server.ca
+})
+
+/**
+ * A `DsqlClient` layer for `server`, signing with its credentials; `overrides` adjust the client (pool size,
+ * lifetime, timeouts, TLS negotiation).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const clientLayer = (
+  server: Server,
+  overrides: DsqlClient.ConfigInput = {}
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
+  DsqlClient.layerConfigWithSigner({ ...clientConfig(server), ...overrides }).pipe(
+    Layer.provide(TokenSigner.layerStatic(server.credentials))
+  )
+
+/**
+ * A DsqlLocal server and a `DsqlClient` on it, both for the layer's lifetime: `SqlClient` and `PgClient` for the
+ * code under test, `DsqlLocal` for faults and stats.
+ *
+ * @example
+ * ```ts
+ * import { SqlClient } from "@effect/sql"
+ * import { assert, layer } from "@effect/vitest"
+ * import { Effect } from "effect"
+ * import { DsqlLocal } from "effect-dsql/local"
+ *
+ * layer(DsqlLocal.layerClient(), { excludeTestServices: true })("my repository", (it) => {
+ *   it.effect("reads back what it wrote", () =>
+ *     Effect.gen(function*() {
+ *       const sql = yield* SqlClient.SqlClient
+ *       const rows = yield* sql<{ greeting: string }>`SELECT 'Hello, DSQL!' AS greeting`
+ *       assert.deepStrictEqual(rows, [{ greeting: "Hello, DSQL!" }])
+ *     }))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerClient = (
+  options?: Options,
+  overrides?: DsqlClient.ConfigInput
+): Layer.Layer<
+  DsqlLocal | PgClient.PgClient | SqlClient.SqlClient,
+  DsqlLocalError | ConfigError.ConfigError | SqlError
+> =>
+  Layer.unwrapEffect(Effect.map(DsqlLocal, (server) => clientLayer(server, overrides))).pipe(
+    Layer.provideMerge(layer(options))
+  )

@@ -4,7 +4,7 @@
  */
 import { Effect, Layer } from "effect"
 import { DsqlClient, TokenSigner } from "effect-dsql"
-import type { DsqlLocal } from "effect-dsql/local"
+import { DsqlLocal } from "effect-dsql/local"
 import pg from "pg"
 
 /** A `DsqlClient` layer for `server`, signing with its credentials unless another signer is given. */
@@ -12,15 +12,7 @@ export const clientLayer = (
   server: DsqlLocal.Server,
   overrides: DsqlClient.ConfigInput = {},
   signer: Layer.Layer<TokenSigner.TokenSigner> = TokenSigner.layerStatic(server.credentials)
-) =>
-  DsqlClient.layerConfigWithSigner({
-    host: server.hostname,
-    port: server.port,
-    region: server.region,
-    hostAddress: server.address,
-    caPem: server.ca,
-    ...overrides
-  }).pipe(Layer.provide(signer))
+) => DsqlClient.layerConfigWithSigner({ ...DsqlLocal.clientConfig(server), ...overrides }).pipe(Layer.provide(signer))
 
 /** Runs SQL on the backend PostgreSQL directly (no DSQL rules), to set up or check what the client did. */
 export const backendQuery = <A = Record<string, unknown>>(server: DsqlLocal.Server, sql: string) =>
