@@ -96,15 +96,22 @@ export type ConfigInput = {
   readonly [K in keyof DsqlConfig.Options]: DsqlConfig.Options[K] | Config.Config<DsqlConfig.Options[K]>
 }
 
+/** Resolves each field that is a `Config`, then normalises, the region falling back to `AWS_REGION`. */
 const resolveInput = (input: ConfigInput): Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError> =>
   Effect.flatMap(
-    Config.all(
-      Object.fromEntries(
-        Object.entries(input).map(([key, value]) => [key, Config.isConfig(value) ? value : Config.succeed(value)])
-      )
-    ),
-    (options) => DsqlConfig.make(options as DsqlConfig.Options)
+    Config.all([
+      Config.all(
+        Object.fromEntries(
+          Object.entries(input).map(([key, value]) => [key, Config.isConfig(value) ? value : Config.succeed(value)])
+        )
+      ),
+      DsqlConfig.awsRegion
+    ]),
+    ([options, fallbackRegion]) => DsqlConfig.make(options as DsqlConfig.Options, fallbackRegion)
   )
+
+const resolveUrl = (url: string, overrides?: Omit<DsqlConfig.Options, "url" | "host">) =>
+  Effect.flatMap(DsqlConfig.awsRegion, (fallbackRegion) => DsqlConfig.fromUrl(url, overrides, fallbackRegion))
 
 /**
  * The client configured from the environment (`DSQL_HOST` or `DSQL_URL`, … — see `DsqlConfig.config`), with
@@ -186,7 +193,7 @@ export const layerFromUrl = (
   url: string,
   overrides?: Omit<DsqlConfig.Options, "url" | "host">
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
-  fromConfig(DsqlConfig.fromUrl(url, overrides))
+  fromConfig(resolveUrl(url, overrides))
 
 /**
  * `layerFromUrl` with the `TokenSigner` left to you.
@@ -198,7 +205,15 @@ export const layerFromUrlWithSigner = (
   url: string,
   overrides?: Omit<DsqlConfig.Options, "url" | "host">
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  fromConfigWithSigner(DsqlConfig.fromUrl(url, overrides))
+  fromConfigWithSigner(resolveUrl(url, overrides))
+
+/**
+ * Options for `connect`: those of `layerConfig` but the pool sizes, each a plain value or a `Config`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectInput = Omit<ConfigInput, "maxConnections" | "minConnections">
 
 /**
  * One connection for scripts (the Go connector's `dsql.Connect`), with the same token and TLS rules as the pool,
@@ -208,10 +223,10 @@ export const layerFromUrlWithSigner = (
  * @example
  * ```ts
  * import { DsqlClient, TokenSigner } from "effect-dsql"
- * import { Effect } from "effect"
+ * import { Config, Effect } from "effect"
  *
  * const program = Effect.gen(function*() {
- *   const sql = yield* DsqlClient.connectWithSigner({ host: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws" })
+ *   const sql = yield* DsqlClient.connectWithSigner({ host: Config.string("DSQL_HOST") })
  *   return yield* sql`SELECT now()`
  * }).pipe(Effect.scoped, Effect.provide(TokenSigner.layer))
  * ```
@@ -220,26 +235,31 @@ export const layerFromUrlWithSigner = (
  * @category constructors
  */
 export const connectWithSigner = (
-  options: Omit<DsqlConfig.Options, "maxConnections" | "minConnections">
+  input: ConnectInput
 ): Effect.Effect<
   PgClient.PgClient,
   ConfigError.ConfigError | SqlError,
   Scope.Scope | TokenSigner.TokenSigner
 > =>
-  DsqlConfig.make({ ...options, maxConnections: 1, minConnections: 1 }).pipe(
+  resolveInput({ ...input, maxConnections: 1, minConnections: 1 }).pipe(
     Effect.flatMap(make),
     Effect.provide(Reactivity.layer)
   )
 
 /**
- * `connectWithSigner` with credentials from the default AWS chain, or the `profile` option.
+ * `connectWithSigner` with credentials from the default AWS chain, or the configured profile.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const connect = (
-  options: Omit<DsqlConfig.Options, "maxConnections" | "minConnections">
+  input: ConnectInput
 ): Effect.Effect<PgClient.PgClient, ConfigError.ConfigError | SqlError, Scope.Scope> =>
-  connectWithSigner(options).pipe(
-    Effect.provide(TokenSigner.layerFromChain({ profile: options.profile }))
+  resolveInput({ ...input, maxConnections: 1, minConnections: 1 }).pipe(
+    Effect.flatMap((config) =>
+      make(config).pipe(
+        Effect.provide(Reactivity.layer),
+        Effect.provide(TokenSigner.layerFromChain({ profile: Option.getOrUndefined(config.profile) }))
+      )
+    )
   )

@@ -122,8 +122,18 @@ export const make = (
  */
 export const fromUrl = (
   url: string,
-  overrides: Omit<Options, "url" | "host"> = {}
-): Effect.Effect<DsqlConfig, ConfigError.ConfigError> => make({ ...overrides, url })
+  overrides: Omit<Options, "url" | "host"> = {},
+  fallbackRegion: Option.Option<string> = Option.none()
+): Effect.Effect<DsqlConfig, ConfigError.ConfigError> => make({ ...overrides, url }, fallbackRegion)
+
+/**
+ * The region from the AWS SDK's usual variables, `AWS_REGION` then `AWS_DEFAULT_REGION`: the fallback `config` uses,
+ * and that `make` / `fromUrl` take as `fallbackRegion`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const awsRegion: Config.Config<Option.Option<string>> = internal.awsRegion
 
 /**
  * The configuration read from the `ConfigProvider` (the environment by default): `DSQL_HOST` or `DSQL_URL`, and

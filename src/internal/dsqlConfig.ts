@@ -552,6 +552,12 @@ const envString = (name: string) =>
   Config.option(Config.string(name)).pipe(Config.map(Option.filter((value) => value !== "")))
 
 /** @internal */
+export const awsRegion: Config.Config<Option.Option<string>> = Config.all([
+  envString("AWS_REGION"),
+  envString("AWS_DEFAULT_REGION")
+]).pipe(Config.map(([region, defaultRegion]) => Option.orElse(region, () => defaultRegion)))
+
+/** @internal */
 export const config: Config.Config<DsqlConfig> = Config.all({
   dsql: Config.nested(Config.all(Record.map(envNames, envString)), "DSQL"),
   awsRegion: envString("AWS_REGION"),
