@@ -9,7 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
-import { createHash, createHmac } from "node:crypto"
+import * as SigV4 from "./sigv4.js"
 
 /**
  * Credentials ready for signing, with the instants that drive the cache.
@@ -47,7 +47,7 @@ export const makeSigningCredentials = (
   accessKeyId: identity.accessKeyId,
   secretAccessKey: Redacted.make(identity.secretAccessKey),
   // the AWS signer leaves an empty session token out of the query; so do we
-  escapedSessionToken: identity.sessionToken ? Redacted.make(escapeUri(identity.sessionToken)) : undefined,
+  escapedSessionToken: identity.sessionToken ? Redacted.make(SigV4.escapeUri(identity.sessionToken)) : undefined,
   expiresAt,
   refreshAt: expiresAt === undefined ? undefined : expiresAt - refreshBeforeMillis,
   signingKeys: new Map()
@@ -130,8 +130,6 @@ export interface PresignRequest {
   readonly now: number
 }
 
-const EMPTY_BODY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
 /**
  * Signs `GET https://<hostname>/?Action=<action>` for service `dsql`, only the `host` header signed, and returns the
  * URL without its scheme: the query keys in the sorted order `@aws-sdk/dsql-signer` writes them.
@@ -141,34 +139,27 @@ const EMPTY_BODY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca4959
 export const presign = (credentials: SigningCredentials, request: PresignRequest): string => {
   const longDate = new Date(request.now).toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "")
   const shortDate = longDate.slice(0, 8)
-  const scope = `${shortDate}/${request.region}/dsql/aws4_request`
+  const scope = SigV4.credentialScope(shortDate, request.region)
   const sessionToken = credentials.escapedSessionToken === undefined
     ? ""
     : `&X-Amz-Security-Token=${Redacted.value(credentials.escapedSessionToken)}`
-  const query = `Action=${escapeUri(request.action)}&X-Amz-Algorithm=AWS4-HMAC-SHA256` +
-    `&X-Amz-Credential=${escapeUri(`${credentials.accessKeyId}/${scope}`)}&X-Amz-Date=${longDate}` +
+  const query = `Action=${SigV4.escapeUri(request.action)}&X-Amz-Algorithm=${SigV4.algorithm}` +
+    `&X-Amz-Credential=${SigV4.escapeUri(`${credentials.accessKeyId}/${scope}`)}&X-Amz-Date=${longDate}` +
     `&X-Amz-Expires=${request.expiresInSeconds}${sessionToken}`
-  const canonicalRequest =
-    `GET\n/\n${query}&X-Amz-SignedHeaders=host\nhost:${request.hostname}\n\nhost\n${EMPTY_BODY_SHA256}`
-  const stringToSign = `AWS4-HMAC-SHA256\n${longDate}\n${scope}\n` +
-    createHash("sha256").update(canonicalRequest).digest("hex")
-  const signature = createHmac("sha256", signingKey(credentials, request.region, shortDate))
-    .update(stringToSign)
-    .digest("hex")
+  const signature = SigV4.signature(signingKey(credentials, request.region, shortDate), {
+    amzDate: longDate,
+    scope,
+    canonicalQuery: `${query}&X-Amz-SignedHeaders=host`,
+    host: request.hostname
+  }).toString("hex")
   return `${request.hostname}/?${query}&X-Amz-Signature=${signature}&X-Amz-SignedHeaders=host`
 }
 
+/** The day's signing key for a region, derived once per day and region for these credentials. */
 const signingKey = (credentials: SigningCredentials, region: string, shortDate: string): Buffer => {
   const cached = credentials.signingKeys.get(region)
   if (cached !== undefined && cached.shortDate === shortDate) return cached.key
-  let key = hmac(`AWS4${Redacted.value(credentials.secretAccessKey)}`, shortDate)
-  for (const data of [region, "dsql", "aws4_request"]) key = hmac(key, data)
+  const key = SigV4.signingKey(Redacted.value(credentials.secretAccessKey), shortDate, region)
   credentials.signingKeys.set(region, { shortDate, key })
   return key
 }
-
-const hmac = (key: Buffer | string, data: string): Buffer => createHmac("sha256", key).update(data).digest()
-
-// RFC 3986 escaping, as the AWS SDK does it
-const escapeUri = (value: string): string =>
-  encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)

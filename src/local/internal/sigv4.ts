@@ -5,7 +5,8 @@
  *
  * @internal
  */
-import { createHash, createHmac, timingSafeEqual } from "node:crypto"
+import { timingSafeEqual } from "node:crypto"
+import * as SigV4 from "../../internal/sigv4.js"
 import type { TokenRejection } from "./state.js"
 
 /**
@@ -41,12 +42,8 @@ export type VerifyResult =
   | { readonly _tag: "Accepted"; readonly accessKeyId: string; readonly action: "DbConnect" | "DbConnectAdmin" }
   | { readonly _tag: "Rejected"; readonly reason: TokenRejection; readonly hint: string }
 
-const algorithm = "AWS4-HMAC-SHA256"
-const service = "dsql"
-const terminator = "aws4_request"
 const maxExpiresSeconds = 604_800
 const allowedClockSkewMillis = 5 * 60 * 1000
-const emptyBodySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 const requiredParameters = [
   "Action",
   "X-Amz-Algorithm",
@@ -58,10 +55,6 @@ const requiredParameters = [
 ] as const
 
 const rejected = (reason: TokenRejection, hint: string): VerifyResult => ({ _tag: "Rejected", reason, hint })
-
-/** RFC 3986 escaping as SigV4 requires: `encodeURIComponent` leaves `!'()*` alone. */
-const escape = (value: string): string =>
-  encodeURIComponent(value).replace(/[!'()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`)
 
 /** Echoes a value from the token in a hint, bounded so that no long value can be carried out whole. */
 const shown = (value: string): string => value.length > 24 ? `${value.slice(0, 24)}…` : value
@@ -87,7 +80,9 @@ const parseQuery = (query: string): ReadonlyMap<string, string> | string => {
     const rawValue = part.slice(equals + 1)
     const key = decode(rawKey)
     const value = decode(rawValue)
-    if (key === undefined || value === undefined || escape(key) !== rawKey || escape(value) !== rawValue) {
+    if (
+      key === undefined || value === undefined || SigV4.escapeUri(key) !== rawKey || SigV4.escapeUri(value) !== rawValue
+    ) {
       return "Query-string parameters must be percent-encoded as in RFC 3986, with upper-case hexadecimal digits."
     }
     if (parameters.has(key)) return `Query-string parameter '${shown(key)}' must not be repeated.`
@@ -119,10 +114,6 @@ const expiredHint = (signedAt: number, now: number, windowSeconds: number): stri
     amzDate(now)
   } - ${describeSeconds(windowSeconds)})`
 
-const hmac = (key: string | Buffer, data: string): Buffer => createHmac("sha256", key).update(data, "utf8").digest()
-
-const sha256Hex = (data: string): string => createHash("sha256").update(data, "utf8").digest("hex")
-
 interface SignedRequest {
   readonly host: string
   readonly parameters: ReadonlyMap<string, string>
@@ -132,22 +123,18 @@ interface SignedRequest {
   readonly secret: string
 }
 
-const expectedSignature = (request: SignedRequest): Buffer => {
-  const canonicalQuery = [...request.parameters]
-    .filter(([key]) => key !== "X-Amz-Signature")
-    .map(([key, value]) => [escape(key), escape(value)] as const)
-    .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
-    .map(([key, value]) => `${key}=${value}`)
-    .join("&")
-  const canonicalRequest = ["GET", "/", canonicalQuery, `host:${request.host}`, "", "host", emptyBodySha256].join("\n")
-  const scope = `${request.scopeDate}/${request.region}/${service}/${terminator}`
-  const stringToSign = [algorithm, request.amzDate, scope, sha256Hex(canonicalRequest)].join("\n")
-  const signingKey = [request.scopeDate, request.region, service, terminator].reduce<string | Buffer>(
-    (key, part) => hmac(key, part),
-    `AWS4${request.secret}`
-  )
-  return hmac(signingKey, stringToSign)
-}
+const expectedSignature = (request: SignedRequest): Buffer =>
+  SigV4.signature(SigV4.signingKey(request.secret, request.scopeDate, request.region), {
+    amzDate: request.amzDate,
+    scope: SigV4.credentialScope(request.scopeDate, request.region),
+    canonicalQuery: [...request.parameters]
+      .filter(([key]) => key !== "X-Amz-Signature")
+      .map(([key, value]) => [SigV4.escapeUri(key), SigV4.escapeUri(value)] as const)
+      .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+      .map(([key, value]) => `${key}=${value}`)
+      .join("&"),
+    host: request.host
+  })
 
 /**
  * Verifies a DSQL IAM token the way DSQL does when a connection opens: structure, signature, validity window, the
@@ -174,8 +161,8 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
   }
   const parameter = (name: typeof requiredParameters[number]): string => parameters.get(name)!
 
-  if (parameter("X-Amz-Algorithm") !== algorithm) {
-    return rejected("malformed", `X-Amz-Algorithm only supports "${algorithm}"`)
+  if (parameter("X-Amz-Algorithm") !== SigV4.algorithm) {
+    return rejected("malformed", `X-Amz-Algorithm only supports "${SigV4.algorithm}"`)
   }
   const credential = parameter("X-Amz-Credential").split("/")
   const [accessKeyId, scopeDate, scopeRegion, scopeService, scopeTerminator] = credential
@@ -186,13 +173,13 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
         "\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"."
     )
   }
-  if (scopeService !== service) {
-    return rejected("malformed", `Credential should be scoped to correct service: '${service}'.`)
+  if (scopeService !== SigV4.service) {
+    return rejected("malformed", `Credential should be scoped to correct service: '${SigV4.service}'.`)
   }
-  if (scopeTerminator !== terminator) {
+  if (scopeTerminator !== SigV4.terminator) {
     return rejected(
       "malformed",
-      `Credential should be scoped with a valid terminator: '${terminator}', not '${shown(scopeTerminator!)}'.`
+      `Credential should be scoped with a valid terminator: '${SigV4.terminator}', not '${shown(scopeTerminator!)}'.`
     )
   }
   const signedAt = parseAmzDate(parameter("X-Amz-Date"))
