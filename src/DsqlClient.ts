@@ -97,18 +97,22 @@ export type ConfigInput = {
 }
 
 /** Resolves each field that is a `Config`, then normalises, the region falling back to `AWS_REGION`. */
-const resolveInput = (input: ConfigInput): Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError> =>
-  Effect.flatMap(
+const resolveInput = (input: ConfigInput): Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError> => {
+  // The fields as a tuple, not a record: `Config.all({})` throws (effect 3.22), and `{}` must fail typed like any
+  // input without a host. `?? {}`: callers without types may pass nothing at all.
+  const entries = Object.entries(input ?? {})
+  return Effect.flatMap(
     Config.all([
-      Config.all(
-        Object.fromEntries(
-          Object.entries(input).map(([key, value]) => [key, Config.isConfig(value) ? value : Config.succeed(value)])
-        )
-      ),
+      Config.all(entries.map(([, value]) => Config.isConfig(value) ? value : Config.succeed(value))),
       DsqlConfig.awsRegion
     ]),
-    ([options, fallbackRegion]) => DsqlConfig.make(options as DsqlConfig.Options, fallbackRegion)
+    ([values, fallbackRegion]) =>
+      DsqlConfig.make(
+        Object.fromEntries(entries.map(([key], index) => [key, values[index]])) as DsqlConfig.Options,
+        fallbackRegion
+      )
   )
+}
 
 const resolveUrl = (url: string, overrides?: Omit<DsqlConfig.Options, "url" | "host">) =>
   Effect.flatMap(DsqlConfig.awsRegion, (fallbackRegion) => DsqlConfig.fromUrl(url, overrides, fallbackRegion))

@@ -104,7 +104,8 @@ export const make = (
   options: Options,
   fallbackRegion: Option.Option<string> = Option.none()
 ): Effect.Effect<DsqlConfig, ConfigError.ConfigError> =>
-  Effect.suspend(() => internal.fromOptions(options, fallbackRegion))
+  // `?? {}`: callers without types may pass nothing at all, which must fail typed like a missing host.
+  Effect.suspend(() => internal.fromOptions(options ?? {}, fallbackRegion))
 
 /**
  * Reads a connection string. A password in it is refused (DSQL authenticates with IAM tokens); values in

@@ -29,16 +29,22 @@ const networkCodes: Readonly<Record<string, string>> = {
   ECONNRESET: "connection reset by the server"
 }
 
+/** Longest server text quoted: the message and hint come from the server, which may send megabytes of them. */
+const maxQuoted = 1_000
+
+const clip = (text: string): string =>
+  text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters in all)`
+
 /** A readable description of why connecting failed. */
 export const describeConnectError = (error: unknown): string => {
   const e = (typeof error === "object" && error !== null ? error : { message: String(error) }) as ErrorLike
   const code = typeof e.code === "string" ? e.code : undefined
-  const message = typeof e.message === "string" ? e.message : String(error)
+  const message = clip(typeof e.message === "string" ? e.message : String(error))
   if (e._tag === "TokenSignerError") return `could not sign an IAM token: ${message}`
   if (code !== undefined && code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
   if (code !== undefined && code in networkCodes) return networkCodes[code]!
   if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
-    const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${e.hint}` : ""
+    const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
     return `${message} (SQLSTATE ${code})${hint}`
   }
   if (e.cause !== undefined && e.cause !== error) return `${message}: ${describeConnectError(e.cause)}`
