@@ -1,0 +1,61 @@
+/**
+ * A TCP relay that holds every chunk, both ways, for a fixed one-way delay before passing it on, in order: a network
+ * link with a round trip of twice the delay, handshake included. (DsqlLocal's `setLatency` fault delays the packets
+ * of established sessions only.)
+ */
+import { Effect } from "effect"
+import * as Net from "node:net"
+
+const forwardDelayed = (from: Net.Socket, to: Net.Socket, delayMs: number) => {
+  const held: Array<{ readonly due: number; readonly chunk: Buffer | undefined }> = []
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const flush = () => {
+    timer = undefined
+    while (held.length > 0 && held[0]!.due <= performance.now()) {
+      const { chunk } = held.shift()!
+      if (chunk === undefined) to.end()
+      else if (!to.destroyed) to.write(chunk)
+    }
+    if (held.length > 0) timer = setTimeout(flush, held[0]!.due - performance.now())
+  }
+  const hold = (chunk: Buffer | undefined) => {
+    held.push({ due: performance.now() + delayMs, chunk })
+    if (timer === undefined) timer = setTimeout(flush, delayMs)
+  }
+  from.on("data", hold)
+  from.on("end", () => hold(undefined))
+}
+
+/** Listens on 127.0.0.1 for the scope's lifetime, relaying to `target` with `delayMs` each way. */
+export const linkDelay = (target: { readonly address: string; readonly port: number }, delayMs: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly server: Net.Server; readonly sockets: Set<Net.Socket>; readonly port: number }>(
+      (resume) => {
+        const sockets = new Set<Net.Socket>()
+        const server = Net.createServer((client) => {
+          const upstream = Net.connect(target.port, target.address)
+          for (const socket of [client, upstream]) {
+            sockets.add(socket)
+            socket.setNoDelay(true)
+            socket.on("error", () => {
+              client.destroy()
+              upstream.destroy()
+            })
+            socket.on("close", () => sockets.delete(socket))
+          }
+          forwardDelayed(client, upstream, delayMs)
+          forwardDelayed(upstream, client, delayMs)
+        })
+        server.listen(
+          0,
+          "127.0.0.1",
+          () => resume(Effect.succeed({ server, sockets, port: (server.address() as Net.AddressInfo).port }))
+        )
+      }
+    ),
+    ({ server, sockets }) =>
+      Effect.async<void>((resume) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map(({ port }) => ({ address: "127.0.0.1", port })))

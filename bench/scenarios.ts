@@ -1,0 +1,578 @@
+/**
+ * The five comparisons. Each drives client processes (children.ts) against one DsqlLocal and returns plain data for
+ * results.json; DsqlLocal's counters and faults are read and set here, between runs, never during one.
+ */
+import { Effect } from "effect"
+import type pg from "pg"
+import type { DsqlLocal } from "../src/local/index.js"
+import type { Child } from "./children.js"
+import { startChild } from "./children.js"
+import type {
+  ClientName,
+  Endpoint,
+  LoadResult,
+  QueryKind,
+  RetryPolicy,
+  StormResult,
+  TransferResult,
+  Usage
+} from "./protocol.js"
+import { median, round } from "./stats.js"
+import type { SignerResult } from "./tokens.js"
+
+export interface Sizes {
+  readonly tokenRounds: number
+  readonly tokenRoundMs: number
+  readonly setupConnections: number
+  readonly setupReps: number
+  readonly loadMs: number
+  readonly loadReps: number
+  readonly warmMs: number
+  readonly transferMs: number
+  readonly transferReps: number
+  readonly sweepMs: number
+  readonly sweepReps: number
+  readonly stormReps: number
+  readonly stormFibers: number
+  readonly stormPools: number
+}
+
+export interface Context {
+  readonly server: DsqlLocal.Server
+  /** DsqlLocal itself, the CA passed in the clients' TLS options. */
+  readonly endpoint: Endpoint
+  readonly sizes: Sizes
+  readonly env: {
+    /** No AWS or CA variables: what every client process starts from. */
+    readonly base: Readonly<Record<string, string>>
+    readonly keys: Readonly<Record<string, string>>
+    readonly profile: Readonly<Record<string, string>>
+    readonly extraCa: Readonly<Record<string, string>>
+  }
+  readonly profileName: string
+  readonly backend: pg.Client
+  /** A link to DsqlLocal delaying every packet `delayMs` each way, for the lifetime of `use`. */
+  readonly withLinkDelay: <A>(delayMs: number, use: (endpoint: Endpoint) => Promise<A>) => Promise<A>
+  readonly log: (line: string) => void
+}
+
+const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect)
+const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
+const rotate = <A>(items: ReadonlyArray<A>, by: number): Array<A> =>
+  items.map((_, index) => items[(index + by) % items.length]!)
+
+/** A client as a scenario runs it: which implementation, in which process environment, how it trusts the CA. */
+interface Variant {
+  readonly id: string
+  readonly label: string
+  readonly client: ClientName
+  readonly env: Readonly<Record<string, string>>
+  /** true: the CA goes in the client's TLS option; false: the process trusts it through NODE_EXTRA_CA_CERTS. */
+  readonly caOption: boolean
+}
+
+const variant = (
+  ctx: Context,
+  id: string,
+  label: string,
+  client: ClientName,
+  options: { readonly extraCa?: boolean; readonly env?: Readonly<Record<string, string>> } = {}
+): Variant => ({
+  id,
+  label,
+  client,
+  env: { ...ctx.env.base, ...ctx.env.keys, ...(options.extraCa ? ctx.env.extraCa : {}), ...options.env },
+  caOption: !options.extraCa
+})
+
+const endpointFor = (endpoint: Endpoint, v: Variant): Endpoint => v.caOption ? endpoint : { ...endpoint, ca: undefined }
+
+const startVariant = (v: Variant) => startChild(v.id, { ...v.env, BENCH_CLIENT: v.client })
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Token cost
+
+export interface TokenCost {
+  readonly credentials: "env" | "profile"
+  readonly signers: ReadonlyArray<SignerResult>
+}
+
+export const tokenCost = async (ctx: Context): Promise<ReadonlyArray<TokenCost>> => {
+  const modes = [
+    { credentials: "env" as const, env: ctx.env.keys, profile: undefined },
+    { credentials: "profile" as const, env: ctx.env.profile, profile: ctx.profileName }
+  ]
+  const results: Array<TokenCost> = []
+  for (const mode of modes) {
+    ctx.log(`1. token cost, credentials from ${mode.credentials}`)
+    const child = await startChild(`tokens-${mode.credentials}`, {
+      ...ctx.env.base,
+      ...mode.env,
+      BENCH_CLIENT: "tokens"
+    })
+    try {
+      const signers = await child.call<ReadonlyArray<SignerResult>>({
+        kind: "tokens",
+        endpoint: ctx.endpoint,
+        profile: mode.profile,
+        rounds: ctx.sizes.tokenRounds,
+        roundMs: ctx.sizes.tokenRoundMs
+      })
+      results.push({ credentials: mode.credentials, signers })
+    } finally {
+      await child.stop()
+    }
+  }
+  return results
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. Connection setup
+
+export interface SetupRow {
+  readonly latency: "setLatency" | "linkDelay"
+  readonly parallel: boolean
+  readonly variant: string
+  readonly label: string
+  readonly connections: number
+  readonly medianMs: number
+  readonly runsMs: ReadonlyArray<number>
+  /** Client→server handshake round trips per connection, counted by DsqlLocal. */
+  readonly roundTripsPerConnection: number
+  readonly connectionsOpened: number
+  readonly tlsModes: DsqlLocal.Stats["tlsModes"]
+}
+
+export const LATENCY_MS = 5
+
+export const connectionSetup = async (ctx: Context): Promise<ReadonlyArray<SetupRow>> => {
+  const variants = [
+    variant(ctx, "ours", "effect-dsql (direct TLS, caPem)", "ours"),
+    variant(ctx, "ours-extra-ca", "effect-dsql (direct TLS, NODE_EXTRA_CA_CERTS)", "ours", { extraCa: true }),
+    variant(ctx, "ours-sslrequest", "effect-dsql (SSLRequest, caPem) [control]", "ours", {
+      env: { BENCH_SSL_NEGOTIATION: "postgres" }
+    }),
+    variant(ctx, "connector", "node-postgres connector (ssl.ca)", "connector"),
+    variant(ctx, "connector-extra-ca", "node-postgres connector (NODE_EXTRA_CA_CERTS)", "connector", { extraCa: true }),
+    variant(ctx, "pg", "raw pg (ssl.ca)", "pg")
+  ]
+  const children = await Promise.all(variants.map(startVariant))
+  const rows: Array<SetupRow> = []
+  const connections = ctx.sizes.setupConnections
+  const measure = async (latency: SetupRow["latency"], endpoint: Endpoint) => {
+    for (const parallel of [false, true]) {
+      ctx.log(`2. connection setup, ${latency} ${LATENCY_MS} ms, ${parallel ? "all at once" : "one after another"}`)
+      const runs = new Map<string, Array<{ ms: number; stats: DsqlLocal.Stats }>>(variants.map((v) => [v.id, []]))
+      for (let rep = -1; rep < ctx.sizes.setupReps; rep++) {
+        for (const index of rotate(variants.map((_, i) => i), Math.max(rep, 0))) {
+          const v = variants[index]!
+          await run(ctx.server.resetStats)
+          const { elapsedMs } = await children[index]!.call<{ elapsedMs: number }>({
+            kind: "setup",
+            endpoint: endpointFor(endpoint, v),
+            connections,
+            parallel
+          })
+          await sleep(50)
+          const stats = await run(ctx.server.stats)
+          if (rep >= 0) runs.get(v.id)!.push({ ms: elapsedMs, stats })
+        }
+      }
+      for (const v of variants) {
+        const measured = runs.get(v.id)!
+        const accepted = measured.reduce((sum, r) => sum + r.stats.connectionsAccepted, 0)
+        const trips = measured.reduce((sum, r) => sum + r.stats.handshakeRoundTrips, 0)
+        const last = measured[measured.length - 1]!.stats
+        rows.push({
+          latency,
+          parallel,
+          variant: v.id,
+          label: v.label,
+          connections,
+          medianMs: round(median(measured.map((r) => r.ms))),
+          runsMs: measured.map((r) => round(r.ms)),
+          roundTripsPerConnection: round(trips / accepted),
+          connectionsOpened: round(accepted / measured.length),
+          tlsModes: last.tlsModes
+        })
+      }
+    }
+  }
+  try {
+    await run(ctx.server.faults.setLatency(`${LATENCY_MS} millis`))
+    await measure("setLatency", ctx.endpoint)
+    await run(ctx.server.faults.setLatency(0))
+    await ctx.withLinkDelay(LATENCY_MS, (endpoint) => measure("linkDelay", endpoint))
+  } finally {
+    await run(ctx.server.faults.reset)
+    await Promise.all(children.map((child) => child.stop()))
+  }
+  return rows
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. Query throughput and latency
+
+export interface LoadRow {
+  readonly query: QueryKind
+  readonly concurrency: number
+  readonly client: ClientName
+  readonly opsPerSecond: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  /** CPU the client process spent per operation (µs): what the client itself costs, apart from the server. */
+  readonly clientCpuUsPerOp: number
+  readonly errors: number
+  readonly runsOpsPerSecond: ReadonlyArray<number>
+}
+
+export interface ClientUsage extends Usage {
+  readonly variant: string
+}
+
+export const QUERIES: ReadonlyArray<QueryKind> = ["select1", "pkRead", "insert"]
+export const CONCURRENCIES = [1, 16, 64]
+export const LOAD_POOL_SIZE = 16
+
+export const throughput = async (
+  ctx: Context
+): Promise<{ readonly rows: ReadonlyArray<LoadRow>; readonly usage: ReadonlyArray<ClientUsage> }> => {
+  const variants = [
+    variant(ctx, "ours", "effect-dsql", "ours"),
+    variant(ctx, "connector", "node-postgres connector", "connector"),
+    variant(ctx, "pg", "raw pg", "pg"),
+    variant(ctx, "sqlpg", "@effect/sql-pg reference", "sqlpg")
+  ]
+  const children = await Promise.all(variants.map(startVariant))
+  const runs = new Map<string, Array<LoadResult>>()
+  const key = (query: QueryKind, concurrency: number, client: string) => `${query}/${concurrency}/${client}`
+  const usage: Array<ClientUsage> = []
+  try {
+    for (const child of children) {
+      await child.call({ kind: "open", endpoint: ctx.endpoint, poolSize: LOAD_POOL_SIZE })
+      for (const query of QUERIES) {
+        await child.call({ kind: "load", query, concurrency: LOAD_POOL_SIZE, durationMs: ctx.sizes.warmMs })
+      }
+    }
+    for (let rep = 0; rep < ctx.sizes.loadReps; rep++) {
+      ctx.log(`3. query throughput, run ${rep + 1} of ${ctx.sizes.loadReps}`)
+      for (const query of QUERIES) {
+        for (const concurrency of CONCURRENCIES) {
+          for (const index of rotate(variants.map((_, i) => i), rep)) {
+            const result = await children[index]!.call<LoadResult>({
+              kind: "load",
+              query,
+              concurrency,
+              durationMs: ctx.sizes.loadMs
+            })
+            const k = key(query, concurrency, variants[index]!.client)
+            runs.set(k, [...(runs.get(k) ?? []), result])
+          }
+        }
+      }
+    }
+    for (const child of children) await child.call({ kind: "close" })
+  } finally {
+    for (const [index, child] of children.entries()) usage.push({ variant: variants[index]!.id, ...await child.stop() })
+  }
+  const rows: Array<LoadRow> = []
+  for (const query of QUERIES) {
+    for (const concurrency of CONCURRENCIES) {
+      for (const v of variants) {
+        const measured = runs.get(key(query, concurrency, v.client))!
+        const opsPerSecond = measured.map((r) => (r.ops * 1000) / r.elapsedMs)
+        rows.push({
+          query,
+          concurrency,
+          client: v.client,
+          opsPerSecond: round(median(opsPerSecond)),
+          p50Ms: round(median(measured.map((r) => r.latency.p50))),
+          p99Ms: round(median(measured.map((r) => r.latency.p99))),
+          clientCpuUsPerOp: round(median(measured.map((r) => r.cpuUs / Math.max(1, r.ops)))),
+          errors: measured.reduce((sum, r) => sum + r.errors, 0),
+          runsOpsPerSecond: opsPerSecond.map((value) => round(value))
+        })
+      }
+    }
+  }
+  return { rows, usage }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. OCC under contention
+
+export interface OccRow {
+  readonly client: ClientName
+  readonly workers: number
+  readonly accounts: number
+  readonly policy: RetryPolicy | "defaults"
+  /** Commits finished within the fixed window, per second of it. */
+  readonly committedPerSecond: number
+  readonly attemptsPerCommit: number
+  /** Share of finished transfers that gave up on OCC conflicts after the retries, all runs together. */
+  readonly gaveUpShare: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly otherErrors: number
+  readonly errorSamples: ReadonlyArray<string>
+  readonly invariantViolations: number
+  /** Median time the transfers in flight at the deadline took to finish. */
+  readonly drainMs: number
+  readonly runs: number
+}
+
+const INITIAL_BALANCE = 1_000_000
+let tableCounter = 0
+
+interface Invariant {
+  readonly total: string
+  readonly ledgerRows: string
+  readonly mismatched: string
+}
+
+/** Runs one transfer run on fresh tables and checks the bank's invariant on the backend afterwards. */
+const transferRun = async (
+  ctx: Context,
+  child: Child,
+  workers: number,
+  accounts: number,
+  durationMs: number,
+  policy: RetryPolicy | undefined
+) => {
+  const suffix = `${process.pid}_${++tableCounter}`
+  const bank = `bench_bank_${suffix}`
+  const ledger = `bench_ledger_${suffix}`
+  await ctx.backend.query(`CREATE TABLE ${bank} (id int PRIMARY KEY, balance bigint NOT NULL)`)
+  await ctx.backend.query(
+    `CREATE TABLE ${ledger} (id uuid PRIMARY KEY, src int NOT NULL, dst int NOT NULL, amount int NOT NULL)`
+  )
+  await ctx.backend.query(`INSERT INTO ${bank} SELECT g, ${INITIAL_BALANCE} FROM generate_series(1, ${accounts}) g`)
+  try {
+    const result = await child.call<TransferResult>({
+      kind: "transfers",
+      options: { bank, ledger, accounts, workers, durationMs, policy }
+    })
+    const { rows } = await ctx.backend.query<Invariant>(`
+      SELECT (SELECT sum(balance) FROM ${bank}) AS total,
+             (SELECT count(*) FROM ${ledger}) AS "ledgerRows",
+             (SELECT count(*) FROM ${bank} b
+               WHERE b.balance <> ${INITIAL_BALANCE}
+                 - coalesce((SELECT sum(amount) FROM ${ledger} WHERE src = b.id), 0)
+                 + coalesce((SELECT sum(amount) FROM ${ledger} WHERE dst = b.id), 0)) AS mismatched`)
+    const invariant = rows[0]!
+    const violations = (Number(invariant.total) === accounts * INITIAL_BALANCE ? 0 : 1) +
+      (Number(invariant.ledgerRows) === result.commits ? 0 : 1) +
+      Number(invariant.mismatched)
+    return { result, violations }
+  } finally {
+    await ctx.backend.query(`DROP TABLE ${bank}, ${ledger}`)
+  }
+}
+
+const summariseOcc = (
+  client: ClientName,
+  workers: number,
+  accounts: number,
+  durationMs: number,
+  policy: RetryPolicy | "defaults",
+  measured: ReadonlyArray<{ readonly result: TransferResult; readonly violations: number }>
+): OccRow => {
+  const commits = measured.reduce((sum, r) => sum + r.result.commits, 0)
+  const gaveUp = measured.reduce((sum, r) => sum + r.result.gaveUp, 0)
+  return {
+    client,
+    workers,
+    accounts,
+    policy,
+    committedPerSecond: round(median(measured.map((r) => (r.result.commitsInWindow * 1000) / durationMs))),
+    attemptsPerCommit: round(median(measured.map((r) => r.result.attempts / Math.max(1, r.result.commits)))),
+    gaveUpShare: round(gaveUp / Math.max(1, commits + gaveUp)),
+    p50Ms: round(median(measured.map((r) => r.result.latency.p50))),
+    p99Ms: round(median(measured.map((r) => r.result.latency.p99))),
+    otherErrors: measured.reduce((sum, r) => sum + r.result.otherErrors, 0),
+    errorSamples: [...new Set(measured.flatMap((r) => r.result.errorSamples))].slice(0, 5),
+    invariantViolations: measured.reduce((sum, r) => sum + r.violations, 0),
+    drainMs: round(median(measured.map((r) => r.result.drainMs))),
+    runs: measured.length
+  }
+}
+
+export const OCC_CONFIGS = [{ workers: 32, accounts: 4 }, { workers: 32, accounts: 64 }]
+export const OCC_POOL_SIZE = 32
+
+export const SWEEP: ReadonlyArray<RetryPolicy> = [3, 10].flatMap((maxRetries) =>
+  [1, 5, 10, 20].flatMap((baseDelayMs) =>
+    [100, 1000].flatMap((maxDelayMs) => [0, 0.5, 1].map((jitter) => ({ maxRetries, baseDelayMs, maxDelayMs, jitter })))
+  )
+)
+
+/** `OccRetry.defaults` as a sweep point (its factor 2 and 30 s budget are what every sweep point keeps). */
+export const CURRENT_DEFAULTS: RetryPolicy = { maxRetries: 10, baseDelayMs: 10, maxDelayMs: 1000, jitter: 1 }
+
+const samePolicy = (a: RetryPolicy, b: RetryPolicy) =>
+  a.maxRetries === b.maxRetries && a.baseDelayMs === b.baseDelayMs && a.maxDelayMs === b.maxDelayMs &&
+  a.jitter === b.jitter
+
+/** The sweep's best policies that (almost) never give up, by committed tx/s, and the current defaults. */
+const candidatesFrom = (sweep: ReadonlyArray<OccRow>): Array<RetryPolicy> => {
+  const best = [...sweep]
+    .filter((row) => row.gaveUpShare <= 0.01)
+    .sort((a, b) => b.committedPerSecond - a.committedPerSecond)
+    .slice(0, 3)
+    .map((row) => row.policy as RetryPolicy)
+  return best.some((policy) => samePolicy(policy, CURRENT_DEFAULTS)) ? best : [...best, CURRENT_DEFAULTS]
+}
+
+export interface Contention {
+  readonly rows: ReadonlyArray<OccRow>
+  readonly sweep: ReadonlyArray<OccRow>
+  /** The sweep's best policies and the current defaults again, at low contention (32 × 64). */
+  readonly confirm: ReadonlyArray<OccRow>
+}
+
+export const contention = async (ctx: Context): Promise<Contention> => {
+  const variants = [
+    variant(ctx, "ours", "effect-dsql withOccRetry (defaults)", "ours"),
+    variant(ctx, "connector", "connector pool.transaction (defaults)", "connector")
+  ]
+  const children = await Promise.all(variants.map(startVariant))
+  const rows: Array<OccRow> = []
+  const sweep: Array<OccRow> = []
+  const confirm: Array<OccRow> = []
+  try {
+    for (const child of children) await child.call({ kind: "open", endpoint: ctx.endpoint, poolSize: OCC_POOL_SIZE })
+    for (const { accounts, workers } of OCC_CONFIGS) {
+      ctx.log(`4. OCC, ${workers} workers on ${accounts} accounts`)
+      const measured = variants.map(() => [] as Array<{ result: TransferResult; violations: number }>)
+      for (let rep = 0; rep < ctx.sizes.transferReps; rep++) {
+        for (const index of rotate(variants.map((_, i) => i), rep)) {
+          measured[index]!.push(
+            await transferRun(ctx, children[index]!, workers, accounts, ctx.sizes.transferMs, undefined)
+          )
+        }
+      }
+      variants.forEach((v, index) =>
+        rows.push(summariseOcc(v.client, workers, accounts, ctx.sizes.transferMs, "defaults", measured[index]!))
+      )
+    }
+    const { accounts, workers } = OCC_CONFIGS[0]!
+    const ours = children[0]!
+    for (const [index, policy] of SWEEP.entries()) {
+      if (index % 12 === 0) ctx.log(`4. OCC policy sweep, ${index + 1}-${index + 12} of ${SWEEP.length}`)
+      const measured: Array<{ result: TransferResult; violations: number }> = []
+      for (let rep = 0; rep < ctx.sizes.sweepReps; rep++) {
+        measured.push(await transferRun(ctx, ours, workers, accounts, ctx.sizes.sweepMs, policy))
+      }
+      sweep.push(summariseOcc("ours", workers, accounts, ctx.sizes.sweepMs, policy, measured))
+    }
+    const low = OCC_CONFIGS[1]!
+    ctx.log(`4. OCC, best policies again at ${low.workers} workers × ${low.accounts} accounts`)
+    for (const policy of candidatesFrom(sweep)) {
+      const measured: Array<{ result: TransferResult; violations: number }> = []
+      for (let rep = 0; rep < ctx.sizes.sweepReps; rep++) {
+        measured.push(await transferRun(ctx, ours, low.workers, low.accounts, ctx.sizes.sweepMs, policy))
+      }
+      confirm.push(summariseOcc("ours", low.workers, low.accounts, ctx.sizes.sweepMs, policy, measured))
+    }
+    for (const child of children) await child.call({ kind: "close" })
+  } finally {
+    await Promise.all(children.map((child) => child.stop()))
+  }
+  return { rows, sweep, confirm }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 5. Connection storm
+
+export interface StormRow {
+  readonly storm: "fibers" | "pools"
+  readonly variant: string
+  readonly label: string
+  /** What was started at once: fibers on one pool, or pools of STORM_POOL_SIZE each running as many queries. */
+  readonly size: number
+  readonly medianMs: number
+  readonly runsMs: ReadonlyArray<number>
+  readonly queries: number
+  /** Per run, medians over runs. */
+  readonly connectionsOpened: number
+  readonly connectionsRefused: number
+  readonly tokensSigned: number
+  /** All runs together. */
+  readonly errors: number
+  readonly errorSamples: ReadonlyArray<string>
+  readonly runs: number
+  /** The client process's, over both storms (one process per client for the scenario). */
+  readonly usage: Usage
+}
+
+export const STORM_LIMITS = { connectionRatePerSecond: 100, connectionBurst: 100 }
+export const STORM_POOL_SIZE = 20
+
+export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
+  const variants = [
+    variant(ctx, "ours", "effect-dsql (caPem)", "ours"),
+    variant(ctx, "ours-extra-ca", "effect-dsql (NODE_EXTRA_CA_CERTS)", "ours", { extraCa: true }),
+    variant(ctx, "connector", "node-postgres connector", "connector"),
+    variant(ctx, "pg", "raw pg", "pg")
+  ]
+  const { stormFibers, stormPools, stormReps } = ctx.sizes
+  const rows: Array<StormRow> = []
+  for (const v of variants) {
+    const child = await startVariant(v)
+    const endpoint = endpointFor(ctx.endpoint, v)
+    const measured: Record<StormRow["storm"], Array<{ result: StormResult; stats: DsqlLocal.Stats }>> = {
+      fibers: [],
+      pools: []
+    }
+    let usage: Usage | undefined
+    try {
+      for (const kind of ["fibers", "pools"] as const) {
+        ctx.log(
+          `5. storm: ${
+            kind === "fibers"
+              ? `${stormFibers} fibers on a cold pool of ${STORM_POOL_SIZE}`
+              : `${stormPools} cold pools of ${STORM_POOL_SIZE}`
+          }, ${v.label}`
+        )
+        for (let rep = 0; rep < stormReps; rep++) {
+          await run(ctx.server.faults.reset)
+          await run(ctx.server.faults.setLimits(STORM_LIMITS))
+          await run(ctx.server.resetStats)
+          const result = kind === "fibers"
+            ? await child.call<StormResult>({ kind: "storm", endpoint, fibers: stormFibers, poolSize: STORM_POOL_SIZE })
+            : await child.call<StormResult>({
+              kind: "coldStart",
+              endpoint,
+              pools: stormPools,
+              poolSize: STORM_POOL_SIZE
+            })
+          await sleep(300)
+          measured[kind].push({ result, stats: await run(ctx.server.stats) })
+        }
+      }
+    } finally {
+      usage = await child.stop()
+      await run(ctx.server.faults.reset)
+    }
+    for (const kind of ["fibers", "pools"] as const) {
+      const runs = measured[kind]
+      rows.push({
+        storm: kind,
+        variant: v.id,
+        label: v.label,
+        size: kind === "fibers" ? stormFibers : stormPools,
+        medianMs: round(median(runs.map((m) => m.result.elapsedMs))),
+        runsMs: runs.map((m) => round(m.result.elapsedMs)),
+        queries: runs[0]!.result.queries,
+        connectionsOpened: median(runs.map((m) => m.stats.connectionsAccepted)),
+        connectionsRefused: median(runs.map((m) => m.stats.connectionsRefused)),
+        tokensSigned: median(runs.map((m) => m.result.tokensSigned)),
+        errors: runs.reduce((sum, m) => sum + m.result.errors, 0),
+        errorSamples: [...new Set(runs.flatMap((m) => m.result.errorSamples))].slice(0, 5),
+        runs: runs.length,
+        usage
+      })
+    }
+  }
+  return rows
+}
