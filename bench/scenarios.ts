@@ -2,8 +2,9 @@
  * The five comparisons. Each drives client processes (children.ts) against one DsqlLocal and returns plain data for
  * results.json; DsqlLocal's counters and faults are read and set here, between runs, never during one.
  */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type pg from "pg"
+import { OccRetry } from "../src/index.js"
 import type { DsqlLocal } from "../src/local/index.js"
 import type { Child } from "./children.js"
 import { startChild } from "./children.js"
@@ -407,7 +408,12 @@ export const SWEEP: ReadonlyArray<RetryPolicy> = [3, 10].flatMap((maxRetries) =>
 )
 
 /** `OccRetry.defaults` as a sweep point (its factor 2 and 30 s budget are what every sweep point keeps). */
-export const CURRENT_DEFAULTS: RetryPolicy = { maxRetries: 10, baseDelayMs: 10, maxDelayMs: 1000, jitter: 1 }
+export const CURRENT_DEFAULTS: RetryPolicy = {
+  maxRetries: OccRetry.defaults.maxRetries,
+  baseDelayMs: Duration.toMillis(OccRetry.defaults.baseDelay),
+  maxDelayMs: Duration.toMillis(OccRetry.defaults.maxDelay),
+  jitter: OccRetry.defaults.jitter
+}
 
 const samePolicy = (a: RetryPolicy, b: RetryPolicy) =>
   a.maxRetries === b.maxRetries && a.baseDelayMs === b.baseDelayMs && a.maxDelayMs === b.maxDelayMs &&
