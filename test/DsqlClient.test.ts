@@ -114,6 +114,19 @@ describe("DsqlClient", () => {
         assert.notInclude(message, "not-the-secret")
       }))
 
+    it.effect("surfaces a signer failure as a typed error that names the signing step and keeps its cause", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const failing = TokenSigner.layerFromProvider(() => Promise.reject(new Error("metadata service unreachable")))
+        const exit = yield* Effect.exit(Layer.build(clientLayer(server, {}, failing)).pipe(Effect.scoped))
+        const error = failureOf(exit) as SqlError
+        assert.include(error.message, "could not sign an IAM token")
+        assert.include(error.message, "metadata service unreachable")
+        const signerError = (error.cause as { cause?: { _tag?: string; reason?: string } }).cause
+        assert.strictEqual(signerError?._tag, "TokenSignerError")
+        assert.strictEqual(signerError?.reason, "CredentialsUnavailable")
+      }))
+
     it.effect("surfaces an expired token as a typed error with DSQL's message", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal

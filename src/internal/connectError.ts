@@ -10,7 +10,6 @@ interface ErrorLike {
   readonly code?: unknown
   readonly hint?: unknown
   readonly cause?: unknown
-  readonly _tag?: unknown
 }
 
 const tlsCodes: Readonly<Record<string, string>> = {
@@ -40,13 +39,15 @@ export const describeConnectError = (error: unknown): string => {
   const e = (typeof error === "object" && error !== null ? error : { message: String(error) }) as ErrorLike
   const code = typeof e.code === "string" ? e.code : undefined
   const message = clip(typeof e.message === "string" ? e.message : String(error))
-  if (e._tag === "TokenSignerError") return `could not sign an IAM token: ${message}`
   if (code !== undefined && code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
   if (code !== undefined && code in networkCodes) return networkCodes[code]!
   if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
     const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
     return `${message} (SQLSTATE ${code})${hint}`
   }
-  if (e.cause !== undefined && e.cause !== error) return `${message}: ${describeConnectError(e.cause)}`
+  if (e.cause !== undefined && e.cause !== error) {
+    const inner = describeConnectError(e.cause)
+    return message.includes(inner) ? message : `${message}: ${inner}`
+  }
   return message
 }

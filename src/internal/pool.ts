@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -119,17 +120,26 @@ type ConnectCallback = (
 export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
   const signer = yield* TokenSigner
   const runtime = yield* Effect.runtime<never>()
-  const runPromise = Runtime.runPromise(runtime)
+  const runPromiseExit = Runtime.runPromiseExit(runtime)
 
+  // pg calls this for every new physical connection. A failure goes to pg as a plain Error naming the cause: pg-pool
+  // calls `Error.captureStackTrace` on connection errors, which throws on errors that passed through the fiber
+  // runtime, and a FiberFailure would hide which step failed.
   const password = () =>
-    runPromise(
-      signer.sign({
-        hostname: config.host,
-        region: config.region,
-        user: config.user,
-        expiresIn: config.tokenDuration
-      }).pipe(Effect.map(Redacted.value))
-    )
+    runPromiseExit(signer.sign({
+      hostname: config.host,
+      region: config.region,
+      user: config.user,
+      expiresIn: config.tokenDuration
+    })).then(Exit.match({
+      onSuccess: Redacted.value,
+      onFailure: (cause) => {
+        const failure = Cause.failureOption(cause)
+        throw Option.isSome(failure)
+          ? new Error(`could not sign an IAM token: ${failure.value.message}`, { cause: failure.value })
+          : new Error("signing an IAM token was interrupted")
+      }
+    }))
 
   const lifetimeSeconds = Duration.toSeconds(config.maxConnectionLifetime)
   const pool = new Pg.Pool({
