@@ -11,10 +11,10 @@ import { DsqlLocal } from "effect-dsql/local"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import {
-  after,
   assertSignedWhileValid,
   checkPairs,
   emptyTally,
+  mixedLoad,
   pairsTable,
   report,
   runFibers,
@@ -60,34 +60,22 @@ describe("reliability: endurance", () => {
           const { issued, provider } = sessionProvider(watch, server, 3_000)
           const signer = timestampingSigner(TokenSigner.layerFromProvider(provider, { refreshBefore: "1 second" }))
           const before = yield* server.stats
-          const tally = emptyTally()
-          const committed: Array<string> = []
-          yield* runFibers({
-            fibers: 16,
-            until: after(20_000),
-            operation: (fiber, i) =>
-              i % 4 === 3
-                ? tallied(
-                  watch,
-                  tally,
-                  Effect.tap(withOccRetry(writePair(table, `${fiber}-${i}`)), () => committed.push(`${fiber}-${i}`))
-                )
-                : tallied(watch, tally, Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT pg_sleep(0.005)`))
-          }).pipe(
-            Effect.provide(watchedClient(
-              watch,
-              server,
-              {
-                maxConnections: 6,
-                maxConnectionLifetime: "1500 millis",
-                idleTimeout: "1 second",
-                tokenDuration: "2 seconds"
-              },
-              signer.layer
-            )),
-            watched(watch),
-            Effect.ensuring(server.faults.reset)
-          )
+          const { committed, tally } = yield* mixedLoad(watch, table, { fibers: 16, millis: 20_000, writeEvery: 4 })
+            .pipe(
+              Effect.provide(watchedClient(
+                watch,
+                server,
+                {
+                  maxConnections: 6,
+                  maxConnectionLifetime: "1500 millis",
+                  idleTimeout: "1 second",
+                  tokenDuration: "2 seconds"
+                },
+                signer.layer
+              )),
+              watched(watch),
+              Effect.ensuring(server.faults.reset)
+            )
           const stats = yield* server.stats
           const { lost } = yield* checkPairs(server, table, committed)
           const opened = stats.connectionsAccepted - before.connectionsAccepted

@@ -14,6 +14,7 @@ import {
   checkPairs,
   emptyTally,
   explain,
+  mixedLoad,
   pairsTable,
   recordingSigner,
   report,
@@ -41,24 +42,12 @@ describe("reliability: faults", () => {
           const table = yield* pairsTable(server, "age_pairs")
           yield* server.faults.setMaxConnectionAge("4 seconds")
           const before = yield* server.stats
-          const tally = emptyTally()
-          const committed: Array<string> = []
-          yield* runFibers({
-            fibers: 32,
-            until: after(25_000),
-            operation: (fiber, i) =>
-              i % 5 === 4
-                ? tallied(
-                  watch,
-                  tally,
-                  Effect.tap(withOccRetry(writePair(table, `${fiber}-${i}`)), () => committed.push(`${fiber}-${i}`))
-                )
-                : tallied(watch, tally, Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT pg_sleep(0.005)`))
-          }).pipe(
-            Effect.provide(watchedClient(watch, server, { maxConnections: 8, maxConnectionLifetime: "2 seconds" })),
-            watched(watch),
-            Effect.ensuring(server.faults.reset)
-          )
+          const { committed, tally } = yield* mixedLoad(watch, table, { fibers: 32, millis: 25_000, writeEvery: 5 })
+            .pipe(
+              Effect.provide(watchedClient(watch, server, { maxConnections: 8, maxConnectionLifetime: "2 seconds" })),
+              watched(watch),
+              Effect.ensuring(server.faults.reset)
+            )
           const stats = yield* server.stats
           const { lost } = yield* checkPairs(server, table, committed)
           const recycled = stats.connectionsAccepted - before.connectionsAccepted

@@ -9,7 +9,7 @@ import { assert } from "@effect/vitest"
 import type { AwsCredentialIdentity } from "@smithy/types"
 import type { Exit } from "effect"
 import { Cause, Effect, Layer, Logger, LogLevel, Option, Redacted, Tracer } from "effect"
-import { TokenSigner } from "effect-dsql"
+import { TokenSigner, withOccRetry } from "effect-dsql"
 import type { DsqlLocal } from "effect-dsql/local"
 import { randomBytes } from "node:crypto"
 import { appendFileSync } from "node:fs"
@@ -286,6 +286,33 @@ export const runFibers = <E, R>(options: {
       }),
     { concurrency: "unbounded", discard: true }
   )
+
+/**
+ * Steady mixed load: every `writeEvery`-th operation of each fiber writes a pair under `withOccRetry` (its id kept in
+ * `committed` once it commits), the others run a 5 ms query; for `millis`.
+ */
+export const mixedLoad = (
+  watch: SecretWatch,
+  table: string,
+  options: { readonly fibers: number; readonly millis: number; readonly writeEvery: number }
+) =>
+  Effect.gen(function*() {
+    const tally = emptyTally()
+    const committed: Array<string> = []
+    yield* runFibers({
+      fibers: options.fibers,
+      until: after(options.millis),
+      operation: (fiber, i) =>
+        i % options.writeEvery === options.writeEvery - 1
+          ? tallied(
+            watch,
+            tally,
+            Effect.tap(withOccRetry(writePair(table, `${fiber}-${i}`)), () => committed.push(`${fiber}-${i}`))
+          )
+          : tallied(watch, tally, Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT pg_sleep(0.005)`))
+    })
+    return { tally, committed }
+  })
 
 /** A deadline `millis` from now, as an `until` for `runFibers`. */
 export const after = (millis: number) => {
