@@ -11,7 +11,6 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { DsqlLocal } from "../src/local/index.js"
-import { embeddedBackend, MAX_BACKEND_CONNECTIONS } from "./backend.js"
 import { barChart } from "./charts.js"
 import { linkDelay } from "./linkDelay.js"
 import type { Endpoint } from "./protocol.js"
@@ -62,6 +61,12 @@ const benchDir = Path.dirname(fileURLToPath(import.meta.url))
 const partial = quick || only !== undefined
 const outDir = partial ? Path.join(benchDir, "quick") : benchDir
 const PROFILE = "bench"
+
+/**
+ * Room for a thousand sessions in the backend, so that the connection storm meets DsqlLocal's DSQL limits (53400,
+ * 53300) and not PostgreSQL's own max_connections (100).
+ */
+const MAX_BACKEND_CONNECTIONS = 1_200
 
 const machine = async () => {
   const cpuinfo = await Fs.readFile("/proc/cpuinfo", "utf8").catch(() => "")
@@ -168,8 +173,7 @@ const program = Effect.gen(function*() {
   const source = sourceState()
   const log = (line: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(1)} s] ${line}`)
   log(`effect-dsql bench${quick ? " (quick)" : ""}: starting PostgreSQL (max_connections ${MAX_BACKEND_CONNECTIONS})`)
-  const backendUrl = yield* embeddedBackend
-  const server = yield* DsqlLocal.start({ backendUrl })
+  const server = yield* DsqlLocal.start({ backendMaxConnections: MAX_BACKEND_CONNECTIONS })
   log(`DsqlLocal on ${server.address}:${server.port} as ${server.hostname}`)
 
   const tmp = yield* Effect.acquireRelease(
@@ -264,7 +268,7 @@ const program = Effect.gen(function*() {
       loadAverage,
       sizes,
       setup: {
-        dsqlLocal: "DsqlLocal.start({ backendUrl }) over an embedded PostgreSQL 18 started by the bench",
+        dsqlLocal: "DsqlLocal.start({ backendMaxConnections }) over its embedded PostgreSQL 18",
         backendMaxConnections: MAX_BACKEND_CONNECTIONS,
         latencyMs: Scenarios.LATENCY_MS,
         loadPoolSize: Scenarios.LOAD_POOL_SIZE,

@@ -105,6 +105,8 @@ export type OccCode = State.OccCode
  * - `backendUrl`: a `postgres://` URL of an existing PostgreSQL (default: env `DSQL_LOCAL_BACKEND_URL`, else an
  *   embedded PostgreSQL started for this server). Sessions log in to it as the client's role, with the URL's password
  *   when it asks for one (cleartext, MD5 or SCRAM-SHA-256), so such roles need that password or a `trust` rule.
+ * - `backendMaxConnections`: `max_connections` of the embedded PostgreSQL (default 100, PostgreSQL's): raise it for
+ *   storms that should meet DsqlLocal's DSQL limits (`limits.maxConnections`, 10,000) before PostgreSQL's own.
  * - `port` (default 0: any free port) and `listenAddress` (default `127.0.0.1`).
  * - `region` (default `us-east-1`) and `clusterId` (26 characters of `[a-z0-9]`, random by default) make the
  *   hostname `<clusterId>.dsql.<region>.on.aws`.
@@ -116,6 +118,7 @@ export type OccCode = State.OccCode
  */
 export interface Options {
   readonly backendUrl?: string
+  readonly backendMaxConnections?: number
   readonly port?: number
   readonly listenAddress?: string
   readonly region?: string
@@ -246,6 +249,10 @@ const validate = (options: Options) => {
   ) {
     return optionsError("credentials must hold at least one pair of non-empty accessKeyId and secretAccessKey")
   }
+  const maxConnections = options.backendMaxConnections
+  if (maxConnections !== undefined && !(Number.isInteger(maxConnections) && maxConnections >= 1)) {
+    return optionsError(`backendMaxConnections ${maxConnections} is not a positive integer`)
+  }
   const limit = options.limits === undefined ? undefined : invalidLimit(options.limits)
   if (limit !== undefined) return optionsError(`limits.${limit} must be a positive number`)
   return undefined
@@ -317,6 +324,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
   })
   const backend = yield* acquireBackend({
     setupSql: backendSetupSql,
+    maxConnections: options.backendMaxConnections,
     ...(backendUrl === undefined ? {} : { url: backendUrl })
   })
 

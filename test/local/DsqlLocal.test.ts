@@ -446,10 +446,26 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
 
     it.effect("refuses invalid options", () =>
       Effect.gen(function*() {
-        const error = yield* Effect.flip(Effect.scoped(DsqlLocal.start({ clusterId: "TooShort" })))
-        expect(error).toBeInstanceOf(DsqlLocal.DsqlLocalError)
-        expect(error.reason).toBe("Options")
+        for (
+          const options of [{ clusterId: "TooShort" }, { backendMaxConnections: 0 }, { backendMaxConnections: 1.5 }]
+        ) {
+          const error = yield* Effect.flip(Effect.scoped(DsqlLocal.start(options)))
+          expect(error).toBeInstanceOf(DsqlLocal.DsqlLocalError)
+          expect(error.reason).toBe("Options")
+        }
       }))
+
+    it.effect("sizes the embedded backend with backendMaxConnections", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.start({ backendMaxConnections: 250 })
+        const client = new pg.Client({ connectionString: server.backendUrl })
+        const rows = yield* Effect.acquireUseRelease(
+          Effect.promise(() => client.connect()),
+          () => Effect.promise(() => client.query("SHOW max_connections")),
+          () => Effect.promise(() => client.end())
+        )
+        expect(rows.rows).toEqual([{ max_connections: "250" }])
+      }).pipe(Effect.scoped))
 
     it.effect("never shows the secret key when inspected or serialised", () =>
       Effect.gen(function*() {

