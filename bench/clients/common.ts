@@ -5,7 +5,15 @@
 import { randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import type pg from "pg"
-import type { Endpoint, LoadResult, QueryKind, StormResult } from "../protocol.js"
+import type {
+  BenchClient,
+  Endpoint,
+  LoadResult,
+  QueryKind,
+  StormResult,
+  TransferOptions,
+  TransferResult
+} from "../protocol.js"
 import { describeError, INSERT_TABLE, KV_ROWS, KV_TABLE } from "../protocol.js"
 import { makeRecorder } from "../stats.js"
 
@@ -143,5 +151,35 @@ export const setupPool = async (pool: pg.Pool, connections: number, parallel: bo
   } finally {
     for (const client of clients) client.release()
     await pool.end()
+  }
+}
+
+/**
+ * A `BenchClient` over node-postgres-style pools: one pool kept for `load` and `transfers` between `open` and `close`,
+ * fresh ones for setup and storms. `tokensSigned` reads the client's own count of signed tokens.
+ */
+export const pooledClient = <P extends pg.Pool>(options: {
+  readonly makePool: (endpoint: Endpoint, poolSize: number) => P
+  readonly tokensSigned: () => number
+  readonly transfers: (pool: P, transfer: TransferOptions) => Promise<TransferResult>
+}): BenchClient => {
+  let pool: P | undefined
+  return {
+    setup: (endpoint, connections, parallel) =>
+      setupPool(options.makePool(endpoint, connections), connections, parallel),
+    open: async (endpoint, poolSize) => {
+      pool = options.makePool(endpoint, poolSize)
+      pool.on("error", () => undefined)
+    },
+    load: (query, concurrency, durationMs) => loadLoop(() => runQuery(pool!, query), concurrency, durationMs),
+    transfers: (transfer) => options.transfers(pool!, transfer),
+    close: async () => {
+      await pool?.end()
+      pool = undefined
+    },
+    storm: (endpoint, fibers, poolSize) =>
+      stormPools(() => options.makePool(endpoint, poolSize), 1, fibers, options.tokensSigned),
+    coldStart: (endpoint, pools, poolSize) =>
+      stormPools(() => options.makePool(endpoint, poolSize), pools, poolSize, options.tokensSigned)
   }
 }

@@ -7,9 +7,9 @@ import { DsqlSigner } from "@aws-sdk/dsql-signer"
 import { AuroraDSQLPool, isOCCError } from "@aws/aurora-dsql-node-postgres-connector"
 import { randomUUID } from "node:crypto"
 import type pg from "pg"
-import type { BenchClient, Endpoint, TransferOptions, TransferResult } from "../protocol.js"
+import type { Endpoint, TransferOptions, TransferResult } from "../protocol.js"
 import { makeRecorder } from "../stats.js"
-import { loadLoop, makeErrorLog, pgOptions, runQuery, setupPool, stormPools } from "./common.js"
+import { makeErrorLog, pgOptions, pooledClient } from "./common.js"
 
 // The connector signs through this class's methods; counting calls (then signing as before) is how the storm
 // scenario learns how many tokens it signed.
@@ -20,12 +20,10 @@ DsqlSigner.prototype.getDbConnectAdminAuthToken = function(this: DsqlSigner) {
   return signAdmin.call(this)
 }
 
-const makePool = (endpoint: Endpoint, poolSize: number): pg.Pool =>
+const makePool = (endpoint: Endpoint, poolSize: number): AuroraDSQLPool =>
   new AuroraDSQLPool({ ...pgOptions(endpoint, poolSize), region: endpoint.region } as never)
 
-let pool: AuroraDSQLPool | undefined
-
-const transfers = async (options: TransferOptions): Promise<TransferResult> => {
+const transfers = async (pool: AuroraDSQLPool, options: TransferOptions): Promise<TransferResult> => {
   if (options.policy !== undefined) throw new Error("the connector runs with its own defaults")
   const recorder = makeRecorder()
   const errors = makeErrorLog()
@@ -43,7 +41,7 @@ const transfers = async (options: TransferOptions): Promise<TransferResult> => {
       const id = randomUUID()
       const begin = performance.now()
       try {
-        await pool!.transaction(async (client: pg.PoolClient) => {
+        await pool.transaction(async (client: pg.PoolClient) => {
           attempts++
           await client.query(`UPDATE ${options.bank} SET balance = balance - $1 WHERE id = $2`, [amount, from])
           await client.query(`UPDATE ${options.bank} SET balance = balance + $1 WHERE id = $2`, [amount, to])
@@ -75,19 +73,4 @@ const transfers = async (options: TransferOptions): Promise<TransferResult> => {
   }
 }
 
-export const client: BenchClient = {
-  setup: (endpoint, connections, parallel) => setupPool(makePool(endpoint, connections), connections, parallel),
-  open: async (endpoint, poolSize) => {
-    pool = makePool(endpoint, poolSize) as AuroraDSQLPool
-    pool.on("error", () => undefined)
-  },
-  load: (query, concurrency, durationMs) => loadLoop(() => runQuery(pool!, query), concurrency, durationMs),
-  transfers,
-  close: async () => {
-    await pool?.end()
-    pool = undefined
-  },
-  storm: (endpoint, fibers, poolSize) => stormPools(() => makePool(endpoint, poolSize), 1, fibers, () => tokensSigned),
-  coldStart: (endpoint, pools, poolSize) =>
-    stormPools(() => makePool(endpoint, poolSize), pools, poolSize, () => tokensSigned)
-}
+export const client = pooledClient({ makePool, tokensSigned: () => tokensSigned, transfers })

@@ -5,8 +5,8 @@
  */
 import { DsqlSigner } from "@aws-sdk/dsql-signer"
 import pg from "pg"
-import type { BenchClient, Endpoint } from "../protocol.js"
-import { loadLoop, pgOptions, runQuery, setupPool, stormPools } from "./common.js"
+import type { Endpoint } from "../protocol.js"
+import { pgOptions, pooledClient } from "./common.js"
 
 let tokensSigned = 0
 
@@ -21,21 +21,8 @@ export const makePool = (endpoint: Endpoint, poolSize: number): pg.Pool => {
   } as pg.PoolConfig)
 }
 
-let pool: pg.Pool | undefined
-
-export const client: BenchClient = {
-  setup: (endpoint, connections, parallel) => setupPool(makePool(endpoint, connections), connections, parallel),
-  open: async (endpoint, poolSize) => {
-    pool = makePool(endpoint, poolSize)
-    pool.on("error", () => undefined)
-  },
-  load: (query, concurrency, durationMs) => loadLoop(() => runQuery(pool!, query), concurrency, durationMs),
-  transfers: () => Promise.reject(new Error("raw pg has no OCC retry helper")),
-  close: async () => {
-    await pool?.end()
-    pool = undefined
-  },
-  storm: (endpoint, fibers, poolSize) => stormPools(() => makePool(endpoint, poolSize), 1, fibers, () => tokensSigned),
-  coldStart: (endpoint, pools, poolSize) =>
-    stormPools(() => makePool(endpoint, poolSize), pools, poolSize, () => tokensSigned)
-}
+export const client = pooledClient({
+  makePool,
+  tokensSigned: () => tokensSigned,
+  transfers: () => Promise.reject(new Error("raw pg has no OCC retry helper"))
+})
