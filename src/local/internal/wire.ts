@@ -77,11 +77,8 @@ export const readCString = (body: Buffer, offset: number): readonly [string, num
 /** Fields of an ErrorResponse / NoticeResponse, keyed by their one-letter code (S, V, C, M, H, D, …). */
 export type ErrorFields = Readonly<Record<string, string>>
 
-export const errorResponse = (fields: ErrorFields): Frame => errorLike("E", fields)
-export const noticeResponse = (fields: ErrorFields): Frame => errorLike("N", fields)
-
-const errorLike = (type: "E" | "N", fields: ErrorFields): Frame => ({
-  type,
+export const errorResponse = (fields: ErrorFields): Frame => ({
+  type: "E",
   body: Buffer.concat([...Object.entries(fields).map(([code, value]) => cstring(`${code}${value}`)), Buffer.from([0])])
 })
 
@@ -126,40 +123,6 @@ export const authentication = (code: number, extra: Buffer = Buffer.alloc(0)): F
   const head = Buffer.alloc(4)
   head.writeInt32BE(code, 0)
   return { type: "R", body: Buffer.concat([head, extra]) }
-}
-
-/** RowDescription for text columns of type `typeOid`. */
-export const rowDescription = (columns: ReadonlyArray<{ readonly name: string; readonly typeOid: number }>): Frame => {
-  const count = Buffer.alloc(2)
-  count.writeInt16BE(columns.length, 0)
-  const parts = columns.map((column) => {
-    const meta = Buffer.alloc(18)
-    meta.writeInt32BE(0, 0) // table oid
-    meta.writeInt16BE(0, 4) // column attnum
-    meta.writeInt32BE(column.typeOid, 6)
-    meta.writeInt16BE(-1, 10) // type size
-    meta.writeInt32BE(-1, 12) // type modifier
-    meta.writeInt16BE(0, 16) // text format
-    return Buffer.concat([cstring(column.name), meta])
-  })
-  return { type: "T", body: Buffer.concat([count, ...parts]) }
-}
-
-/** DataRow of text values; `null` is SQL NULL. */
-export const dataRow = (values: ReadonlyArray<string | null>): Frame => {
-  const count = Buffer.alloc(2)
-  count.writeInt16BE(values.length, 0)
-  const parts = values.map((value) => {
-    const length = Buffer.alloc(4)
-    if (value === null) {
-      length.writeInt32BE(-1, 0)
-      return length
-    }
-    const bytes = Buffer.from(value, "utf8")
-    length.writeInt32BE(bytes.length, 0)
-    return Buffer.concat([length, bytes])
-  })
-  return { type: "D", body: Buffer.concat([count, ...parts]) }
 }
 
 /** Reads the key/value pairs of a StartupMessage body (after the protocol word). */
