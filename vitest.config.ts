@@ -1,7 +1,10 @@
 import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
+import ProgressReporter from "./test/utils/progressReporter.js"
 
 const src = (path: string) => fileURLToPath(new URL(`./src/${path}`, import.meta.url))
+
+const progressFile = process.env["VITEST_PROGRESS_FILE"]
 
 export default defineConfig({
   resolve: {
@@ -15,6 +18,13 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    pool: "forks"
+    // A worker whose leaked handles or stuck release outlive its tests is given this long, then the run goes on.
+    teardownTimeout: 10_000,
+    pool: "forks",
+    setupFiles: ["./test/utils/setup.ts"],
+    // vitest's runner, minus the stacks its reporter would parse for hours (see the file).
+    runner: "./test/utils/runner.ts",
+    // `.ci/run` names what was still running when it had to stop a run.
+    ...(progressFile === undefined ? {} : { reporters: ["default", new ProgressReporter(progressFile)] })
   }
 })

@@ -3,6 +3,7 @@ import { type Cause, ConfigProvider, Effect } from "effect"
 import { TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { program } from "../../examples/alternatives/manual_token.js"
+import { failureOf } from "../utils/failure.js"
 import { logOf } from "./console.js"
 
 const runWith = (server: DsqlLocal.Server, env: Readonly<Record<string, string>>) =>
@@ -31,7 +32,7 @@ describe("examples/alternatives/manual_token", () => {
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const { DSQL_CA_PEM: _, ...withoutCa } = server.env
-        const error = yield* Effect.flip(runWith(server, withoutCa))
+        const error = yield* failureOf(runWith(server, withoutCa))
         assert.strictEqual(error._tag, "UnknownException")
         assert.match(String((error as Cause.UnknownException).cause), /certificate/i)
       }))

@@ -11,6 +11,7 @@ import { DsqlLocal } from "../../src/local/index.js"
 import { makeAuthority } from "../../src/local/internal/certificates.js"
 import type { TokenRejection } from "../../src/local/internal/state.js"
 import { connectPg, query, signToken, tlsFor } from "../utils/dsqlLocal.js"
+import { failureOf } from "../utils/failure.js"
 
 const accessDenied = "unable to accept connection, access denied"
 
@@ -151,7 +152,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const password = yield* signToken(server, { action: "DbConnect" })
-        const error = yield* Effect.flip(connectPg(server, { user: "nobody_here", password }))
+        const error = yield* failureOf(connectPg(server, { user: "nobody_here", password }))
         expect(error.code).toBe("28000")
         expect(error.message).toBe("role \"nobody_here\" does not exist")
         expect(error.severity).toBe("FATAL")
@@ -161,7 +162,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const before = yield* server.stats
-        const error = yield* Effect.flip(connectPg(server, { ssl: false }))
+        const error = yield* failureOf(connectPg(server, { ssl: false }))
         expect(error.code).toBe("28000")
         expect(error.message).toBe("unable to accept connection, ssl is required")
         const after = yield* server.stats
@@ -172,7 +173,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const other = yield* makeAuthority()
-        const error = yield* Effect.flip(connectPg(server, { ssl: { ...tlsFor(server), ca: other.certPem } }))
+        const error = yield* failureOf(connectPg(server, { ssl: { ...tlsFor(server), ca: other.certPem } }))
         expect(error.message).toMatch(/certificate/)
         // The server survives the client's TLS alert.
         yield* query(yield* connectPg(server), "SELECT 1")
@@ -182,7 +183,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         // pg sends no SNI when the host is an IP address and no servername is given; the certificate names 127.0.0.1.
-        const error = yield* Effect.flip(connectPg(server, { ssl: { ca: server.ca, rejectUnauthorized: true } }))
+        const error = yield* failureOf(connectPg(server, { ssl: { ca: server.ca, rejectUnauthorized: true } }))
         expect(error.code).toBe("08006")
         expect(error.message).toBe("unable to accept connection, sni was not received")
       }))
@@ -191,11 +192,11 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const otherHost = `${"a".repeat(26)}.dsql.${server.region}.on.aws`
-        const wrongHost = yield* Effect.flip(connectPg(server, { ssl: { ...tlsFor(server), servername: otherHost } }))
+        const wrongHost = yield* failureOf(connectPg(server, { ssl: { ...tlsFor(server), servername: otherHost } }))
         expect(wrongHost.code).toBe("08006")
         expect(wrongHost.message).toBe(accessDenied)
         expect(wrongHost.hint).toContain(server.hostname)
-        const wrongDatabase = yield* Effect.flip(connectPg(server, { database: "other" }))
+        const wrongDatabase = yield* failureOf(connectPg(server, { database: "other" }))
         expect(wrongDatabase.code).toBe("3D000")
         expect(wrongDatabase.message).toBe("database \"other\" does not exist")
       }))
@@ -253,7 +254,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const before = yield* server.stats
-        const error = yield* Effect.flip(connectPg(server, { password: yield* Effect.orDie(password(server)) }))
+        const error = yield* failureOf(connectPg(server, { password: yield* Effect.orDie(password(server)) }))
         expect(error.code).toBe("08006")
         expect(error.message).toBe(accessDenied)
         expect(error.hint).toBeTruthy()
@@ -309,7 +310,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         const server = yield* ownServer({ limits: { maxConnections: 2 } })
         yield* connectPg(server)
         const second = yield* connectPg(server)
-        const error = yield* Effect.flip(connectPg(server))
+        const error = yield* failureOf(connectPg(server))
         expect(error.code).toBe("53300")
         expect(error.message).toBe("Unable to accept connection, too many open connections.")
         yield* Effect.promise(() => second.end())
@@ -324,7 +325,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         yield* server.faults.setLimits({ connectionBurst: 2, connectionRatePerSecond: 5 })
         yield* connectPg(server)
         yield* connectPg(server)
-        const error = yield* Effect.flip(connectPg(server))
+        const error = yield* failureOf(connectPg(server))
         expect(error.code).toBe("53400")
         expect(error.message).toBe("Unable to accept connection, rate exceeded.")
         // The bucket refills at 5 tokens per second.
@@ -356,7 +357,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         const open = yield* connectPg(server)
         const before = yield* server.stats
         yield* server.faults.refuseConnectionsFor("400 millis")
-        const error = yield* Effect.flip(connectPg(server))
+        const error = yield* failureOf(connectPg(server))
         expect(error.message).toMatch(/terminated|disconnected/i)
         expect((yield* server.stats).connectionsRefused - before.connectionsRefused).toBe(1)
         yield* query(open, "SELECT 1")
@@ -369,7 +370,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         const server = yield* DsqlLocal.DsqlLocal
         const client = yield* connectPg(server)
         yield* server.faults.dropNextQueries(1)
-        const error = yield* Effect.flip(query(client, "SELECT 1"))
+        const error = yield* failureOf(query(client, "SELECT 1"))
         expect(error.message).toMatch(/terminated/i)
         yield* query(yield* connectPg(server), "SELECT 1")
       }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
@@ -426,7 +427,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         yield* query(client, "SELECT 1")
         yield* Scope.close(scope, Exit.void)
         expect(yield* isPortOpen(server.port)).toBe(false)
-        expect(yield* Effect.flip(query(client, "SELECT 1"))).toBeInstanceOf(Error)
+        expect(yield* failureOf(query(client, "SELECT 1"))).toBeInstanceOf(Error)
         const backend = yield* backendClient(shared)
         const active = yield* Effect.tryPromise(() =>
           backend.query(
@@ -439,7 +440,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
     it.effect("fails with reason Listen when the port is taken", () =>
       Effect.gen(function*() {
         const shared = yield* DsqlLocal.DsqlLocal
-        const error = yield* Effect.flip(Effect.scoped(ownServer({ port: shared.port })))
+        const error = yield* failureOf(Effect.scoped(ownServer({ port: shared.port })))
         expect(error.reason).toBe("Listen")
         expect(error.message).toContain("EADDRINUSE")
       }))
@@ -449,7 +450,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         for (
           const options of [{ clusterId: "TooShort" }, { backendMaxConnections: 0 }, { backendMaxConnections: 1.5 }]
         ) {
-          const error = yield* Effect.flip(Effect.scoped(DsqlLocal.start(options)))
+          const error = yield* failureOf(Effect.scoped(DsqlLocal.start(options)))
           expect(error).toBeInstanceOf(DsqlLocal.DsqlLocalError)
           expect(error.reason).toBe("Options")
         }
@@ -551,7 +552,7 @@ describe("DsqlLocal over a backend that wants passwords", () => {
           expect((yield* query(client, "SELECT current_user AS name")).rows).toEqual([{ name: user }])
         }
         // The admin role DsqlLocal creates has no password: this backend refuses it, and the client hears why.
-        const error = yield* Effect.flip(connectPg(server))
+        const error = yield* failureOf(connectPg(server))
         expect(error.code).toBe("28P01")
         expect(error.message).toBe("password authentication failed for user \"admin\"")
       }).pipe(Effect.scoped),

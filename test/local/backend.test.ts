@@ -9,6 +9,7 @@ import { inspect } from "node:util"
 import * as Pg from "pg"
 import type { Backend } from "../../src/local/internal/backend.js"
 import { acquireBackend } from "../../src/local/internal/backend.js"
+import { failureOf } from "../utils/failure.js"
 
 const uniquePrefix = () => `dsql-local-backend-test-${randomUUID()}-`
 
@@ -85,7 +86,7 @@ describe("acquireBackend", () => {
         const external = yield* Effect.scoped(acquireBackend({ url: backend.url, setupSql }))
         expect(external).toEqual({ ...backend, embedded: false })
         expect(yield* isListening(backend.port)).toBe(true)
-        const failedSetup = yield* Effect.flip(
+        const failedSetup = yield* failureOf(
           Effect.scoped(acquireBackend({ url: backend.url, setupSql: "select * from nowhere" }))
         )
         expect(failedSetup).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net"
 import * as tls from "node:tls"
 import type { KeyAndCertificate } from "../../src/local/internal/certificates.js"
 import { issueServerCertificate, makeAuthority } from "../../src/local/internal/certificates.js"
+import { failureOf } from "../utils/failure.js"
 
 const hostnames = ["*.dsql.us-east-1.on.aws", "localhost"]
 const day = 24 * 60 * 60 * 1000
@@ -121,7 +122,7 @@ describe("certificates", () => {
   it.effect("invalid input fails with DsqlLocalError, not a defect", () =>
     Effect.gen(function*() {
       const authority = yield* makeAuthority()
-      const error = yield* Effect.flip(issueServerCertificate(authority, { hostnames, ipAddresses: ["not-an-ip"] }))
+      const error = yield* failureOf(issueServerCertificate(authority, { hostnames, ipAddresses: ["not-an-ip"] }))
       expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Certificates" })
     }))
 })

@@ -363,7 +363,7 @@ describe("policy", () => {
         const { port, state } = yield* cluster()
         const client = yield* connect(port)
         state.faults.dropQueries = 1
-        const error = yield* Effect.flip(query(client, "SELECT 1"))
+        const error = yield* failure(query(client, "SELECT 1"))
         expect(error.message).toMatch(/Connection terminated/)
         expect(state.faults.dropQueries).toBe(0)
       }))
@@ -457,7 +457,7 @@ describe("policy", () => {
         const advisory = { name: `${table}_lock`, text: "SELECT pg_advisory_lock($1)" }
         for (const value of [1, 2]) {
           yield* Effect.tryPromise(() => client.query({ ...insert, values: [value] }))
-          const refused = yield* Effect.flip(Effect.tryPromise({
+          const refused = yield* failure(Effect.tryPromise({
             try: () => client.query({ ...advisory, values: [value] }),
             catch: (error) => error as pg.DatabaseError
           }))
@@ -465,7 +465,7 @@ describe("policy", () => {
         }
         yield* query(client, "BEGIN")
         yield* query(client, `CREATE TABLE ${table}_b (a int)`)
-        const mixed = yield* Effect.flip(Effect.tryPromise({
+        const mixed = yield* failure(Effect.tryPromise({
           try: () => client.query({ ...insert, values: [3] }),
           catch: (error) => error as pg.DatabaseError
         }))
