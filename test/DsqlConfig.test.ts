@@ -305,6 +305,28 @@ describe("DsqlConfig", () => {
         yield* expectFailure(region({ DSQL_AWS_REGION: "us-west-2" }), "DSQL_REGION")
       }))
 
+    it.effect("awsRegion takes AWS_REGION over AWS_DEFAULT_REGION, as the AWS SDK does", () =>
+      Effect.gen(function*() {
+        const awsRegion = (vars: Record<string, string>) =>
+          DsqlConfig.awsRegion.pipe(
+            Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(vars)), { pathDelim: "_" }))
+          )
+        assert.deepStrictEqual(
+          yield* awsRegion({ AWS_REGION: "us-west-2", AWS_DEFAULT_REGION: "eu-north-1" }),
+          Option.some("us-west-2")
+        )
+        assert.deepStrictEqual(
+          yield* awsRegion({ AWS_DEFAULT_REGION: "eu-north-1", AWS_REGION: "us-west-2" }),
+          Option.some("us-west-2")
+        )
+        assert.deepStrictEqual(yield* awsRegion({ AWS_DEFAULT_REGION: "eu-north-1" }), Option.some("eu-north-1"))
+        assert.deepStrictEqual(
+          yield* awsRegion({ AWS_REGION: "", AWS_DEFAULT_REGION: "eu-north-1" }),
+          Option.some("eu-north-1")
+        )
+        assert.deepStrictEqual(yield* awsRegion({}), Option.none())
+      }))
+
     it.effect("takes the endpoint's region over AWS_REGION", () =>
       Effect.gen(function*() {
         const config = yield* fromEnv({ DSQL_HOST: endpoint, AWS_REGION: "eu-west-1" })
