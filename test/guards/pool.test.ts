@@ -1,0 +1,175 @@
+/**
+ * What users of the pool rely on, stated so that a plausible slip fails here within seconds: one token per physical
+ * connection, connections refused for DSQL's limits retried until they succeed, every connection's lifetime inside
+ * [0.9 × lifetime, lifetime], and the region from AWS_REGION before AWS_DEFAULT_REGION.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Duration, Effect, Exit, FastCheck, Fiber, Layer, Metric, Ref, Schedule, Scope } from "effect"
+import { DsqlClient, DsqlConfig, DsqlMetrics, TokenSigner } from "effect-dsql"
+import { DsqlLocal } from "effect-dsql/local"
+import type pg from "pg"
+import { makePool } from "../../src/internal/pool.js"
+import { clientLayer, withEnv } from "../utils/client.js"
+import { connectPg } from "../utils/dsqlLocal.js"
+
+/** `server`'s static signer, counting the tokens asked of it. */
+const countingSigner = (server: DsqlLocal.Server, signed: Ref.Ref<number>) =>
+  Layer.effect(
+    TokenSigner.TokenSigner,
+    Effect.map(TokenSigner.TokenSigner, (inner) =>
+      TokenSigner.TokenSigner.of({
+        sign: (request) => Effect.zipRight(Ref.update(signed, (n) => n + 1), inner.sign(request))
+      }))
+  ).pipe(Layer.provide(TokenSigner.layerStatic(server.credentials)))
+
+const tokensSigned = Effect.map(Metric.value(DsqlMetrics.tokensSigned), (state) => state.count)
+
+/** Waits (real time, at most 10 s) until the server has refused `count` more connections than at `before`. */
+const refusals = (server: DsqlLocal.Server, before: DsqlLocal.Stats, count: number) =>
+  server.stats.pipe(
+    Effect.repeat({
+      schedule: Schedule.spaced("5 millis"),
+      until: (stats) => stats.connectionsRefused - before.connectionsRefused >= count
+    }),
+    Effect.timeoutFail({
+      duration: "10 seconds",
+      onTimeout: () => new Error(`the server did not refuse ${count} connections within 10 s`)
+    })
+  )
+
+describe("pool", () => {
+  layer(DsqlLocal.layer(), { excludeTestServices: true })("on DsqlLocal", (it) => {
+    it.effect("signs exactly one token per physical connection, however many queries and transactions", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const signed = yield* Ref.make(0)
+        const before = yield* server.stats
+        const metricBefore = yield* tokensSigned
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.forEach(Array.from({ length: 80 }), (_, i) => sql`SELECT ${i}::int AS n`, { concurrency: 16 })
+          yield* Effect.forEach(
+            Array.from({ length: 20 }),
+            (_, i) => sql.withTransaction(Effect.zipRight(sql`SELECT ${i}::int`, sql`SELECT 1`)),
+            { concurrency: 8 }
+          )
+          yield* Effect.forEach(Array.from({ length: 10 }), () => Effect.scoped(sql.reserve), { concurrency: 4 })
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4 }, countingSigner(server, signed))))
+        const after = yield* server.stats
+        const connections = after.connectionsAccepted - before.connectionsAccepted
+        assert.isAtLeast(connections, 1)
+        assert.isAtMost(connections, 4, "a pool of 4")
+        assert.strictEqual(yield* Ref.get(signed), connections, "tokens asked of the signer")
+        assert.strictEqual((yield* tokensSigned) - metricBefore, connections, "dsql_tokens_signed_total")
+        assert.strictEqual(after.tokensVerified - before.tokensVerified, connections, "tokens the server checked")
+      }))
+
+    for (const code of ["53300", "53400"] as const) {
+      it.effect(`connects after the server refused a new connection with ${code} three times`, () =>
+        Effect.gen(function*() {
+          const server = yield* DsqlLocal.DsqlLocal
+          // refuse every new connection until `lift`
+          let lift: Effect.Effect<void>
+          if (code === "53300") {
+            // the only slot, held by another client
+            yield* server.faults.setLimits({ maxConnections: 1 })
+            const holder = yield* Scope.make()
+            yield* Scope.extend(connectPg(server), holder)
+            lift = Scope.close(holder, Exit.void)
+          } else {
+            // an empty bucket that refills once a day
+            yield* server.faults.setLimits({ connectionBurst: 1, connectionRatePerSecond: 1 / 86_400 })
+            yield* Effect.scoped(connectPg(server))
+            lift = server.faults.setLimits({ connectionRatePerSecond: 1_000 })
+          }
+          const before = yield* server.stats
+          const fiber = yield* Effect.fork(
+            Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT 1::int AS n`).pipe(
+              Effect.provide(clientLayer(server, { maxConnections: 1, connectTimeout: "10 seconds" }))
+            )
+          )
+          const gaveUp = Effect.zipRight(
+            Fiber.await(fiber),
+            Effect.fail(new Error("the client gave up before the server had refused it 3 times"))
+          )
+          yield* Effect.raceFirst(refusals(server, before, 3), gaveUp)
+          yield* lift
+          const rows = yield* fiber
+          const after = yield* server.stats
+          assert.deepStrictEqual(rows, [{ n: 1 }])
+          assert.isAtLeast(after.connectionsRefused - before.connectionsRefused, 3)
+          assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1, "one attempt got through")
+        }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
+    }
+
+    it.effect("signs for AWS_REGION when AWS_DEFAULT_REGION names another region", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const rows = yield* withEnv(
+          { AWS_REGION: server.region, AWS_DEFAULT_REGION: "eu-west-1" },
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT 1::int AS n`).pipe(
+            Effect.provide(
+              // a bare cluster id: the host name, its certificate check and the token all take the fallback region
+              DsqlClient.layerConfigWithSigner({
+                host: server.clusterId,
+                port: server.port,
+                hostAddress: server.address,
+                caPem: server.ca,
+                connectTimeout: "5 seconds"
+              }).pipe(Layer.provide(TokenSigner.layerStatic(server.credentials)))
+            )
+          )
+        )
+        assert.deepStrictEqual(rows, [{ n: 1 }])
+      }))
+  })
+})
+
+describe("connection lifetime", () => {
+  /** The lifetime pg-pool gives each new connection (it reads `maxLifetimeSeconds` once per connection). */
+  const lifetimesOf = (maxConnectionLifetime: Duration.DurationInput | undefined, samples: number) =>
+    Effect.gen(function*() {
+      const config = yield* DsqlConfig.make({
+        host: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws",
+        ...(maxConnectionLifetime === undefined ? {} : { maxConnectionLifetime })
+      })
+      const pool: pg.Pool = yield* Effect.acquireRelease(
+        makePool(config),
+        (pool) => Effect.promise(() => pool.end())
+      )
+      const options = pool.options as { readonly maxLifetimeSeconds: number }
+      return Array.from({ length: samples }, () => options.maxLifetimeSeconds)
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "not-used" }))
+    )
+
+  it.effect("is cut at random by up to 10% below the default 55 minutes, never above it", () =>
+    Effect.gen(function*() {
+      const lifetimes = yield* lifetimesOf(undefined, 2_000)
+      const limit = 55 * 60
+      for (const seconds of lifetimes) {
+        assert.isAtMost(seconds, limit)
+        assert.isAtLeast(seconds, 0.9 * limit)
+      }
+      // spread over the band, so that a pool's connections do not all expire together
+      assert.isBelow(Math.min(...lifetimes), 0.91 * limit)
+      assert.isAbove(Math.max(...lifetimes), 0.99 * limit)
+    }))
+
+  it.effect.prop(
+    "lies in [0.9 × lifetime, lifetime] for every configured lifetime",
+    [FastCheck.integer({ min: 1, max: 3_599 })],
+    ([seconds]) =>
+      Effect.gen(function*() {
+        const lifetimes = yield* lifetimesOf(Duration.seconds(seconds), 200)
+        for (const lifetime of lifetimes) {
+          assert.isAtMost(lifetime, seconds)
+          assert.isAtLeast(lifetime, 0.9 * seconds)
+        }
+        assert.isAbove(new Set(lifetimes).size, 1, "each connection draws its own")
+      }),
+    { fastCheck: { numRuns: 50 } }
+  )
+})
