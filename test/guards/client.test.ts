@@ -1,0 +1,113 @@
+/**
+ * What the configuration promises, checked where it takes effect (the signer's requests, the server's session, the
+ * clock) rather than in the config value: a slip between DsqlConfig and the pool fails here.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Duration, Effect, Layer, Ref } from "effect"
+import { DsqlClient, TokenSigner } from "effect-dsql"
+import { DsqlLocal } from "effect-dsql/local"
+import * as Net from "node:net"
+import { version } from "../../src/internal/version.js"
+import { clientLayer } from "../utils/client.js"
+
+/** `server`'s static signer, recording what it is asked to sign. */
+const recordingSigner = (server: DsqlLocal.Server, requests: Ref.Ref<Array<TokenSigner.SignRequest>>) =>
+  Layer.effect(
+    TokenSigner.TokenSigner,
+    Effect.map(TokenSigner.TokenSigner, (inner) =>
+      TokenSigner.TokenSigner.of({
+        sign: (request) => Effect.zipRight(Ref.update(requests, (all) => [...all, request]), inner.sign(request))
+      }))
+  ).pipe(Layer.provide(TokenSigner.layerStatic(server.credentials)))
+
+const applicationName = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => sql<{ name: string }>`SELECT current_setting('application_name') AS name`
+)
+
+describe("DsqlClient configuration, where it takes effect", () => {
+  layer(DsqlLocal.layer(), { excludeTestServices: true })("on DsqlLocal", (it) => {
+    it.effect("signs every connection for the endpoint name (not the address dialled), region, user and duration", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const requests = yield* Ref.make<Array<TokenSigner.SignRequest>>([])
+        yield* Effect.flatMap(
+          SqlClient.SqlClient,
+          (sql) => Effect.forEach(Array.from({ length: 12 }), () => sql`SELECT pg_sleep(0.01)`, { concurrency: 12 })
+        ).pipe(
+          Effect.provide(
+            clientLayer(server, { maxConnections: 3, tokenDuration: "2 hours" }, recordingSigner(server, requests))
+          )
+        )
+        const signed = yield* Ref.get(requests)
+        assert.isAtLeast(signed.length, 1)
+        for (const request of signed) {
+          assert.strictEqual(request.hostname, server.hostname)
+          assert.strictEqual(request.region, server.region)
+          assert.strictEqual(request.user, "admin")
+          assert.strictEqual(Duration.toSeconds(Duration.decode(request.expiresIn)), 7_200)
+        }
+      }))
+
+    it.effect("sends application_name as effect-dsql/<version>, or <prefix>:effect-dsql/<version>", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const plain = yield* Effect.provide(applicationName, clientLayer(server, { maxConnections: 1 }))
+        assert.deepStrictEqual(plain, [{ name: `effect-dsql/${version}` }])
+        const prefixed = yield* Effect.provide(
+          applicationName,
+          clientLayer(server, { maxConnections: 1, applicationName: "billing" })
+        )
+        assert.deepStrictEqual(prefixed, [{ name: `billing:effect-dsql/${version}` }])
+      }))
+
+    it.effect("keeps a connection idle for seconds open under the default idle timeout", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const before = yield* server.stats
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`SELECT 1`
+          yield* Effect.sleep("1500 millis")
+          yield* sql`SELECT 1`
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 1 })))
+        const after = yield* server.stats
+        assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1, "the idle connection was reused")
+      }))
+  })
+
+  it.live("gives up on a server that accepts and never answers, within the connect timeout", () =>
+    Effect.gen(function*() {
+      const sockets = new Set<Net.Socket>()
+      const silent = yield* Effect.acquireRelease(
+        Effect.async<Net.Server>((resume) => {
+          const server = Net.createServer((socket) => sockets.add(socket))
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) =>
+          Effect.async<void>((resume) => {
+            for (const socket of sockets) socket.destroy()
+            server.close(() => resume(Effect.void))
+          })
+      )
+      const startedAt = Date.now()
+      const exit = yield* Layer.build(
+        DsqlClient.layerConfigWithSigner({
+          host: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws",
+          port: (silent.address() as Net.AddressInfo).port,
+          hostAddress: "127.0.0.1",
+          connectTimeout: "1 second"
+        }).pipe(Layer.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "unused" })))
+      ).pipe(
+        Effect.scoped,
+        // a client that ignores its connect timeout fails here, not at the test timeout
+        Effect.timeoutFail({ duration: "8 seconds", onTimeout: () => "still connecting after 8 s" }),
+        Effect.exit
+      )
+      const elapsed = Date.now() - startedAt
+      assert.isTrue(exit._tag === "Failure", "the connection cannot succeed")
+      assert.notInclude(String(exit), "still connecting after 8 s")
+      assert.isAtMost(elapsed, 6_000, "1 s connect timeout, with room for a loaded machine")
+    }).pipe(Effect.scoped))
+})
