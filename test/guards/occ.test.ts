@@ -5,8 +5,21 @@
  */
 import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, FastCheck, Fiber, Option, Random, Ref, Schedule, TestClock } from "effect"
-import { OccConflict, OccRetry } from "effect-dsql"
+import {
+  Cause,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck,
+  Fiber,
+  Metric,
+  Option,
+  Random,
+  Ref,
+  Schedule,
+  TestClock
+} from "effect"
+import { DsqlMetrics, OccConflict, OccRetry } from "effect-dsql"
 
 /** A `SqlError` carrying a pg `DatabaseError` with this SQLSTATE, as @effect/sql-pg reports a failed statement. */
 const sqlError = (code: string, message = "could not serialize access") =>
@@ -191,4 +204,32 @@ describe("policy options", () => {
       }),
     { fastCheck: { numRuns: 100 } }
   )
+})
+
+describe("metrics", () => {
+  const conflicts = (code: string) =>
+    Effect.map(Metric.value(Metric.tagged(DsqlMetrics.occConflicts, "code", code)), (state) => state.count)
+  const exhausted = Effect.map(Metric.value(DsqlMetrics.occRetriesExhausted), (state) => state.count)
+  const attemptsHistogram = Metric.value(DsqlMetrics.occAttempts)
+
+  it.effect("count conflicts by code, give-ups, and attempts per run", () =>
+    Effect.gen(function*() {
+      const before = {
+        oc001: yield* conflicts("OC001"),
+        exhausted: yield* exhausted,
+        histogram: yield* attemptsHistogram
+      }
+      const attempts = yield* Ref.make(0)
+      const schemaConflict = sqlError("40001", "schema has been updated by another transaction (OC001)")
+      yield* runWithClock(OccRetry.execWithRetry(alwaysFailing(attempts, schemaConflict), { maxRetries: 2 }))
+      const flaky = Ref.updateAndGet(attempts, (n) => n + 1).pipe(
+        Effect.flatMap((n) => n <= 4 ? Effect.fail(schemaConflict) : Effect.succeed(n))
+      )
+      yield* runWithClock(OccRetry.execWithRetry(flaky))
+      const histogram = yield* attemptsHistogram
+      assert.strictEqual((yield* conflicts("OC001")) - before.oc001, 3 + 1, "every conflict seen, by its code")
+      assert.strictEqual((yield* exhausted) - before.exhausted, 1, "only the run that gave up")
+      assert.strictEqual(histogram.count - before.histogram.count, 2, "one observation per run")
+      assert.strictEqual(histogram.sum - before.histogram.sum, 3 + 2, "3 attempts, then 2")
+    }))
 })
