@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Fiber } from "effect"
+import { Effect, Either, Fiber, Option } from "effect"
 import { DsqlMigrator } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { backendQuery, clientLayer, uniqueTable } from "./utils/client.js"
@@ -23,10 +23,10 @@ const recorded = (server: DsqlLocal.Server, table: string) =>
     (rows) => rows.map((row) => [row.migration_id, row.name] as const)
   )
 
-/** Waits, polling, until `condition` holds. */
-const eventually = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
+/** Waits, polling, until `condition` holds or `fiber` has ended. */
+const untilOrDone = <E, R>(condition: Effect.Effect<boolean, E, R>, fiber: Fiber.Fiber<unknown, unknown>) =>
   Effect.gen(function*() {
-    while (!(yield* condition)) yield* Effect.sleep("20 millis")
+    while (Option.isNone(yield* Fiber.poll(fiber)) && !(yield* condition)) yield* Effect.sleep("20 millis")
   })
 
 describe("DsqlMigrator on DsqlLocal", () => {
@@ -134,8 +134,9 @@ describe("DsqlMigrator on DsqlLocal", () => {
             table,
             leaseDuration: "2 seconds"
           }).pipe(Effect.provide(clientLayer(server)), Effect.fork)
-          yield* eventually(
-            Effect.map(recorded(server, table).pipe(Effect.orElseSucceed(() => [])), (rows) => rows.length === 1)
+          yield* untilOrDone(
+            Effect.map(recorded(server, table).pipe(Effect.orElseSucceed(() => [])), (rows) => rows.length === 1),
+            holder
           )
           // Killed: the server goes away under it, so it cannot give the lease up.
           yield* server.stop
@@ -267,7 +268,7 @@ describe("DsqlMigrator on DsqlLocal", () => {
             "1_create_events": create,
             "2_add_column": migration((sql) => sql`ALTER TABLE ${sql(events)} ADD COLUMN kind text`)
           })))
-          yield* eventually(Effect.map(server.stats, (stats) => stats.occErrors.OC001 >= before + 2))
+          yield* untilOrDone(Effect.map(server.stats, (stats) => stats.occErrors.OC001 >= before + 2), migrating)
           yield* query(traffic, "ROLLBACK")
 
           assert.deepStrictEqual(yield* Fiber.join(migrating), [[2, "add_column"]])
