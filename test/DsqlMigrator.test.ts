@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Fiber, Option } from "effect"
+import { Effect, Either, Fiber, HashMap, Layer, Logger, Option, Tracer } from "effect"
 import { DsqlMigrator } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { backendQuery, clientLayer, uniqueTable } from "./utils/client.js"
@@ -81,6 +81,55 @@ describe("DsqlMigrator on DsqlLocal", () => {
           [{ n: 0 }],
           "the lease is given up"
         )
+      }))
+
+    it.effect("one span per run and per migration, one log line per migration applied; the layer migrates when built", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("migrations")
+        const notes = uniqueTable("notes")
+        const loader = Migrator.fromRecord({
+          "1_create_notes": migration((sql) => sql`CREATE TABLE ${sql(notes)} (id int PRIMARY KEY)`),
+          "2_seed_notes": migration((sql) => sql`INSERT INTO ${sql(notes)} VALUES (1)`)
+        })
+        const spans: Array<Tracer.Span> = []
+        const base = yield* Effect.tracer
+        const tracer = Tracer.make({
+          span: (...args) => {
+            const span = base.span(...args)
+            spans.push(span)
+            return span
+          },
+          context: base.context
+        })
+        const logged: Array<{ message: unknown; id: unknown }> = []
+        const logger = Logger.make(({ annotations, message }) => {
+          const text = Array.isArray(message) ? message.join(" ") : message
+          if (typeof text === "string" && text.startsWith("DsqlMigrator: applied")) {
+            logged.push({ message: text, id: Option.getOrUndefined(HashMap.get(annotations, "migration_id")) })
+          }
+        })
+
+        yield* Layer.build(DsqlMigrator.layer({ loader, table })).pipe(
+          Effect.provide(clientLayer(server)),
+          Effect.provide(Logger.add(logger)),
+          Effect.withTracer(tracer),
+          Effect.scoped
+        )
+
+        assert.deepStrictEqual(yield* recorded(server, table), [[1, "create_notes"], [2, "seed_notes"]])
+        assert.strictEqual(spans.filter((span) => span.name === "DsqlMigrator.run").length, 1)
+        assert.deepStrictEqual(
+          spans.filter((span) => span.name === "DsqlMigrator.migration").map((span) => [
+            span.attributes.get("dsql.migration.id"),
+            span.attributes.get("dsql.migration.name")
+          ]),
+          [[1, "create_notes"], [2, "seed_notes"]]
+        )
+        assert.deepStrictEqual(logged, [
+          { message: "DsqlMigrator: applied migration 1_create_notes", id: 1 },
+          { message: "DsqlMigrator: applied migration 2_seed_notes", id: 2 }
+        ])
       }))
 
     it.effect(
