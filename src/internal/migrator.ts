@@ -74,7 +74,7 @@ const ensureTable = (
   settings: Settings
 ) =>
   Effect.flatMap(
-    sql<{ present: boolean }>`SELECT to_regclass(${quoted(name)}) IS NOT NULL AS present`,
+    retried(sql<{ present: boolean }>`SELECT to_regclass(${quoted(name)}) IS NOT NULL AS present`, settings),
     ([row]) =>
       row?.present === true ? Effect.void : retried(create, settings).pipe(
         Effect.catchIf(
@@ -110,11 +110,14 @@ export const ensureTables = (sql: SqlClient.SqlClient, settings: Settings) =>
     )
   )
 
-/** The highest migration id recorded, 0 when none is. */
+/** The highest migration id recorded, 0 when none is. Reads too can meet OC001 after a concurrent DDL: retried. */
 export const latestId = (sql: SqlClient.SqlClient, settings: Settings) =>
   Effect.map(
-    sql<{ latest: number }>`SELECT coalesce(max(migration_id), 0)::int AS latest FROM ${sql(settings.table)}`
-      .withoutTransform,
+    retried(
+      sql<{ latest: number }>`SELECT coalesce(max(migration_id), 0)::int AS latest FROM ${sql(settings.table)}`
+        .withoutTransform,
+      settings
+    ),
     ([row]) => row?.latest ?? 0
   )
 
@@ -136,7 +139,10 @@ const expiry = (sql: SqlClient.SqlClient, settings: Settings) =>
 export const claim = (sql: SqlClient.SqlClient, settings: Settings, holder: string) =>
   Effect.gen(function*() {
     const lease = sql(settings.leaseTable)
-    const live = yield* sql`SELECT holder FROM ${lease} WHERE id = 1 AND expires_at >= now()`.withoutTransform
+    const live = yield* retried(
+      sql`SELECT holder FROM ${lease} WHERE id = 1 AND expires_at >= now()`.withoutTransform,
+      settings
+    )
     if (live.length > 0) return false
     const taken = yield* OccRetry.execWithRetry(
       sql`INSERT INTO ${lease} (id, holder, expires_at) VALUES (1, ${holder}, ${expiry(sql, settings)})
