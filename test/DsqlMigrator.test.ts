@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Fiber, HashMap, Layer, Logger, Option, Tracer } from "effect"
+import { Effect, Either, Fiber, HashMap, Layer, Logger, Option, Ref, Tracer } from "effect"
 import { DsqlMigrator } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { backendQuery, clientLayer, uniqueTable } from "./utils/client.js"
@@ -130,6 +130,54 @@ describe("DsqlMigrator on DsqlLocal", () => {
           { message: "DsqlMigrator: applied migration 1_create_notes", id: 1 },
           { message: "DsqlMigrator: applied migration 2_seed_notes", id: 2 }
         ])
+      }))
+
+    it.effect("a migration's own transaction that loses OCC conflicts at COMMIT is retried as a whole", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("migrations")
+        const prices = uniqueTable("prices")
+        const attempts = yield* Ref.make(0)
+        const loader = Migrator.fromRecord({
+          "1_create_prices": migration((sql) => sql`CREATE TABLE ${sql(prices)} (id int PRIMARY KEY, cents int)`),
+          "2_seed_prices": migration((sql) =>
+            sql.withTransaction(Effect.gen(function*() {
+              yield* Ref.update(attempts, (n) => n + 1)
+              yield* sql`INSERT INTO ${sql(prices)} VALUES (1, 100)`
+              yield* sql`INSERT INTO ${sql(prices)} VALUES (2, 250)`
+            }))
+          )
+        })
+        // The migrator's own statements commit alone: the seed's transaction is the only COMMIT of the run.
+        yield* server.faults.failNextCommits(2)
+        const applied = yield* DsqlMigrator.run({ loader, table }).pipe(
+          Effect.provide(clientLayer(server)),
+          Effect.ensuring(server.faults.reset)
+        )
+        assert.deepStrictEqual(applied, [[1, "create_prices"], [2, "seed_prices"]])
+        assert.strictEqual(yield* Ref.get(attempts), 3, "two commits lost, the third went through")
+        assert.deepStrictEqual(
+          yield* backendQuery(server, `SELECT id, cents FROM ${prices} ORDER BY id`),
+          [{ id: 1, cents: 100 }, { id: 2, cents: 250 }]
+        )
+      }))
+
+    it.effect("takes @effect/sql's glob loader: each module's default export is its migration", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("migrations")
+        const tags = uniqueTable("tags")
+        const applied = yield* DsqlMigrator.run({
+          loader: Migrator.fromGlob({
+            "./migrations/0002_seed_tags.ts": () =>
+              Promise.resolve({ default: migration((sql) => sql`INSERT INTO ${sql(tags)} VALUES ('new')`) }),
+            "./migrations/0001_create_tags.ts": () =>
+              Promise.resolve({ default: migration((sql) => sql`CREATE TABLE ${sql(tags)} (name text PRIMARY KEY)`) })
+          }),
+          table
+        }).pipe(Effect.provide(clientLayer(server)))
+        assert.deepStrictEqual(applied, [[1, "create_tags"], [2, "seed_tags"]])
+        assert.deepStrictEqual(yield* backendQuery(server, `SELECT name FROM ${tags}`), [{ name: "new" }])
       }))
 
     it.effect(
