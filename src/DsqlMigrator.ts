@@ -134,7 +134,9 @@ const applyMigration = (
       Effect.provideService(SqlClient.SqlClient, client),
       Effect.mapError((cause) => migrationFailed(id, name, cause))
     )
-    const failedJob = yield* Internal.waitForJobs(sql, settings, yield* Ref.get(jobs))
+    const failedJob = yield* Internal.waitForJobs(sql, settings, yield* Ref.get(jobs)).pipe(
+      Effect.mapError((cause) => migrationFailed(id, name, cause))
+    )
     if (Option.isSome(failedJob)) return yield* indexBuildFailed(id, name, failedJob.value)
     yield* Internal.record(sql, settings, id, name)
     yield* Effect.logInfo(`DsqlMigrator: applied migration ${id}_${name}`)

@@ -162,6 +162,36 @@ describe("DsqlMigrator on DsqlLocal", () => {
         )
       }))
 
+    it.effect("an async index created in a migration's transaction is awaited once, from the attempt that committed", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("migrations")
+        const parcels = uniqueTable("parcels")
+        const index = `${parcels}_zip`
+        const attempts = yield* Ref.make(0)
+        const loader = Migrator.fromRecord({
+          "1_create_parcels": migration((sql) => sql`CREATE TABLE ${sql(parcels)} (id int PRIMARY KEY, zip text)`),
+          "2_index_zip": migration((sql) =>
+            sql.withTransaction(Effect.zipRight(
+              Ref.update(attempts, (n) => n + 1),
+              sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(parcels)} (zip)`
+            ))
+          )
+        })
+        // The first attempt's COMMIT fails: its job is rolled back with it and must not be waited for.
+        yield* server.faults.failNextCommits(1)
+        const applied = yield* DsqlMigrator.run({ loader, table }).pipe(
+          Effect.provide(clientLayer(server)),
+          Effect.ensuring(server.faults.reset)
+        )
+        assert.deepStrictEqual(applied, [[1, "create_parcels"], [2, "index_zip"]])
+        assert.strictEqual(yield* Ref.get(attempts), 2)
+        assert.deepStrictEqual(
+          yield* backendQuery(server, `SELECT status FROM sys.jobs WHERE object_name = '${index}'`),
+          [{ status: "completed" }]
+        )
+      }))
+
     it.effect("takes @effect/sql's glob loader: each module's default export is its migration", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal

@@ -11,6 +11,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import * as Option from "effect/Option"
@@ -41,9 +42,14 @@ const isStatementParts = (u: unknown): u is StatementParts =>
   Predicate.hasProperty(u, "compiler") && Predicate.hasProperty(u.compiler, "compile") &&
   Predicate.hasProperty(u, "spanAttributes") && Array.isArray(u.spanAttributes)
 
-const asyncDdl = /^\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|ALTER\s+TABLE)\s+ASYNC\b/i
-const objectName =
-  /^\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX\s+ASYNC\s+(?:IF\s+NOT\s+EXISTS\s+)?|ALTER\s+TABLE\s+ASYNC\s+[\s\S]*?\bVALIDATE\s+CONSTRAINT\s+)("(?:[^"]|"")+"|[^\s(;]+)/i
+/** Blanks and comments before a statement's first keyword. */
+const lead = String.raw`^(?:\s|--[^\n]*(?:\n|$)|/\*[\s\S]*?\*/)*`
+const asyncDdl = new RegExp(String.raw`${lead}(?:CREATE\s+(?:UNIQUE\s+)?INDEX|ALTER\s+TABLE)\s+ASYNC\b`, "i")
+const createIndexAsync = String.raw`CREATE\s+(?:UNIQUE\s+)?INDEX\s+ASYNC\s+(?:IF\s+NOT\s+EXISTS\s+)?`
+const validateConstraint = String.raw`ALTER\s+TABLE\s+ASYNC\s+[\s\S]*?\bVALIDATE\s+CONSTRAINT\s+`
+const identifier = String.raw`("(?:[^"]|"")+"|[^\s(;]+)`
+/** The index (or constraint) an asynchronous DDL names. */
+const objectName = new RegExp(`${lead}(?:${createIndexAsync}|${validateConstraint})${identifier}`, "i")
 
 /** An identifier as written in SQL, without its quotes. */
 const unquote = (name: string) => name.startsWith("\"") ? name.slice(1, -1).replace(/""/g, "\"") : name
@@ -61,6 +67,12 @@ const jobIdsOf = (result: unknown): ReadonlyArray<string> => {
     return typeof value === "string" ? [value] : []
   })
 }
+
+/** Where the jobs started inside a migration's transaction go until it commits: an attempt rolled back started none. */
+class TransactionJobs extends Context.Tag("effect-dsql/DsqlMigrator/TransactionJobs")<
+  TransactionJobs,
+  Ref.Ref<ReadonlyArray<AsyncJob>>
+>() {}
 
 /** `connection`, with every statement retried by `retry` and the jobs of asynchronous DDL added to `jobs`. */
 const watchConnection = (
@@ -104,7 +116,11 @@ export const make = (
     Effect.serviceOption(SqlClient.TransactionConnection),
     Option.match({
       onNone: () => Effect.map(parts.acquirer, (connection) => watchConnection(connection, jobs, retried)),
-      onSome: ([connection]) => Effect.succeed(watchConnection(connection, jobs, identity))
+      onSome: ([connection]) =>
+        Effect.map(
+          Effect.serviceOption(TransactionJobs),
+          (started) => watchConnection(connection, Option.getOrElse(started, () => jobs), identity)
+        )
     })
   )
   const withTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
@@ -112,7 +128,17 @@ export const make = (
       Effect.serviceOption(SqlClient.TransactionConnection),
       Option.match({
         onSome: () => sql.withTransaction(effect),
-        onNone: () => retryingOcc(sql.withTransaction(effect), occRetry)
+        onNone: () =>
+          retryingOcc(
+            Effect.flatMap(Ref.make<ReadonlyArray<AsyncJob>>([]), (started) =>
+              sql.withTransaction(Effect.provideService(effect, TransactionJobs, started)).pipe(
+                Effect.tap(() =>
+                  Effect.flatMap(Ref.get(started), (added) =>
+                    Ref.update(jobs, (all) => [...all, ...added]))
+                )
+              )),
+            occRetry
+          )
       })
     )
   const statements = Statement.make(acquirer, parts.compiler, parts.spanAttributes, parts.transformRows)
