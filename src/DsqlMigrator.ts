@@ -62,8 +62,8 @@ export interface Options<R = never> extends Migrator.MigratorOptions<R> {
  * - `index-build-failed`: an asynchronous job the migration started (an index build) did not succeed; `index` names
  *   the index.
  * - `import-error`, `duplicates`: the loader failed, or two migrations share an id.
- * - `lease-lost`: another process took the lease over while this one was migrating (its renewals failed for a whole
- *   `leaseDuration`).
+ * - `lease-lost`: this process no longer holds the lease: another one took it over, or its renewals failed for a
+ *   whole `leaseDuration`.
  * - `unsupported-client`: the `SqlClient` in context is not an @effect/sql 0.52 client.
  *
  * @since 0.1.0
@@ -193,8 +193,7 @@ const leaseLost = () =>
  *
  * @example
  * ```ts
- * import { Migrator } from "@effect/sql"
- * import { SqlClient } from "@effect/sql"
+ * import { Migrator, SqlClient } from "@effect/sql"
  * import { Effect } from "effect"
  * import { DsqlMigrator } from "effect-dsql"
  *
