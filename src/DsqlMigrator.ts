@@ -80,6 +80,9 @@ export class MigrationError extends Data.TaggedError("MigrationError")<{
 
 const defaultLeaseDuration = Duration.seconds(30)
 
+/** A message without its final full stop, so that a sentence can follow it. */
+const withoutFullStop = (message: string) => message.replace(/\.$/, "")
+
 const migrationFailed = (id: number, name: string, cause: unknown) => {
   const server = Internal.serverErrorOf(cause)
   const detail = Option.match(server, {
@@ -88,7 +91,9 @@ const migrationFailed = (id: number, name: string, cause: unknown) => {
   })
   return new MigrationError({
     reason: "failed",
-    message: `Migration ${id}_${name} failed: ${detail}. It is not recorded as applied; fix it and run again.`,
+    message:
+      `Migration ${id}_${name} failed: ${withoutFullStop(detail)}. It is not recorded as applied; fix it and run ` +
+      "again.",
     migration: [id, name],
     code: Option.getOrUndefined(Option.map(server, ({ code }) => code)),
     cause
@@ -100,7 +105,9 @@ const indexBuildFailed = (id: number, name: string, failed: Internal.FailedJob) 
   return new MigrationError({
     reason: "index-build-failed",
     message: `Migration ${id}_${name} failed: the build of index ${index} (job ${failed.job.jobId}) ended ` +
-      `${failed.status ?? "without success"}${failed.details === undefined ? "" : `: ${failed.details}`}. ` +
+      `${failed.status ?? "without success"}${
+        failed.details === undefined ? "" : `: ${withoutFullStop(failed.details)}`
+      }. ` +
       "Drop the invalid index, fix the cause and run again.",
     migration: [id, name],
     index

@@ -328,7 +328,7 @@ describe("DsqlMigrator on DsqlLocal", () => {
         assert.strictEqual(error.code, "0A000")
         assert.include(
           error.message,
-          "Migration 2_second failed: 0A000 unsupported mode. please use CREATE INDEX ASYNC."
+          "Migration 2_second failed: 0A000 unsupported mode. please use CREATE INDEX ASYNC. It is not recorded"
         )
         assert.deepStrictEqual(yield* recorded(server, table), [[1, "first"]])
 
