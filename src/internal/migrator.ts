@@ -65,25 +65,26 @@ const quoted = (name: string) => name.split(".").map((part) => `"${part.replace(
 /**
  * Creates a table unless it exists, with one DDL in its own transaction. The existence check is a read, so services
  * starting against an up-to-date database run no DDL (a DDL makes concurrent transactions fail with OC001). Two
- * processes creating it at once: the loser's `IF NOT EXISTS` or unique-catalog error means the table is there.
+ * processes creating it at once: the loser's error means nothing when the table is there afterwards.
  */
 const ensureTable = (
   sql: SqlClient.SqlClient,
   name: string,
   create: Effect.Effect<unknown, SqlError>,
   settings: Settings
-) =>
-  Effect.flatMap(
+) => {
+  const present = Effect.map(
     retried(sql<{ present: boolean }>`SELECT to_regclass(${quoted(name)}) IS NOT NULL AS present`, settings),
-    ([row]) =>
-      row?.present === true ? Effect.void : retried(create, settings).pipe(
-        Effect.catchIf(
-          (error) => Option.exists(serverErrorOf(error), ({ code }) => code === "23505" || code === "42P07"),
-          () => Effect.void
-        ),
-        Effect.asVoid
-      )
+    ([row]) => row?.present === true
   )
+  return Effect.flatMap(present, (exists) =>
+    exists ? Effect.void : retried(create, settings).pipe(
+      // PostgreSQL reports the loser of two concurrent creations as 42P07, 42710 (the row type) or 23505 (a catalog
+      // index), DSQL as a conflict: whatever the error, the table being there now is what counts.
+      Effect.catchAll((error) => Effect.flatMap(present, (created) => created ? Effect.void : Effect.fail(error))),
+      Effect.asVoid
+    ))
+}
 
 /** The migrations table (as @effect/sql's `PgMigrator` lays it out) and the lease table. */
 export const ensureTables = (sql: SqlClient.SqlClient, settings: Settings) =>
