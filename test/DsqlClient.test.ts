@@ -1,10 +1,11 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { assert, describe, it, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Option } from "effect"
-import { DsqlClient, OccRetry, TokenSigner } from "effect-dsql"
+import { assert, describe, it, layer, vi } from "@effect/vitest"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, Metric, Option, String as Str, Tracer } from "effect"
+import { DsqlClient, DsqlConfig, DsqlMetrics, OccRetry, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import * as Net from "node:net"
+import pg from "pg"
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
@@ -236,6 +237,144 @@ describe("DsqlClient", () => {
           `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE '${appName}:%'`
         ).pipe(Effect.repeat({ until: (rows) => rows[0]?.n === 0, times: 20 }), Effect.delay("50 millis"))
         assert.deepStrictEqual(left, [{ n: 0 }])
+      }))
+
+    it.effect("signs a later connection's token under the span that needed it, not under DsqlClient.make", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const native = yield* Effect.tracer
+        const spans: Array<Tracer.Span> = []
+        const collecting = Tracer.make({
+          span: (...args) => {
+            const span = native.span(...args)
+            spans.push(span)
+            return span
+          },
+          context: native.context
+        })
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          // The startup connection busy, the next statement needs a new connection.
+          const marker = uniqueTable("busy")
+          const busy = yield* Effect.fork(sql.unsafe(`SELECT pg_sleep(0.5), '${marker}'`))
+          yield* backendQuery(
+            server,
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%${marker}%' AND pid <> pg_backend_pid()`
+          ).pipe(Effect.repeat({ until: (rows) => rows[0]?.n === 1 }))
+          yield* Effect.withSpan(sql`SELECT 1`, "later work")
+          yield* Fiber.join(busy)
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 2 })), Effect.withTracer(collecting))
+        const ancestors = (span: Tracer.AnySpan): Array<string> =>
+          span._tag === "Span" && Option.isSome(span.parent)
+            ? [span.parent.value._tag === "Span" ? span.parent.value.name : "external", ...ancestors(span.parent.value)]
+            : []
+        const signs = spans.filter((span) => span.name === "TokenSigner.sign").map(ancestors)
+        assert.strictEqual(signs.length, 2, "one token for the startup connection, one for the later one")
+        assert.include(signs[0], "DsqlClient.make")
+        assert.notInclude(signs[1], "DsqlClient.make")
+        assert.include(signs[1], "later work")
+      }))
+
+    it.effect("probes idle connections with TCP keep-alive within seconds, and closes idle ones before 350 s", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const setKeepAlive = vi.spyOn(Net.Socket.prototype, "setKeepAlive")
+        // DsqlLocal runs in this process too: only the client's sockets, those dialing the server, count.
+        const calls = yield* Effect.provide(query((sql) => sql`SELECT 1`), clientLayer(server, { maxConnections: 1 }))
+          .pipe(
+            Effect.zipRight(
+              Effect.sync(() =>
+                setKeepAlive.mock.calls.filter((_, index) =>
+                  (setKeepAlive.mock.contexts[index] as Net.Socket).remotePort === server.port
+                )
+              )
+            ),
+            Effect.ensuring(Effect.sync(() => setKeepAlive.mockRestore()))
+          )
+        assert.isAbove(calls.length, 0)
+        for (const [enable, initialDelay] of calls) {
+          assert.isTrue(enable)
+          assert.isAbove(initialDelay ?? 0, 0)
+          assert.isBelow(initialDelay ?? 0, 350_000)
+        }
+        const defaults = yield* DsqlConfig.make({ host: server.hostname, region: server.region })
+        assert.isBelow(Duration.toMillis(defaults.idleTimeout), 350_000)
+      }))
+
+    it.effect("counts only the retries of a refused connection, and fails it within connectTimeout", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const appName = uniqueTable("refused")
+        const connectTimeout = 1_500
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          // The startup connection closes when idle, so the statement below needs a new one.
+          yield* backendQuery(
+            server,
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE '${appName}:%'`
+          ).pipe(Effect.repeat({ until: (rows) => rows[0]?.n === 0 }))
+          const retriesBefore = (yield* Metric.value(DsqlMetrics.connectRetries)).count
+          const before = yield* server.stats
+          yield* server.faults.setLimits({ connectionBurst: 0.5, connectionRatePerSecond: 0.001 })
+          const started = Date.now()
+          const exit = yield* Effect.exit(sql`SELECT 1`).pipe(Effect.ensuring(server.faults.reset))
+          const elapsed = Date.now() - started
+          const refused = (yield* server.stats).connectionsRefused - before.connectionsRefused
+          const retries = (yield* Metric.value(DsqlMetrics.connectRetries)).count - retriesBefore
+          assert.include(String((failureOf(exit).cause as { code?: string }).code), "53400")
+          assert.isAtLeast(refused, 3)
+          assert.strictEqual(retries, refused - 1)
+          assert.isAtLeast(elapsed, connectTimeout / 2)
+          assert.isAtMost(elapsed, connectTimeout + 250)
+        }).pipe(
+          Effect.provide(
+            clientLayer(server, { applicationName: appName, idleTimeout: "50 millis", connectTimeout })
+          )
+        )
+      }))
+
+    it.effect("passes @effect/sql-pg's name transforms and custom type parsers to layerConfig and connect", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("transforms")
+        yield* backendQuery(server, `CREATE TABLE ${table} (account_id int PRIMARY KEY, balance_due numeric)`)
+        const options: DsqlClient.ClientOptions = {
+          transformResultNames: Str.snakeToCamel,
+          transformQueryNames: Str.camelToSnake,
+          types: {
+            getTypeParser: ((oid: number, format?: "text" | "binary") =>
+              oid === pg.types.builtins.NUMERIC ? Number : pg.types.getTypeParser(oid, format)) as never
+          }
+        }
+        const program = (id: number) =>
+          Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            yield* sql`INSERT INTO ${sql(table)} ${sql.insert({ accountId: id, balanceDue: "12.50" })}`
+            return yield* sql`SELECT account_id, balance_due FROM ${sql(table)} WHERE account_id = ${id}`
+          })
+        const signer = TokenSigner.layerStatic(server.credentials)
+        const viaLayer = yield* program(1).pipe(
+          Effect.provide(
+            DsqlClient.layerConfigWithSigner(DsqlLocal.clientConfig(server), options).pipe(Layer.provide(signer))
+          )
+        )
+        const viaConnect = yield* Effect.flatMap(
+          DsqlClient.connectWithSigner(DsqlLocal.clientConfig(server), options),
+          (client) =>
+            Effect.provideService(program(2), SqlClient.SqlClient, client)
+        ).pipe(Effect.scoped, Effect.provide(signer))
+        const viaEnvironment = yield* withEnv(
+          server.env,
+          Effect.flatMap(
+            DsqlClient.connect(DsqlLocal.clientConfig(server), options),
+            (client) => Effect.provideService(program(3), SqlClient.SqlClient, client)
+          ).pipe(Effect.scoped)
+        )
+        assert.deepStrictEqual([...viaLayer, ...viaConnect, ...viaEnvironment], [
+          { accountId: 1, balanceDue: 12.5 },
+          { accountId: 2, balanceDue: 12.5 },
+          { accountId: 3, balanceDue: 12.5 }
+        ])
       }))
 
     it.effect("opens a single scoped connection with connectWithSigner", () =>
