@@ -4,9 +4,14 @@ import { assert, describe, it, layer, vi } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Layer, Metric, Option, String as Str, Tracer } from "effect"
 import { DsqlClient, DsqlConfig, DsqlMetrics, OccRetry, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
+import * as Fs from "node:fs"
+import { createRequire } from "node:module"
 import * as Net from "node:net"
+import * as Path from "node:path"
 import pg from "pg"
+import packageJson from "../package.json" with { type: "json" }
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
+import { signToken, tlsFor } from "./utils/dsqlLocal.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
   assert.isTrue(Exit.isFailure(exit), "expected a failure")
@@ -376,6 +381,79 @@ describe("DsqlClient", () => {
           { accountId: 3, balanceDue: 12.5 }
         ])
       }))
+
+    it.effect("runs on a pg-pool whose internals the pool relies on are as tested (fails loudly when they change)", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const internals = (what: string) => `pg-pool changed: ${what}; src/internal/pool.ts relies on it`
+        const declared = (packageJson as { dependencies: Record<string, string> }).dependencies["pg-pool"]
+        assert.isDefined(
+          declared,
+          "pg-pool must be a declared dependency: src/internal/pool.ts relies on its internals"
+        )
+        const fromPg = createRequire(createRequire(import.meta.url).resolve("pg"))
+        const loaded = JSON.parse(
+          Fs.readFileSync(Path.join(Path.dirname(fromPg.resolve("pg-pool")), "package.json"), "utf8")
+        ) as { version: string }
+        const [major, minor] = loaded.version.split(".").map(Number)
+        const [, wantMajor, wantMinor] = /^\^(\d+)\.(\d+)\./.exec(declared!)!.map(Number)
+        assert.isTrue(
+          major === wantMajor && minor! >= wantMinor!,
+          internals(`pg loads pg-pool ${loaded.version}, outside the declared ${declared}`)
+        )
+
+        const token = yield* Effect.orDie(signToken(server))
+        let lifetimeReads = 0
+        const pool = new pg.Pool({
+          host: server.address,
+          port: server.port,
+          user: "admin",
+          database: "postgres",
+          password: token,
+          ssl: tlsFor(server),
+          sslnegotiation: "direct",
+          max: 2
+        } as pg.PoolConfig)
+        yield* Effect.addFinalizer(() => Effect.promise(() => pool.end()))
+        // Connections that end while idle (their lifetime over) report it here; pg-pool has already dropped them.
+        pool.on("error", () => undefined)
+        const events: Array<string> = []
+        for (const event of ["connect", "remove"] as const) pool.on(event, () => events.push(event))
+
+        assert.strictEqual(pool.options.max, 2, internals("options.max no longer holds the pool size"))
+        Object.defineProperty(pool.options, "maxLifetimeSeconds", {
+          get: () => {
+            lifetimeReads++
+            return 0.3
+          },
+          set: () => undefined
+        })
+        const poolConnect = pool.connect.bind(pool)
+        let replacedConnectCalls = 0
+        pool.connect = ((callback: Parameters<typeof poolConnect>[0]) => {
+          replacedConnectCalls++
+          return poolConnect(callback)
+        }) as typeof pool.connect
+
+        yield* Effect.promise(() => pool.query("SELECT 1"))
+        assert.strictEqual(replacedConnectCalls, 1, internals("pool.query no longer checks out through pool.connect"))
+        assert.isAtLeast(lifetimeReads, 1, internals("maxLifetimeSeconds is not read per connection"))
+        assert.deepStrictEqual(events, ["connect"], internals("no 'connect' event for a new connection"))
+        yield* Effect.promise(() => new Promise<void>((resolve) => pool.once("remove", () => resolve()))).pipe(
+          Effect.timeoutFail({
+            duration: "10 seconds",
+            onTimeout: () => new Error(internals("maxLifetimeSeconds no longer ends a connection at that age"))
+          })
+        )
+
+        // `max` is read at every checkout: lowered, a second checkout waits for the first.
+        pool.options.max = 1
+        const first = yield* Effect.promise(() => pool.connect())
+        const second = pool.connect()
+        assert.strictEqual(pool.waitingCount, 1, internals("options.max is no longer read at each checkout"))
+        first.release()
+        ;(yield* Effect.promise(() => second)).release()
+      }).pipe(Effect.scoped))
 
     it.effect("opens a single scoped connection with connectWithSigner", () =>
       Effect.gen(function*() {

@@ -3,6 +3,10 @@
  * verify-full TLS with SNI, direct TLS negotiation, a jittered connection lifetime and back-off on DSQL's
  * connection limits.
  *
+ * It relies on pg-pool internals (declared as a dependency): `options.max` read at each checkout, `maxLifetimeSeconds`
+ * read per new connection, `connect` replaceable and used by `query`, the `connect` / `remove` events. A test in
+ * test/DsqlClient.test.ts fails by name when one of them changes.
+ *
  * @internal
  */
 import * as Cause from "effect/Cause"
