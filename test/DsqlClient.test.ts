@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it, layer, vi } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Layer, Metric, Option, String as Str, Tracer } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Fiber, Layer, Metric, Option, String as Str, Tracer } from "effect"
 import { DsqlClient, DsqlConfig, DsqlMetrics, OccRetry, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import * as Fs from "node:fs"
@@ -454,6 +454,47 @@ describe("DsqlClient", () => {
         first.release()
         ;(yield* Effect.promise(() => second)).release()
       }).pipe(Effect.scoped))
+
+    it.effect("never sends a statement on a connection whose session the server ended", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const { failures, terminated } = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.forEach(Array.from({ length: 10 }), () => sql`SELECT pg_sleep(0.05)`, { concurrency: 10 })
+          const admin = yield* Effect.acquireRelease(
+            Effect.promise(async () => {
+              const client = new pg.Client({ connectionString: server.backendUrl })
+              await client.connect()
+              return client
+            }),
+            (client) => Effect.promise(() => client.end())
+          )
+          // A failover, an administrator's pg_terminate_backend, the 60-minute cut: every session ends while idle,
+          // its FATAL still on the way when the next statements start.
+          const terminated = yield* Effect.promise(() =>
+            admin.query(
+              `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'`
+            )
+          )
+          const outcomes = yield* Effect.forEach(
+            Array.from({ length: 80 }),
+            (_, n) => Effect.either(sql`SELECT ${n}::int AS n`),
+            { concurrency: 8 }
+          )
+          return {
+            failures: outcomes.filter(Either.isLeft).map((failure) => failure.left),
+            terminated: terminated.rowCount!
+          }
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 10 })), Effect.scoped)
+        assert.strictEqual(terminated, 10)
+        // Only a statement already sent when its session's FATAL arrived fails, with that FATAL: whether it ran is
+        // unknown, so it is not sent again. Once the FATAL is in, its connection is never handed out again.
+        assert.isAtMost(failures.length, terminated)
+        for (const failure of failures) {
+          assert.strictEqual((failure.cause as { code?: string }).code, "57P01", failure.message)
+        }
+      }))
 
     it.effect("opens a single scoped connection with connectWithSigner", () =>
       Effect.gen(function*() {
