@@ -39,8 +39,8 @@ export type ClientOptions = Pick<
 >
 
 /**
- * Opens a DSQL client from a normalised config: builds the pool, checks one connection with `SELECT 1` within the
- * connect timeout, and ends the pool when the scope closes.
+ * Opens a DSQL client from a normalised config and @effect/sql-pg's `ClientOptions`: builds the pool, checks one
+ * connection with `SELECT 1` within the connect timeout, and ends the pool when the scope closes.
  *
  * @since 0.1.0
  * @category constructors

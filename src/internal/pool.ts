@@ -139,7 +139,8 @@ const currentSpan = (): Tracer.AnySpan | undefined =>
 /**
  * Creates the pg pool. Token signing and connect retries run on the caller's runtime, so metrics and the configured
  * `TokenSigner` apply to them, but without the caller's span: they are children of the span of the checkout that
- * opened the connection, or roots when none did (a pool refilling itself), never of the span that built the pool.
+ * opened the connection there and then, or roots (a checkout that queued first, a pool refilling itself), never of
+ * the span that built the pool.
  */
 export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOptions: DriverOptions = {}) {
   const signer = yield* TokenSigner
