@@ -474,6 +474,7 @@ describe("DsqlClient", () => {
         const { failures, terminated } = yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           yield* Effect.forEach(Array.from({ length: 10 }), () => sql`SELECT pg_sleep(0.05)`, { concurrency: 10 })
+          // Connected beforehand (unlike backendQuery), so the statements start as soon as the terminations are done.
           const admin = yield* Effect.acquireRelease(
             Effect.promise(async () => {
               const client = new pg.Client({ connectionString: server.backendUrl })
