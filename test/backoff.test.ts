@@ -54,7 +54,8 @@ describe("connect back-off", () => {
         const firstRefusal = first! + attemptMillis
         assert.isAbove(retries.length, 0)
         for (const start of retries) assert.isAtMost(start - firstRefusal, budgetMillis)
-      })
+      }),
+    { fastCheck: { numRuns: 40 } }
   )
 })
 
