@@ -20,6 +20,7 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import * as DsqlMetrics from "./DsqlMetrics.js"
+import { backoff } from "./internal/backoff.js"
 
 /**
  * The code of a conflict: `OC000` (data), `OC001` (schema), or `40001` when the server gave no marker.
@@ -127,19 +128,15 @@ export const defaults = {
  * @since 0.1.0
  * @category schedules
  */
-export const policy = (options: Options = {}): Schedule.Schedule<Duration.Duration, unknown> => {
-  const maxRetries = options.maxRetries ?? defaults.maxRetries
-  const maxDelay = Duration.decode(options.maxDelay ?? defaults.maxDelay)
-  const jitter = Math.min(1, Math.max(0, options.jitter ?? defaults.jitter))
-  const exponential = Schedule.exponential(options.baseDelay ?? defaults.baseDelay, options.factor ?? defaults.factor)
-    .pipe(Schedule.modifyDelay((delay) => Duration.min(delay, maxDelay)))
-  return (jitter > 0 ? Schedule.jitteredWith(exponential, { min: 1 - jitter, max: 1 }) : exponential).pipe(
-    Schedule.intersect(Schedule.recurs(maxRetries)),
-    Schedule.upTo(options.maxElapsed ?? defaults.maxElapsed),
-    Schedule.whileInput(isOccConflict),
-    Schedule.delays
-  )
-}
+export const policy = (options: Options = {}): Schedule.Schedule<Duration.Duration, unknown> =>
+  backoff({
+    base: options.baseDelay ?? defaults.baseDelay,
+    factor: options.factor ?? defaults.factor,
+    maxDelay: options.maxDelay ?? defaults.maxDelay,
+    jitter: options.jitter ?? defaults.jitter,
+    maxRetries: options.maxRetries ?? defaults.maxRetries,
+    maxElapsed: options.maxElapsed ?? defaults.maxElapsed
+  }).pipe(Schedule.whileInput(isOccConflict))
 
 const toOccConflict = (attempt: number) => <E>(error: E): E | OccConflict => {
   if (isOccConflict(error)) return new OccConflict({ ...error, attempts: attempt })
