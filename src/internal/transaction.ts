@@ -93,11 +93,8 @@ export const makeWithTransaction = (
   return withTransaction
 }
 
-/**
- * Reserves a connection in a scope of its own and sends BEGIN. A session found ended at acquire or at BEGIN is
- * discarded and the whole step tried once more on another connection: nothing of the program ran yet.
- */
-const begin = (
+/** Reserves a connection in a scope of its own and sends BEGIN; a connection whose BEGIN failed is discarded. */
+const beginOnce = (
   acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>
 ): Effect.Effect<readonly [SqlConnection.Connection, Scope.CloseableScope], SqlError> =>
   Effect.flatMap(Scope.make(), (scope) =>
@@ -105,14 +102,22 @@ const begin = (
       Effect.tap((conn) => Effect.tapError(conn.executeUnprepared("BEGIN", [], undefined), () => discard(conn))),
       Effect.map((conn) => [conn, scope] as const),
       Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
-    )).pipe(
-      Effect.tapError((error) =>
-        isSessionEnded(error)
-          ? Effect.logDebug("DsqlClient: session ended before the transaction began, retrying on another connection")
-          : Effect.void
-      ),
-      Effect.retry({ times: 1, while: isSessionEnded })
-    )
+    ))
+
+/**
+ * `beginOnce`, tried once more on another connection when the session turned out ended at acquire or at BEGIN:
+ * nothing of the program ran yet.
+ */
+const begin = (acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>) =>
+  Effect.catchIf(
+    beginOnce(acquire),
+    isSessionEnded,
+    (error) =>
+      Effect.logDebug("DsqlClient: session ended before the transaction began, opening it on another connection").pipe(
+        Effect.annotateLogs("error", error.message),
+        Effect.zipRight(beginOnce(acquire))
+      )
+  )
 
 /** COMMIT, failing when the server answers `ROLLBACK` (the transaction had been aborted). */
 const commit = (conn: SqlConnection.Connection) =>
