@@ -34,6 +34,13 @@ const failingInsert = (sql: SqlClient.SqlClient, table: string) => sql`INSERT IN
 const clientOf = (layer: Layer.Layer<SqlClient.SqlClient, unknown>) =>
   Effect.map(Layer.build(Layer.orDie(layer)), Context.get(SqlClient.SqlClient))
 
+/** Two clients of the same server, open for the current scope: as far as transactions go, two clusters. */
+const twoClients = (server: DsqlLocal.Server) =>
+  Effect.all([
+    clientOf(clientLayer(server, { maxConnections: 2 })),
+    clientOf(clientLayer(server, { maxConnections: 2 }))
+  ])
+
 /** Runs `effect` outside the transaction the fiber is in. */
 const outsideTransaction = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.mapInputContext(
@@ -157,8 +164,7 @@ describe("transactions on DsqlLocal", () => {
         const server = yield* DsqlLocal.DsqlLocal
         const table = yield* makeTable(server, "two_clients")
         const { exit, outerPid } = yield* Effect.gen(function*() {
-          const first = yield* clientOf(clientLayer(server, { maxConnections: 2 }))
-          const second = yield* clientOf(clientLayer(server, { maxConnections: 2 }))
+          const [first, second] = yield* twoClients(server)
           const outerPid = yield* Ref.make(0)
           const exit = yield* Effect.exit(first.withTransaction(Effect.gen(function*() {
             yield* Ref.set(outerPid, yield* backendPid(first))
@@ -183,8 +189,7 @@ describe("transactions on DsqlLocal", () => {
         const server = yield* DsqlLocal.DsqlLocal
         const table = yield* makeTable(server, "two_clients_retry")
         const { inner, outer } = yield* Effect.gen(function*() {
-          const first = yield* clientOf(clientLayer(server, { maxConnections: 2 }))
-          const second = yield* clientOf(clientLayer(server, { maxConnections: 2 }))
+          const [first, second] = yield* twoClients(server)
           const inner = yield* Ref.make(0)
           const outer = yield* Ref.make(0)
           yield* first.withTransaction(Effect.gen(function*() {
