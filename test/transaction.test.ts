@@ -48,29 +48,32 @@ const outsideTransaction = <A, E>(effect: Effect.Effect<A, E>) =>
     (context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context)
   )
 
-const clientSessions = "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
-
 /**
- * Ends every session on the backend from another process while this one is blocked, and returns once they are gone:
- * the pooled connections learn it only at their next use, as after a failover or the 60-minute cut.
+ * Ends every backend session of the clients configured with `applicationName`, from another process while this one
+ * is blocked, and returns once they are gone: the pooled connections learn it only at their next use, as after a
+ * failover or the 60-minute cut. Returns how many sessions it ended.
  */
-const endEverySessionUnnoticed = (server: DsqlLocal.Server) =>
+const endSessionsUnnoticed = (server: DsqlLocal.Server, applicationName: string) =>
   Effect.sync(() => {
+    const sessions = "FROM pg_stat_activity WHERE split_part(application_name, ':', 1) = $1"
     const script = `
       import pg from "pg"
       const client = new pg.Client({ connectionString: process.env.BACKEND_URL })
+      const name = [process.env.APPLICATION_NAME]
       await client.connect()
-      await client.query("SELECT pg_terminate_backend(pid) ${clientSessions}")
-      while ((await client.query("SELECT count(*)::int AS n ${clientSessions}")).rows[0].n > 0) {
+      const { rows } = await client.query("SELECT pg_terminate_backend(pid) ${sessions}", name)
+      while ((await client.query("SELECT count(*)::int AS n ${sessions}", name)).rows[0].n > 0) {
         await new Promise((resolve) => setTimeout(resolve, 10))
       }
-      await client.end()`
+      await client.end()
+      process.stdout.write(String(rows.length))`
     const result = ChildProcess.spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-      env: { ...process.env, BACKEND_URL: server.backendUrl },
+      env: { ...process.env, BACKEND_URL: server.backendUrl, APPLICATION_NAME: applicationName },
       encoding: "utf8",
       timeout: 20_000
     })
     assert.strictEqual(result.status, 0, result.stderr)
+    return Number(result.stdout)
   })
 
 const backendPid = (sql: SqlClient.SqlClient) =>
@@ -239,16 +242,17 @@ describe("transactions on DsqlLocal", () => {
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const table = yield* makeTable(server, "sessions_ended")
+        const applicationName = uniqueTable("sessions_ended_client")
         const exits = yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           yield* Effect.forEach(Array.from({ length: 8 }), () => sql`SELECT pg_sleep(0.05)`, { concurrency: 8 })
-          yield* endEverySessionUnnoticed(server)
+          assert.strictEqual(yield* endSessionsUnnoticed(server, applicationName), 8, "the warm pool's sessions ended")
           return yield* Effect.forEach(
             Array.from({ length: 40 }, (_, index) => index),
             (id) => Effect.exit(sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (${id})`)),
             { concurrency: 8 }
           )
-        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 8, minConnections: 8 })))
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 8, minConnections: 8, applicationName })))
         const failures = exits.filter(Exit.isFailure).map((exit) => Cause.pretty(exit.cause))
         assert.deepStrictEqual(failures, [])
         assert.strictEqual((yield* idsIn(server, table)).length, 40)

@@ -58,7 +58,7 @@ const sessionEndedMessage = /Connection terminated|not queryable/
  * True when `error` says the session was gone before it could run anything: ended by the server (57P01 after an
  * administrator's `pg_terminate_backend`, a failover or the age limit), or its socket reset or closed.
  */
-export const isSessionEnded = (error: unknown, depth = 0): boolean => {
+const isSessionEnded = (error: unknown, depth = 0): boolean => {
   if (depth > 8 || typeof error !== "object" || error === null) return false
   const { cause, code, message } = error as { cause?: unknown; code?: unknown; message?: unknown }
   if (typeof code === "string" && sessionEndedCodes.has(code)) return true
