@@ -257,5 +257,24 @@ describe("transactions on DsqlLocal", () => {
         assert.deepStrictEqual(failures, [])
         assert.strictEqual((yield* idsIn(server, table)).length, 40)
       }))
+
+    it.effect("a session ended after BEGIN fails the transaction: the program is never run again", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = yield* makeTable(server, "ended_after_begin")
+        const { attempts, exit } = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const attempts = yield* Ref.make(0)
+          const exit = yield* Effect.exit(sql.withTransaction(Effect.gen(function*() {
+            yield* Ref.update(attempts, (n) => n + 1)
+            yield* backendQuery(server, `SELECT pg_terminate_backend(${yield* backendPid(sql)})`)
+            yield* sql`INSERT INTO ${sql(table)} VALUES (1)`
+          })))
+          return { attempts: yield* Ref.get(attempts), exit }
+        }).pipe(Effect.provide(clientLayer(server)))
+        assert.strictEqual(failureOf(exit)._tag, "SqlError")
+        assert.strictEqual(attempts, 1)
+        assert.deepStrictEqual(yield* idsIn(server, table), [])
+      }))
   })
 })

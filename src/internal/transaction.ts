@@ -52,7 +52,8 @@ const discard = (conn: SqlConnection.Connection) =>
   })
 
 const sessionEndedCodes: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03", "ECONNRESET", "EPIPE"])
-const sessionEndedMessage = /Connection terminated|not queryable/
+/** pg's words for a socket closed under a session, and for a client that already saw it (not a connect timeout). */
+const sessionEndedMessage = /Connection terminated unexpectedly|not queryable/
 
 /**
  * True when `error` says the session was gone before it could run anything: ended by the server (57P01 after an
@@ -114,7 +115,7 @@ const begin = (acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.
     isSessionEnded,
     (error) =>
       Effect.logDebug("DsqlClient: session ended before the transaction began, opening it on another connection").pipe(
-        Effect.annotateLogs("error", error.message),
+        Effect.annotateLogs("error", error.cause instanceof Error ? error.cause.message : error.message),
         Effect.zipRight(beginOnce(acquire))
       )
   )
