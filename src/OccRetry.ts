@@ -246,7 +246,7 @@ export const withOccRetry: {
  * Runs one statement outside an explicit transaction — DDL such as `CREATE INDEX ASYNC`, or a single DML — and
  * retries it on OCC conflicts like `withOccRetry`. Inside a transaction it retries nothing (the transaction is
  * aborted by then): the conflict, as an `OccConflict`, reaches the outermost `withOccRetry`, which runs the whole
- * transaction again.
+ * transaction again. In a pipe, call it: `statement.pipe(OccRetry.execWithRetry())`.
  *
  * @example
  * ```ts
