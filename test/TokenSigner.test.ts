@@ -109,6 +109,22 @@ const officialToken = (options: {
     return options.admin ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
   })
 
+/**
+ * Signs 1 ms before `delay` has passed, when the provider must not be called, and at `delay`, when it must be called
+ * once; returns the access keys of both tokens.
+ */
+const keysAroundNextAttempt = (signer: TokenSigner.Service, calls: Effect.Effect<number>, delay: Duration.Duration) =>
+  Effect.gen(function*() {
+    const before = yield* calls
+    yield* TestClock.adjust(Duration.subtract(delay, Duration.millis(1)))
+    const early = accessKeyOf(yield* signer.sign(request()))
+    assert.strictEqual(yield* calls, before, "the provider was called before the back-off ended")
+    yield* TestClock.adjust("1 millis")
+    const due = accessKeyOf(yield* signer.sign(request()))
+    assert.strictEqual(yield* calls, before + 1, "the provider was not called once the back-off ended")
+    return [early, due]
+  })
+
 const failureOf = <A, R>(effect: Effect.Effect<A, TokenSigner.TokenSignerError, R>) =>
   Effect.map(Effect.exit(effect), (exit) => {
     assert(Exit.isFailure(exit), "expected a failure")
@@ -370,11 +386,7 @@ describe("credential cache", () => {
       for (let i = 0; i < 10; i++) assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
       assert.strictEqual(yield* calls, 2)
       // 4 minutes were left at the failed attempt: the next one comes 2 minutes later
-      yield* TestClock.adjust(Duration.minutes(2).pipe(Duration.subtract(Duration.millis(1))))
-      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
-      assert.strictEqual(yield* calls, 2)
-      yield* TestClock.adjust("1 millis")
-      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      assert.deepStrictEqual(yield* keysAroundNextAttempt(signer, calls, Duration.minutes(2)), ["AKID1", "AKID1"])
       assert.strictEqual(yield* calls, 3)
       yield* TestClock.adjust("2 minutes")
       const error = yield* failureOf(signer.sign(request()))
@@ -393,11 +405,7 @@ describe("credential cache", () => {
       assert.isTrue(tokens.every((token) => accessKeyOf(token) === "AKID1"))
       assert.strictEqual(yield* calls, 1)
       // the next attempt after half the remaining lifetime: 4 minutes
-      yield* TestClock.adjust(Duration.minutes(4).pipe(Duration.subtract(Duration.millis(1))))
-      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
-      assert.strictEqual(yield* calls, 1)
-      yield* TestClock.adjust("1 millis")
-      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID2")
+      assert.deepStrictEqual(yield* keysAroundNextAttempt(signer, calls, Duration.minutes(4)), ["AKID1", "AKID2"])
       assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID2")
       assert.strictEqual(yield* calls, 2)
     }))
@@ -525,13 +533,16 @@ const setEnv = (vars: Record<string, string | undefined>) => {
   }
 }
 
+/** A temporary directory, removed with the scope. */
+const scopedTempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-dsql-token-signer-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
 /** Shared credentials and config files in a temporary directory, pointed at by the AWS_* variables. */
 const sharedCredentialsFiles = (credentials: string) =>
   Effect.gen(function*() {
-    const dir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-dsql-token-signer-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    )
+    const dir = yield* scopedTempDir
     const credentialsFile = path.join(dir, "credentials")
     const configFile = path.join(dir, "config")
     fs.writeFileSync(credentialsFile, credentials)
@@ -629,10 +640,7 @@ describe("layers", () => {
 /** A profile whose `credential_process` prints the server's keys and counts its runs in a file. */
 const countingProcessProfile = (server: DsqlLocal.Server, profile: string) =>
   Effect.gen(function*() {
-    const dir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-dsql-credential-process-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    )
+    const dir = yield* scopedTempDir
     const runs = path.join(dir, "runs")
     const script = path.join(dir, "credentials.cjs")
     const output = JSON.stringify({

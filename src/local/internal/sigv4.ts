@@ -60,16 +60,7 @@ const service = "dsql"
 const terminator = "aws4_request"
 const allowedClockSkewMillis = 5 * 60 * 1000
 /** The parameters the presigner writes itself; every other one is part of the request it signs. */
-const presignerParameters: ReadonlySet<string> = new Set([
-  ALGORITHM_QUERY_PARAM,
-  CREDENTIAL_QUERY_PARAM,
-  AMZ_DATE_QUERY_PARAM,
-  EXPIRES_QUERY_PARAM,
-  SIGNATURE_QUERY_PARAM,
-  SIGNED_HEADERS_QUERY_PARAM
-])
-const requiredParameters = [
-  "Action",
+const presignerParameters = [
   ALGORITHM_QUERY_PARAM,
   CREDENTIAL_QUERY_PARAM,
   AMZ_DATE_QUERY_PARAM,
@@ -77,6 +68,8 @@ const requiredParameters = [
   SIGNATURE_QUERY_PARAM,
   SIGNED_HEADERS_QUERY_PARAM
 ] as const
+const isWrittenByPresigner: (key: string) => boolean = Set.prototype.has.bind(new Set<string>(presignerParameters))
+const requiredParameters = ["Action", ...presignerParameters] as const
 
 type Rejected = Extract<VerifyResult, { readonly _tag: "Rejected" }>
 
@@ -165,7 +158,7 @@ const expectedSignature = (request: SignedRequest): Effect.Effect<Buffer, unknow
         protocol: "https:",
         hostname: request.host,
         path: "/",
-        query: Object.fromEntries([...request.parameters].filter(([key]) => !presignerParameters.has(key))),
+        query: Object.fromEntries([...request.parameters].filter(([key]) => !isWrittenByPresigner(key))),
         headers: { host: request.host }
       },
       { signingDate: new Date(request.signedAt), expiresIn: request.expiresSeconds }
