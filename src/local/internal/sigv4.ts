@@ -68,7 +68,7 @@ const presignerParameters = [
   SIGNATURE_QUERY_PARAM,
   SIGNED_HEADERS_QUERY_PARAM
 ] as const
-const isWrittenByPresigner: (key: string) => boolean = Set.prototype.has.bind(new Set<string>(presignerParameters))
+const writtenByPresigner: ReadonlySet<string> = new Set(presignerParameters)
 const requiredParameters = ["Action", ...presignerParameters] as const
 
 type Rejected = Extract<VerifyResult, { readonly _tag: "Rejected" }>
@@ -158,7 +158,7 @@ const expectedSignature = (request: SignedRequest): Effect.Effect<Buffer, unknow
         protocol: "https:",
         hostname: request.host,
         path: "/",
-        query: Object.fromEntries([...request.parameters].filter(([key]) => !isWrittenByPresigner(key))),
+        query: Object.fromEntries([...request.parameters].filter(([key]) => !writtenByPresigner.has(key))),
         headers: { host: request.host }
       },
       { signingDate: new Date(request.signedAt), expiresIn: request.expiresSeconds }
