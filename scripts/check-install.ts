@@ -186,8 +186,9 @@ const main = Effect.gen(function*() {
 
   const effectTrees = new Set(peers.flatMap((name) => [...dependencyTree(packages, `node_modules/${name}`)]))
   const added = [...ours].filter((path) => !effectTrees.has(path))
+  // the lockfile also lists optional packages for other platforms, which npm did not install
   const packagesSize = (paths: ReadonlyArray<string>) =>
-    paths.reduce(
+    paths.filter((path) => existsSync(join(project, path))).reduce(
       (total, path) => total + diskUsage(join(project, path), (inner) => basename(inner) === "node_modules"),
       0
     )
