@@ -118,7 +118,10 @@ export interface StaticCredentials {
  * @category models
  */
 export interface MakeOptions {
-  /** Where credentials come from, e.g. `fromNodeProviderChain()` of `@aws-sdk/credential-providers`. */
+  /**
+   * Where credentials come from, e.g. `defaultProvider()` of `@aws-sdk/credential-provider-node`, or
+   * `fromTemporaryCredentials(…)` of `@aws-sdk/credential-providers` (install it yourself).
+   */
   readonly credentials: AwsCredentialIdentityProvider
   /** How long before their `expiration` credentials are refreshed; 5 minutes by default. */
   readonly refreshBefore?: Duration.DurationInput | undefined
