@@ -3,6 +3,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, FastCheck, Fiber, Option, Random, Ref, Schedule, TestClock } from "effect"
 import { OccConflict, OccRetry, withOccRetry } from "effect-dsql"
+import { runWithClock } from "./utils/clock.js"
 
 /** A pg DatabaseError as node-postgres reports it. */
 const databaseError = (code: string, message: string) => Object.assign(new Error(message), { code, severity: "ERROR" })
@@ -23,16 +24,6 @@ const flaky = (attempts: Ref.Ref<number>, failures: number, error: SqlError = co
   Ref.updateAndGet(attempts, (n) => n + 1).pipe(
     Effect.flatMap((n) => n <= failures ? Effect.fail(error) : Effect.succeed(n))
   )
-
-/** Runs `effect` in a fiber and advances the TestClock until it is done. */
-const runWithClock = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < 200 && (yield* Fiber.poll(fiber))._tag === "None"; i++) {
-      yield* TestClock.adjust("1 second")
-    }
-    return yield* Fiber.await(fiber)
-  })
 
 describe("OccRetry.classify", () => {
   it("reads the OC000 and OC001 markers from SQLSTATE 40001", () => {

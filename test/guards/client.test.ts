@@ -9,17 +9,7 @@ import { DsqlClient, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import * as Net from "node:net"
 import { version } from "../../src/internal/version.js"
-import { clientLayer } from "../utils/client.js"
-
-/** `server`'s static signer, recording what it is asked to sign. */
-const recordingSigner = (server: DsqlLocal.Server, requests: Ref.Ref<Array<TokenSigner.SignRequest>>) =>
-  Layer.effect(
-    TokenSigner.TokenSigner,
-    Effect.map(TokenSigner.TokenSigner, (inner) =>
-      TokenSigner.TokenSigner.of({
-        sign: (request) => Effect.zipRight(Ref.update(requests, (all) => [...all, request]), inner.sign(request))
-      }))
-  ).pipe(Layer.provide(TokenSigner.layerStatic(server.credentials)))
+import { clientLayer, recordingSigner } from "../utils/client.js"
 
 const applicationName = Effect.flatMap(
   SqlClient.SqlClient,

@@ -5,21 +5,9 @@
  */
 import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
-import {
-  Cause,
-  Duration,
-  Effect,
-  Exit,
-  FastCheck,
-  Fiber,
-  Metric,
-  Option,
-  Random,
-  Ref,
-  Schedule,
-  TestClock
-} from "effect"
+import { Cause, Duration, Effect, Exit, FastCheck, Metric, Option, Random, Ref, Schedule, TestClock } from "effect"
 import { DsqlMetrics, OccConflict, OccRetry } from "effect-dsql"
+import { runWithClock } from "../utils/clock.js"
 
 /** A `SqlError` carrying a pg `DatabaseError` with this SQLSTATE, as @effect/sql-pg reports a failed statement. */
 const sqlError = (code: string, message = "could not serialize access") =>
@@ -31,16 +19,6 @@ const sqlError = (code: string, message = "could not serialize access") =>
 /** Fails with `error` on every attempt, counting attempts. */
 const alwaysFailing = (attempts: Ref.Ref<number>, error: SqlError) =>
   Effect.zipRight(Ref.update(attempts, (n) => n + 1), Effect.fail(error))
-
-/** Runs `effect` in a fiber, moving the TestClock on until it is done. */
-const runWithClock = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < 500 && (yield* Fiber.poll(fiber))._tag === "None"; i++) {
-      yield* TestClock.adjust("1 second")
-    }
-    return yield* Fiber.await(fiber)
-  })
 
 /** SQLSTATEs of class 40 other than 40001: deadlock, integrity constraint, statement completion unknown, … */
 const otherClass40 = FastCheck.stringMatching(/^40[0-9A-Z]{3}$/).filter((code) => code !== "40001")

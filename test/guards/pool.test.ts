@@ -10,18 +10,8 @@ import { DsqlClient, DsqlConfig, DsqlMetrics, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import type pg from "pg"
 import { makePool } from "../../src/internal/pool.js"
-import { clientLayer, withEnv } from "../utils/client.js"
+import { clientLayer, recordingSigner, withEnv } from "../utils/client.js"
 import { connectPg } from "../utils/dsqlLocal.js"
-
-/** `server`'s static signer, counting the tokens asked of it. */
-const countingSigner = (server: DsqlLocal.Server, signed: Ref.Ref<number>) =>
-  Layer.effect(
-    TokenSigner.TokenSigner,
-    Effect.map(TokenSigner.TokenSigner, (inner) =>
-      TokenSigner.TokenSigner.of({
-        sign: (request) => Effect.zipRight(Ref.update(signed, (n) => n + 1), inner.sign(request))
-      }))
-  ).pipe(Layer.provide(TokenSigner.layerStatic(server.credentials)))
 
 const tokensSigned = Effect.map(Metric.value(DsqlMetrics.tokensSigned), (state) => state.count)
 
@@ -43,7 +33,7 @@ describe("pool", () => {
     it.effect("signs exactly one token per physical connection, however many queries and transactions", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
-        const signed = yield* Ref.make(0)
+        const signed = yield* Ref.make<Array<TokenSigner.SignRequest>>([])
         const before = yield* server.stats
         const metricBefore = yield* tokensSigned
         yield* Effect.gen(function*() {
@@ -55,12 +45,12 @@ describe("pool", () => {
             { concurrency: 8 }
           )
           yield* Effect.forEach(Array.from({ length: 10 }), () => Effect.scoped(sql.reserve), { concurrency: 4 })
-        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4 }, countingSigner(server, signed))))
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4 }, recordingSigner(server, signed))))
         const after = yield* server.stats
         const connections = after.connectionsAccepted - before.connectionsAccepted
         assert.isAtLeast(connections, 1)
         assert.isAtMost(connections, 4, "a pool of 4")
-        assert.strictEqual(yield* Ref.get(signed), connections, "tokens asked of the signer")
+        assert.strictEqual((yield* Ref.get(signed)).length, connections, "tokens asked of the signer")
         assert.strictEqual((yield* tokensSigned) - metricBefore, connections, "dsql_tokens_signed_total")
         assert.strictEqual(after.tokensVerified - before.tokensVerified, connections, "tokens the server checked")
       }))

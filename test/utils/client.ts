@@ -2,7 +2,7 @@
  * Fixtures for tests of our client against DsqlLocal: a client layer pointed at a server, direct queries on the
  * backend PostgreSQL for verification, unique table names and a scoped process environment.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Ref } from "effect"
 import { DsqlClient, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import pg from "pg"
@@ -13,6 +13,16 @@ export const clientLayer = (
   overrides: DsqlClient.ConfigInput = {},
   signer: Layer.Layer<TokenSigner.TokenSigner> = TokenSigner.layerStatic(server.credentials)
 ) => DsqlClient.layerConfigWithSigner({ ...DsqlLocal.clientConfig(server), ...overrides }).pipe(Layer.provide(signer))
+
+/** `server`'s static signer, recording every request it is asked to sign (the number of tokens is its length). */
+export const recordingSigner = (server: DsqlLocal.Server, requests: Ref.Ref<Array<TokenSigner.SignRequest>>) =>
+  Layer.effect(
+    TokenSigner.TokenSigner,
+    Effect.map(TokenSigner.TokenSigner, (inner) =>
+      TokenSigner.TokenSigner.of({
+        sign: (request) => Effect.zipRight(Ref.update(requests, (all) => [...all, request]), inner.sign(request))
+      }))
+  ).pipe(Layer.provide(TokenSigner.layerStatic(server.credentials)))
 
 /** Runs SQL on the backend PostgreSQL directly (no DSQL rules), to set up or check what the client did. */
 export const backendQuery = <A = Record<string, unknown>>(server: DsqlLocal.Server, sql: string) =>
