@@ -9,7 +9,7 @@ import { DsqlClient, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import * as Net from "node:net"
 import { version } from "../../src/internal/version.js"
-import { clientLayer, recordingSigner } from "../utils/client.js"
+import { backendQuery, clientLayer, recordingSigner } from "../utils/client.js"
 
 const applicationName = Effect.flatMap(
   SqlClient.SqlClient,
@@ -64,6 +64,38 @@ describe("DsqlClient configuration, where it takes effect", () => {
         }).pipe(Effect.provide(clientLayer(server, { maxConnections: 1 })))
         const after = yield* server.stats
         assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1, "the idle connection was reused")
+      }))
+
+    it.effect("connectWithSigner opens one connection, whatever the concurrency, and closes it with the scope", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const before = yield* server.stats
+        const rows = yield* Effect.gen(function*() {
+          const sql = yield* DsqlClient.connectWithSigner({
+            host: server.hostname,
+            port: server.port,
+            region: server.region,
+            hostAddress: server.address,
+            caPem: server.ca,
+            applicationName: "guard-single"
+          })
+          return yield* Effect.forEach(
+            Array.from({ length: 8 }),
+            (_, i) => sql<{ n: number }>`SELECT ${i}::int AS n, pg_sleep(0.01)`,
+            { concurrency: 8 }
+          )
+        }).pipe(Effect.scoped, Effect.provide(TokenSigner.layerStatic(server.credentials)))
+        assert.strictEqual(rows.length, 8)
+        const after = yield* server.stats
+        assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1)
+        const open = yield* backendQuery<{ n: number }>(
+          server,
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'guard-single:%'"
+        ).pipe(
+          Effect.tap(() => Effect.sleep("20 millis")),
+          Effect.repeat({ until: (found) => found[0]?.n === 0, times: 100 })
+        )
+        assert.deepStrictEqual(open, [{ n: 0 }], "closed with its scope")
       }))
   })
 
