@@ -435,6 +435,26 @@ describe("DsqlConfig", () => {
       assert.deepStrictEqual(DsqlConfig.regionFromEndpoint(`${clusterId}.dsql.us-east-1.on.aws.evil`), Option.none())
       assert.deepStrictEqual(DsqlConfig.regionFromEndpoint("x.rds.us-east-1.amazonaws.com"), Option.none())
     })
+
+    it.prop(
+      "an endpoint of any suffix form gives its region and cluster id; a bare id, the given region",
+      {
+        id: FastCheck.stringMatching(/^[a-z0-9]{26}$/),
+        suffix: FastCheck.stringMatching(/^(-?[a-z0-9]{0,8})$/),
+        region: FastCheck.constantFrom("us-east-1", "eu-west-2", "ap-southeast-1", "us-gov-west-1", "il-central-1")
+      },
+      ({ id, region, suffix }) => {
+        const host = `${id}.dsql${suffix}.${region}.on.aws`
+        assert.deepStrictEqual(DsqlConfig.regionFromEndpoint(host), Option.some(region))
+        const config = Effect.runSync(DsqlConfig.make({ host: host.toUpperCase() }))
+        assert.deepStrictEqual([config.host, config.region, config.clusterId], [host, region, Option.some(id)])
+        const bare = Effect.runSync(DsqlConfig.make({ host: id, region }))
+        assert.deepStrictEqual([bare.host, bare.clusterId], [`${id}.dsql.${region}.on.aws`, Option.some(id)])
+        assert.isFalse(DsqlConfig.isClusterId(id.slice(1)))
+        assert.isFalse(DsqlConfig.isClusterId(`${id}0`))
+        assert.isFalse(DsqlConfig.isClusterId(id.replace(/^./, "A")))
+      }
+    )
   })
 
   describe("validation", () => {
