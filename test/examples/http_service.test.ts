@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto"
 import * as HttpService from "../../examples/http_service.js"
 import { backendQuery, uniqueTable, withEnv } from "../utils/client.js"
 import { logOf } from "./console.js"
+import { sessionsLeft, sessionsOf } from "./sessions.js"
 
 interface Reply {
   readonly status: number
@@ -37,19 +38,6 @@ const startService = (server: DsqlLocal.Server, applicationName: string, scope: 
     { ...server.env, DSQL_APPLICATION_NAME: applicationName },
     Layer.buildWithScope(HttpService.layer({ port: 0, host: "127.0.0.1" }), scope)
   ).pipe(Effect.map((context) => HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)))
-
-/** Backend sessions opened by the service's pool, by their `application_name`. */
-const sessionsOf = (server: DsqlLocal.Server, applicationName: string) =>
-  backendQuery<{ n: number }>(
-    server,
-    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE '${applicationName}:%'`
-  ).pipe(Effect.map(([row]) => row.n))
-
-/** Waits (bounded) until the backend has no session of the service left. */
-const awaitNoSessions = (server: DsqlLocal.Server, applicationName: string) =>
-  sessionsOf(server, applicationName).pipe(
-    Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("50 millis"), times: 100 })
-  )
 
 const createAccount = (baseUrl: string, balance: number) =>
   Effect.map(request(baseUrl, "POST", "/accounts", { owner: "test owner", balance }), (reply) => {
@@ -144,7 +132,7 @@ describe("examples/http_service", () => {
 
           assert.isAbove(yield* sessionsOf(server, applicationName), 0)
           yield* Scope.close(scope, Exit.void)
-          assert.strictEqual(yield* awaitNoSessions(server, applicationName), 0)
+          assert.strictEqual(yield* sessionsLeft(server, applicationName), 0)
         }),
       { timeout: 120_000 }
     )
@@ -248,7 +236,7 @@ describe("examples/http_service", () => {
           const replies = yield* Fiber.join(inFlight)
           assert.deepStrictEqual(replies.map((reply) => reply.status), [201, 201, 201, 201])
 
-          assert.strictEqual(yield* awaitNoSessions(server, applicationName), 0)
+          assert.strictEqual(yield* sessionsLeft(server, applicationName), 0)
           const balances = yield* balancesOf(server, accounts)
           assert.deepStrictEqual(accounts.map((id) => balances.get(id)), [99, 101, 99, 101, 99, 101, 99, 101])
           const recorded = yield* backendQuery<{ n: number }>(
