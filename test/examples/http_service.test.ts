@@ -30,14 +30,23 @@ const request = (baseUrl: string, method: "GET" | "POST", path: string, body?: u
   })
 
 /**
- * Starts the service on a free port in `scope`, configured by the environment as in production, its connections
- * named `applicationName` so the backend's sessions can be counted.
+ * Starts the service on a free port in a scope of its own (closing it is the shutdown), configured by the
+ * environment as in production, its connections named after `prefix` so the backend's sessions can be counted.
  */
-const startService = (server: DsqlLocal.Server, applicationName: string, scope: Scope.Scope) =>
-  withEnv(
-    { ...server.env, DSQL_APPLICATION_NAME: applicationName },
-    Layer.buildWithScope(HttpService.layer({ port: 0, host: "127.0.0.1" }), scope)
-  ).pipe(Effect.map((context) => HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)))
+const startService = (prefix: string) =>
+  Effect.gen(function*() {
+    const server = yield* DsqlLocal.DsqlLocal
+    const applicationName = uniqueTable(prefix)
+    const scope = yield* Scope.make()
+    // Shut down with the test, if it did not get that far itself (closing twice is a no-op).
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const context = yield* withEnv(
+      { ...server.env, DSQL_APPLICATION_NAME: applicationName },
+      Layer.buildWithScope(HttpService.layer({ port: 0, host: "127.0.0.1" }), scope)
+    )
+    const baseUrl = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+    return { server, applicationName, scope, baseUrl }
+  })
 
 const createAccount = (baseUrl: string, balance: number) =>
   Effect.map(request(baseUrl, "POST", "/accounts", { owner: "test owner", balance }), (reply) => {
@@ -75,14 +84,11 @@ describe("examples/http_service", () => {
       { timeout: 120_000 }
     )
 
-    it.effect(
+    it.scoped(
       "concurrent transfers on hot accounts: 201 or 503 with Retry-After, every committed transfer applied once, no session left after shutdown",
       () =>
         Effect.gen(function*() {
-          const server = yield* DsqlLocal.DsqlLocal
-          const applicationName = uniqueTable("http_hot")
-          const scope = yield* Scope.make()
-          const baseUrl = yield* startService(server, applicationName, scope)
+          const { applicationName, baseUrl, scope, server } = yield* startService("http_hot")
           const accounts = yield* Effect.forEach([1, 2, 3], () => createAccount(baseUrl, 1_000))
 
           // Real write conflicts on three hot accounts, plus a share of failed commits so conflicts are certain.
@@ -137,14 +143,11 @@ describe("examples/http_service", () => {
       { timeout: 120_000 }
     )
 
-    it.effect(
+    it.scoped(
       "maps bad input to 400, unknown accounts to 404, overdrafts to 409 and a lost OCC race to 503",
       () =>
         Effect.gen(function*() {
-          const server = yield* DsqlLocal.DsqlLocal
-          const applicationName = uniqueTable("http_status")
-          const scope = yield* Scope.make()
-          const baseUrl = yield* startService(server, applicationName, scope)
+          const { applicationName, baseUrl, scope, server } = yield* startService("http_status")
           const [a, b] = yield* Effect.forEach([100, 100], (balance) => createAccount(baseUrl, balance))
           const transfer = (body: unknown) => request(baseUrl, "POST", "/transfers", body)
 
@@ -195,18 +198,16 @@ describe("examples/http_service", () => {
           const found = yield* request(baseUrl, "GET", `/accounts/${a}`)
           assert.deepStrictEqual([found.status, found.body], [200, { id: a, owner: "test owner", balance: 100 }])
           yield* Scope.close(scope, Exit.void)
+          assert.strictEqual(yield* sessionsLeft(server, applicationName), 0)
         }),
       { timeout: 120_000 }
     )
 
-    it.effect(
+    it.scoped(
       "on shutdown, finishes the requests in flight, retries included, before closing the pool",
       () =>
         Effect.gen(function*() {
-          const server = yield* DsqlLocal.DsqlLocal
-          const applicationName = uniqueTable("http_shutdown")
-          const scope = yield* Scope.make()
-          const baseUrl = yield* startService(server, applicationName, scope)
+          const { applicationName, baseUrl, scope, server } = yield* startService("http_shutdown")
           const accounts = yield* Effect.forEach(Array.from({ length: 8 }), () => createAccount(baseUrl, 100))
           // Four transfers between disjoint pairs of accounts: no conflicts between them.
           const pairs = [0, 2, 4, 6].map((i) => [accounts[i], accounts[i + 1]] as const)
