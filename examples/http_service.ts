@@ -209,8 +209,9 @@ const TransfersLive = HttpApiBuilder.group(Api, "transfers", (handlers) =>
 
 /**
  * The whole service listening on `port` (0: any free port) of `host` (default: every interface): HTTP server, API,
- * tables and one `DsqlClient` pool for its lifetime. Layers release in reverse order of acquisition, and the pool is acquired first: on shutdown the
- * server stops accepting, waits for its in-flight requests, and only then is the pool closed.
+ * tables and one `DsqlClient` pool for its lifetime. Layers release in reverse order of acquisition, and the pool
+ * is acquired first: on shutdown the server stops accepting, waits for its in-flight requests, and only then is the
+ * pool closed.
  */
 export const layer = (listen: { readonly port: number; readonly host?: string }) =>
   HttpApiBuilder.serve().pipe(

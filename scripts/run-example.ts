@@ -1,7 +1,7 @@
 /**
  * `npm run example -- <name> [args…]`: runs `examples/<name>.ts` (or `examples/alternatives/<name>.ts`) in its own
- * process, exactly as `npx tsx examples/<name>.ts [args…]` would. With neither DSQL_HOST nor DSQL_URL set, it first starts DsqlLocal
- * and hands the example its settings (`server.env`) in the environment.
+ * process, exactly as `npx tsx examples/<name>.ts [args…]` would. With neither DSQL_HOST nor DSQL_URL set, it first
+ * starts DsqlLocal and hands the example its settings (`server.env`) in the environment.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Data, Effect, Exit } from "effect"
@@ -37,7 +37,10 @@ const findExample = (name: string | undefined): Effect.Effect<string, UsageError
     : Effect.succeed(found)
 }
 
-/** Runs the example with tsx in a child process, passing on the arguments after its name; its exit code is the result. */
+/**
+ * Runs the example with tsx in a child process, with the arguments that followed its name; its exit code is the
+ * result.
+ */
 const runExample = (file: string, env: NodeJS.ProcessEnv) =>
   Effect.async<number>((resume) => {
     const args = ["--import", "tsx", file, ...process.argv.slice(3)]

@@ -86,7 +86,7 @@ describe("examples/opentelemetry", () => {
             })
           }
 
-          // Where TokenSigner.sign spans attach is being changed (wip/pool); that they exist, and what they carry, holds.
+          // Where TokenSigner.sign spans attach is about to change; that they exist, and what they carry, holds.
           const signs = finished.filter((span) => span.name === "TokenSigner.sign")
           assert.isAtLeast(signs.length, 1)
           for (const sign of signs) {
