@@ -214,7 +214,7 @@ describe("examples/http_service", () => {
 
           // Slow statements keep the transfers in flight long enough to shut down in the middle of them, and each
           // transfer's first COMMIT fails: its retry needs the pool again after the shutdown began.
-          yield* server.faults.setLatency("200 millis")
+          yield* server.faults.setLatency("100 millis")
           yield* server.faults.failNextCommits(pairs.length)
           const inFlight = yield* Effect.fork(
             Effect.forEach(
