@@ -46,9 +46,12 @@ import * as DsqlClient from "../DsqlClient.js"
 import * as TokenSigner from "../TokenSigner.js"
 import { acquireBackend } from "./internal/backend.js"
 import { backendSetupSql } from "./internal/catalog.js"
-import { issueServerCertificate, makeAuthority } from "./internal/certificates.js"
+import { issueServerCertificate, makeAuthority, x509Package } from "./internal/certificates.js"
+import { embeddedPostgresPackage } from "./internal/embedded.js"
 import { DsqlLocalError } from "./internal/error.js"
 import { makeConnectionGate } from "./internal/limits.js"
+import type { OptionalPackage } from "./internal/packages.js"
+import { declaredVersions, loadPackages } from "./internal/packages.js"
 import { backendSessionOptions, loadParser, makeSessionPolicy } from "./internal/policy.js"
 import { listen } from "./internal/server.js"
 import { serveConnection } from "./internal/session.js"
@@ -57,7 +60,8 @@ import { emptyStats, makeClusterState, noFaults } from "./internal/state.js"
 
 export {
   /**
-   * DsqlLocal could not start, serve or stop: the backend PostgreSQL, certificates, the listener or its options.
+   * DsqlLocal could not start, serve or stop: its packages are not installed (`MissingPackages`, the message names
+   * them and the install command), or the backend PostgreSQL, certificates, the listener or its options failed.
    *
    * @since 0.1.0
    * @category errors
@@ -282,6 +286,12 @@ const backendUrlFromEnv = Config.string("DSQL_LOCAL_BACKEND_URL").pipe(
   Config.map(Option.filter((url) => url.length > 0))
 )
 
+const parserPackage: OptionalPackage<void> = {
+  name: "libpg-query",
+  version: declaredVersions["libpg-query"],
+  load: loadParser
+}
+
 const millis = (duration: Duration.DurationInput): number => Duration.toMillis(Duration.decode(duration))
 
 /**
@@ -318,10 +328,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
       (cause) => new DsqlLocalError({ reason: "Options", message: "cannot read DSQL_LOCAL_BACKEND_URL", cause })
     )
   )
-  yield* Effect.tryPromise({
-    try: loadParser,
-    catch: (cause) => new DsqlLocalError({ reason: "Backend", message: "cannot load the SQL parser", cause })
-  })
+  yield* loadPackages([...(backendUrl === undefined ? [embeddedPostgresPackage] : []), parserPackage, x509Package])
   const backend = yield* acquireBackend({
     setupSql: backendSetupSql,
     maxConnections: options.backendMaxConnections,
