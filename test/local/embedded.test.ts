@@ -62,7 +62,7 @@ const expectOneLine = (message: string) => expect(message).not.toContain("\n")
 describe("acquireEmbedded", () => {
   it.live("runs PostgreSQL 16 with UTF-8 and the C collation, as DSQL has them", () =>
     Effect.gen(function*() {
-      const { port } = yield* start(yield* Effect.promise(embeddedPostgresPackage.load))
+      const port = yield* start(yield* Effect.promise(embeddedPostgresPackage.load))
       expect(yield* query(port, "SHOW server_version")).toEqual([{
         server_version: expect.stringMatching(/^16\.\d+$/)
       }])
@@ -76,7 +76,7 @@ describe("acquireEmbedded", () => {
 
   it.live("starts from binaries inside a folder that only their owner may enter", () =>
     Effect.gen(function*() {
-      const { port } = yield* start(yield* binariesInPrivateDirectory)
+      const port = yield* start(yield* binariesInPrivateDirectory)
       expect(yield* query(port, "SELECT 1 AS one")).toEqual([{ one: 1 }])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 

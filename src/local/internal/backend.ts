@@ -83,13 +83,14 @@ const connectionUrl = (host: string, port: number, superuser: string, password: 
     host.includes(":") ? `[${host}]` : host
   }:${port}/postgres`
 
-const embeddedBackend = (options: BackendOptions) =>
-  acquireEmbedded({
+const embeddedBackend = (options: BackendOptions) => {
+  const password = randomBytes(24).toString("base64url")
+  return acquireEmbedded({
     dirPrefix: options.dataDirPrefix ?? defaultDataDirPrefix,
     maxConnections: options.maxConnections,
     binaries: options.binaries
-  }, randomBytes(24).toString("base64url")).pipe(
-    Effect.map(({ password, port }): Backend => ({
+  }, password).pipe(
+    Effect.map((port): Backend => ({
       host: loopback,
       port,
       superuser: "postgres",
@@ -98,6 +99,7 @@ const embeddedBackend = (options: BackendOptions) =>
       embedded: true
     }))
   )
+}
 
 const parseBackendUrl = (url: string): Effect.Effect<Backend, DsqlLocalError> =>
   Effect.try({

@@ -49,17 +49,6 @@ export interface EmbeddedOptions {
   readonly binaries?: Binaries | undefined
 }
 
-/**
- * A running embedded server: where it listens and its superuser's password.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Embedded {
-  readonly port: number
-  readonly password: string
-}
-
 const loopback = "127.0.0.1"
 const superuser = "postgres"
 const systemUser = "postgres"
@@ -101,7 +90,7 @@ export const embeddedPostgresPackage: OptionalPackage<Binaries> = {
   load: () => import(platformPackage()).then(({ initdb, postgres }: Binaries) => ({ initdb, postgres }))
 }
 
-/** The account PostgreSQL runs as: the current one, or the `postgres` system user when that is root. */
+/** The `postgres` system user, whom PostgreSQL runs as when DsqlLocal runs as root. */
 interface Account {
   readonly uid: number
   readonly gid: number
@@ -181,7 +170,7 @@ const spawn = (program: string, args: ReadonlyArray<string>, account: Account | 
     detached,
     stdio: ["ignore", "pipe", "pipe"],
     // English messages: the log is matched for the ready line and the port clash.
-    env: { ...process.env, LC_MESSAGES: "C", LC_ALL: "C" }
+    env: { ...process.env, LC_ALL: "C" }
   })
 
 /** Kills a detached child with its whole process group and waits (boundedly) for it to exit. */
@@ -331,9 +320,9 @@ const trustLoopbackHba = [
 ].join("\n")
 
 /**
- * Starts an embedded PostgreSQL in a fresh temporary directory for the scope's lifetime; closing the scope stops it
- * and removes the directory, whatever the exit (interruption included). The database uses UTF-8 and the C collation,
- * as DSQL does; loopback connections are trusted.
+ * Starts an embedded PostgreSQL in a fresh temporary directory for the scope's lifetime and returns its port; closing
+ * the scope stops it and removes the directory, whatever the exit (interruption included). The superuser `postgres`
+ * has `password`; the database uses UTF-8 and the C collation, as DSQL does; loopback connections are trusted.
  *
  * @since 0.1.0
  * @category constructors
@@ -341,7 +330,7 @@ const trustLoopbackHba = [
 export const acquireEmbedded = (
   options: EmbeddedOptions,
   password: string
-): Effect.Effect<Embedded, DsqlLocalError, Scope.Scope> =>
+): Effect.Effect<number, DsqlLocalError, Scope.Scope> =>
   Effect.gen(function*() {
     const installed = options.binaries ?? (yield* loadPackage(embeddedPostgresPackage))
     const account = process.getuid?.() === 0 ? yield* systemAccount : undefined
@@ -357,14 +346,14 @@ export const acquireEmbedded = (
       "--locale=C",
       // The data directory is thrown away with the scope: no need to wait for it to reach the disk.
       "--no-sync"
-    ], account)
+    ], account).pipe(Effect.ensuring(Effect.promise(() => Fs.rm(passwordFile, { force: true }))))
     yield* Effect.tryPromise({
       try: () => Fs.writeFile(Path.join(dataDir, "pg_hba.conf"), trustLoopbackHba),
       catch: (cause) => backendError("cannot write pg_hba.conf", cause)
     })
     const flags = postgresFlags(options.maxConnections)
     // Another process may take the free port between our probe and PostgreSQL's bind: try a new one.
-    const port = yield* freePort.pipe(
+    return yield* freePort.pipe(
       Effect.flatMap((port) =>
         serve(binaries, ["-D", dataDir, "-p", String(port), ...flags], account, port).pipe(Effect.as(port))
       ),
@@ -374,5 +363,4 @@ export const acquireEmbedded = (
       }),
       Effect.mapError((failure) => "portInUse" in failure ? failure.error : failure)
     )
-    return { port, password }
   })
