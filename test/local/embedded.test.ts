@@ -100,6 +100,31 @@ describe("acquireEmbedded", () => {
       expectOneLine(error.message)
     }).pipe(Effect.scoped))
 
+  it.live("a temporary directory that cannot be written is a one-line DsqlLocalError", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDirectory
+      const missing = Path.join(dir, "no-such-folder")
+      // os.tmpdir() reads TMPDIR on every call; the tests of a file run one after another.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const before = process.env.TMPDIR
+          process.env.TMPDIR = missing
+          return before
+        }),
+        (before) =>
+          Effect.sync(() => {
+            if (before === undefined) delete process.env.TMPDIR
+            else process.env.TMPDIR = before
+          })
+      )
+      const error = yield* Effect.flip(start(yield* Effect.promise(embeddedPostgresPackage.load)))
+      expect(error).toMatchObject({
+        _tag: "DsqlLocalError",
+        reason: "Backend",
+        message: `cannot create a directory for the embedded PostgreSQL in ${missing}`
+      })
+    }).pipe(Effect.scoped))
+
   it.live("initdb failing is a one-line DsqlLocalError with what it said", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(start(
