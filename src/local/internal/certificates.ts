@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import { webcrypto } from "node:crypto"
 import { DsqlLocalError } from "./error.js"
 import type { OptionalPackage } from "./packages.js"
-import { declaredVersions, loadPackage } from "./packages.js"
+import { declaredVersions } from "./packages.js"
 
 /**
  * A certificate and its private key, both PEM (the key as PKCS#8), ready for `tls.createServer`.
@@ -70,7 +70,7 @@ const loadX509 = (): Promise<typeof X509> =>
   })()
 
 /**
- * @peculiar/x509, one of DsqlLocal's optional packages.
+ * @peculiar/x509, one of DsqlLocal's optional packages (DsqlLocal.start loads it before it builds certificates).
  *
  * @since 0.1.0
  * @category models
@@ -96,30 +96,30 @@ const privateKeyPem = async (x509: typeof X509, key: webcrypto.CryptoKey): Promi
 export const makeAuthority = (
   options: { readonly commonName?: string; readonly notBefore?: Date; readonly notAfter?: Date } = {}
 ): Effect.Effect<Authority, DsqlLocalError> =>
-  Effect.flatMap(loadPackage(x509Package), (x509) =>
-    Effect.tryPromise({
-      try: async () => {
-        const keys = await generateKeys()
-        const certificate = await x509.X509CertificateGenerator.createSelfSigned({
-          name: `CN=${options.commonName ?? "DsqlLocal test authority"}`,
-          ...validity(options),
-          signingAlgorithm,
-          keys,
-          extensions: [
-            new x509.BasicConstraintsExtension(true, 0, true),
-            new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-            await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto)
-          ]
-        }, webcrypto)
-        return {
-          certificate,
-          privateKey: keys.privateKey,
-          certPem: certificate.toString("pem"),
-          keyPem: await privateKeyPem(x509, keys.privateKey)
-        }
-      },
-      catch: certificatesError("Could not create the certificate authority")
-    }))
+  Effect.tryPromise({
+    try: async () => {
+      const x509 = await loadX509()
+      const keys = await generateKeys()
+      const certificate = await x509.X509CertificateGenerator.createSelfSigned({
+        name: `CN=${options.commonName ?? "DsqlLocal test authority"}`,
+        ...validity(options),
+        signingAlgorithm,
+        keys,
+        extensions: [
+          new x509.BasicConstraintsExtension(true, 0, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto)
+        ]
+      }, webcrypto)
+      return {
+        certificate,
+        privateKey: keys.privateKey,
+        certPem: certificate.toString("pem"),
+        keyPem: await privateKeyPem(x509, keys.privateKey)
+      }
+    },
+    catch: certificatesError("Could not create the certificate authority")
+  })
 
 /**
  * Issues a server certificate signed by `authority` for the given DNS names (wildcards such as
@@ -137,31 +137,31 @@ export const issueServerCertificate = (
     readonly notAfter?: Date
   }
 ): Effect.Effect<KeyAndCertificate, DsqlLocalError> =>
-  Effect.flatMap(loadPackage(x509Package), (x509) =>
-    Effect.tryPromise({
-      try: async () => {
-        const keys = await generateKeys()
-        const ipAddresses = options.ipAddresses ?? []
-        const certificate = await x509.X509CertificateGenerator.create({
-          subject: `CN=${options.hostnames[0] ?? ipAddresses[0] ?? "DsqlLocal"}`,
-          issuer: authority.certificate.subject,
-          ...validity(options),
-          signingAlgorithm,
-          publicKey: keys.publicKey,
-          signingKey: authority.privateKey,
-          extensions: [
-            new x509.BasicConstraintsExtension(false, undefined, true),
-            new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-            new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-            new x509.SubjectAlternativeNameExtension([
-              ...options.hostnames.map((value) => ({ type: "dns" as const, value })),
-              ...ipAddresses.map((value) => ({ type: "ip" as const, value }))
-            ]),
-            await x509.AuthorityKeyIdentifierExtension.create(authority.certificate, false, webcrypto),
-            await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto)
-          ]
-        }, webcrypto)
-        return { certPem: certificate.toString("pem"), keyPem: await privateKeyPem(x509, keys.privateKey) }
-      },
-      catch: certificatesError("Could not issue the server certificate")
-    }))
+  Effect.tryPromise({
+    try: async () => {
+      const x509 = await loadX509()
+      const keys = await generateKeys()
+      const ipAddresses = options.ipAddresses ?? []
+      const certificate = await x509.X509CertificateGenerator.create({
+        subject: `CN=${options.hostnames[0] ?? ipAddresses[0] ?? "DsqlLocal"}`,
+        issuer: authority.certificate.subject,
+        ...validity(options),
+        signingAlgorithm,
+        publicKey: keys.publicKey,
+        signingKey: authority.privateKey,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+          new x509.SubjectAlternativeNameExtension([
+            ...options.hostnames.map((value) => ({ type: "dns" as const, value })),
+            ...ipAddresses.map((value) => ({ type: "ip" as const, value }))
+          ]),
+          await x509.AuthorityKeyIdentifierExtension.create(authority.certificate, false, webcrypto),
+          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto)
+        ]
+      }, webcrypto)
+      return { certPem: certificate.toString("pem"), keyPem: await privateKeyPem(x509, keys.privateKey) }
+    },
+    catch: certificatesError("Could not issue the server certificate")
+  })
