@@ -4,8 +4,8 @@
  *
  * @internal
  */
+import type * as LibPgQuery from "libpg-query"
 import type { Node, RawStmt } from "libpg-query"
-import { loadModule, parseSync, scanSync } from "libpg-query"
 
 /**
  * What a statement is for DSQL's transaction rules (one DDL per transaction, no DDL with DML).
@@ -75,19 +75,26 @@ export type Classification =
   | { readonly _tag: "Unparseable" }
 
 let loading: Promise<void> | undefined
-let loaded = false
+let parser: typeof LibPgQuery | undefined
 
 /**
- * Loads the WASM parser once; later calls share the first load.
+ * Loads libpg-query and its WASM parser once; later calls share the first load. The package is optional for users of
+ * `effect-dsql`, so it is imported here and never when this module loads.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const loadParser = (): Promise<void> => {
-  loading ??= loadModule().then(() => {
-    loaded = true
+  loading ??= import("libpg-query").then(async (module) => {
+    await module.loadModule()
+    parser = module
   })
   return loading
+}
+
+const loadedParser = (): typeof LibPgQuery => {
+  if (parser === undefined) throw new Error("libpg-query is not loaded: await loadParser() first")
+  return parser
 }
 
 const unsupported = (message: string): Refusal => ({ code: "0A000", message })
@@ -150,7 +157,7 @@ const isDdlNode = (name: string): boolean =>
  * @category combinators
  */
 export const classify = (sql: string): Classification => {
-  if (!loaded) throw new Error("libpg-query is not loaded: await loadParser() first")
+  const { parseSync } = loadedParser()
   const source = Buffer.from(sql, "utf8")
   const asyncPositions = removeAsyncKeywords(sql, source)
   const text = source.toString("utf8")
@@ -177,9 +184,9 @@ export const classify = (sql: string): Classification => {
  * and returns where each one was. The scanner tells an unquoted identifier from a quoted one or a string.
  */
 const removeAsyncKeywords = (sql: string, source: Buffer): Array<number> => {
-  let tokens: ReturnType<typeof scanSync>["tokens"]
+  let tokens: ReturnType<typeof LibPgQuery.scanSync>["tokens"]
   try {
-    tokens = scanSync(sql).tokens
+    tokens = loadedParser().scanSync(sql).tokens
   } catch {
     return []
   }
