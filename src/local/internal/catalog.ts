@@ -4,7 +4,8 @@
  *
  * @internal
  */
-import type { AsyncIndexTarget, Refusal } from "./statements.js"
+import type { Refusal } from "./rules.js"
+import type { AsyncIndexTarget } from "./statements.js"
 
 /**
  * Idempotent setup run as superuser on the backend at start.

@@ -25,9 +25,11 @@
  * @internal
  */
 import * as Catalog from "./catalog.js"
+import type { Refusal } from "./rules.js"
+import * as Rules from "./rules.js"
 import type { ClusterState, OccCode } from "./state.js"
 import { takeCommitFault } from "./state.js"
-import type { Refusal, Statement } from "./statements.js"
+import type { Statement } from "./statements.js"
 import * as Statements from "./statements.js"
 import type { Frame, TransactionStatus } from "./wire.js"
 import * as Wire from "./wire.js"
@@ -258,12 +260,12 @@ class Session {
     if (statement?.refusal !== undefined) {
       this.state.stats.statementsRefused++
       this.prepared.set(name, { statement, refused: true })
-      return [toBackend(parseMessage(name, Catalog.raiseSql(statement.refusal)))]
+      return [toBackend(Wire.parseMessage(name, Catalog.raiseSql(statement.refusal)))]
     }
     this.prepared.set(name, { statement, refused: false })
     return statement?.asyncIndex === undefined
       ? [toBackend(frame)]
-      : [toBackend(parseMessage(name, Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex)))]
+      : [toBackend(Wire.parseMessage(name, Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex)))]
   }
 
   private onBind(frame: Frame): ReadonlyArray<Action> {
@@ -273,7 +275,7 @@ class Session {
     this.portals.set(portal, prepared ?? { statement: undefined, refused: false })
     this.expect({ _tag: "Bind", hidden: false })
     // A refused statement became a raise without parameters: the client's parameters must go.
-    return [toBackend(prepared?.refused === true ? bindWithoutParameters(frame.body, afterName) : frame)]
+    return [toBackend(prepared?.refused === true ? Wire.bindWithoutParameters(frame.body, afterName) : frame)]
   }
 
   private onExecute(frame: Frame): ReadonlyArray<Action> {
@@ -317,11 +319,11 @@ class Session {
     this.expect({ _tag: "Bind", hidden: true })
     this.expect({ _tag: "Execute", sent: step.sent })
     return [
-      closeMessage("P", PRIVATE_NAME),
-      closeMessage("S", PRIVATE_NAME),
-      parseMessage(PRIVATE_NAME, step.sql!),
-      bindMessage(PRIVATE_NAME, PRIVATE_NAME),
-      executeMessage(PRIVATE_NAME)
+      Wire.closeMessage("P", PRIVATE_NAME),
+      Wire.closeMessage("S", PRIVATE_NAME),
+      Wire.parseMessage(PRIVATE_NAME, step.sql!),
+      Wire.bindMessage(PRIVATE_NAME, PRIVATE_NAME),
+      Wire.executeMessage(PRIVATE_NAME)
     ].map(toBackend)
   }
 
@@ -396,7 +398,7 @@ class Session {
         return this.refuse(occRefusal("OC001"), statement)
       }
     }
-    const refusal = statement.refusal ?? this.ruleRefusal(statement, txn, inBlock)
+    const refusal = statement.refusal ?? Rules.transactionRefusal(statement, { inBlock, ddl: txn.ddl, dml: txn.dml })
     if (refusal !== undefined) {
       this.state.stats.statementsRefused++
       return this.refuse(refusal, statement)
@@ -416,19 +418,6 @@ class Session {
       default:
         return this.run(statement)
     }
-  }
-
-  private ruleRefusal(statement: Statement, txn: Txn, inBlock: boolean): Refusal | undefined {
-    if (statement.waitForJob && inBlock) {
-      return { code: "0A000", message: "CALL sys.wait_for_job cannot run inside a transaction block" }
-    }
-    if (statement.kind === "ddl" && txn.ddl > 0) {
-      return { code: "0A000", message: "multiple ddl statements not supported in a transaction" }
-    }
-    if ((statement.kind === "ddl" && txn.dml) || (statement.kind === "dml" && txn.ddl > 0)) {
-      return { code: "0A000", message: "ddl and dml are not supported in the same transaction" }
-    }
-    return undefined
   }
 
   private run(statement: Statement): Plan {
@@ -628,49 +617,4 @@ const modifiedRows = (tag: string, statement: Statement | undefined): number => 
   if (!counts) return 0
   const rows = Number(tag.slice(tag.lastIndexOf(" ") + 1))
   return Number.isFinite(rows) ? rows : 0
-}
-
-const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
-
-const int16 = (value: number): Buffer => {
-  const bytes = Buffer.alloc(2)
-  bytes.writeInt16BE(value, 0)
-  return bytes
-}
-
-const parseMessage = (name: string, sql: string): Frame => ({
-  type: "P",
-  body: Buffer.concat([cstring(name), cstring(sql), int16(0)])
-})
-
-const bindMessage = (portal: string, statement: string): Frame => ({
-  type: "B",
-  body: Buffer.concat([cstring(portal), cstring(statement), int16(0), int16(0), int16(0)])
-})
-
-const executeMessage = (portal: string): Frame => ({
-  type: "E",
-  body: Buffer.concat([cstring(portal), Buffer.alloc(4)])
-})
-
-const closeMessage = (target: "P" | "S", name: string): Frame => ({
-  type: "C",
-  body: Buffer.concat([Buffer.from(target), cstring(name)])
-})
-
-/** The same Bind with its parameter formats and values removed; `offset` is where the parameter formats start. */
-const bindWithoutParameters = (body: Buffer, offset: number): Frame => {
-  let cursor = offset
-  const formats = body.readInt16BE(cursor)
-  cursor += 2 + 2 * formats
-  const parameters = body.readInt16BE(cursor)
-  cursor += 2
-  for (let index = 0; index < parameters; index++) {
-    const length = body.readInt32BE(cursor)
-    cursor += 4 + Math.max(length, 0)
-  }
-  return {
-    type: "B",
-    body: Buffer.concat([body.subarray(0, offset), int16(0), int16(0), body.subarray(cursor)])
-  }
 }

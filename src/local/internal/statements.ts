@@ -6,6 +6,8 @@
  */
 import type { Node, RawStmt } from "libpg-query"
 import { loadModule, parseSync, scanSync } from "libpg-query"
+import type { Refusal } from "./rules.js"
+import * as Rules from "./rules.js"
 
 /**
  * What a statement is for DSQL's transaction rules (one DDL per transaction, no DDL with DML).
@@ -22,17 +24,6 @@ export type StatementKind = "ddl" | "dml" | "read" | "transaction" | "other"
  * @category models
  */
 export type TransactionControl = "begin" | "commit" | "rollback"
-
-/**
- * DSQL's error for a statement it does not run.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Refusal {
-  readonly code: string
-  readonly message: string
-}
 
 /**
  * The table a `CREATE INDEX ASYNC` builds its index on.
@@ -90,39 +81,12 @@ export const loadParser = (): Promise<void> => {
   return loading
 }
 
-const unsupported = (message: string): Refusal => ({ code: "0A000", message })
-
-const FEATURE_REFUSALS: Readonly<Record<string, Refusal>> = {
-  ListenStmt: unsupported("unsupported statement: Listen"),
-  NotifyStmt: unsupported("unsupported statement: Notify"),
-  UnlistenStmt: unsupported("unsupported statement: Unlisten"),
-  TruncateStmt: unsupported("unsupported statement: Truncate"),
-  LockStmt: unsupported("unsupported statement: Lock"),
-  CreatedbStmt: unsupported("unsupported statement: Createdb"),
-  CreateExtensionStmt: unsupported("unsupported statement: CreateExtension"),
-  CreateTrigStmt: unsupported("CREATE TRIGGER not supported")
-}
-
-const TRANSACTION_REFUSALS: Readonly<Record<string, Refusal>> = {
-  TRANS_STMT_SAVEPOINT: unsupported("unsupported transaction statement: SAVEPOINT"),
-  TRANS_STMT_RELEASE: unsupported("unsupported transaction statement: RELEASE"),
-  TRANS_STMT_ROLLBACK_TO: unsupported("unsupported transaction statement: ROLLBACK TO"),
-  TRANS_STMT_PREPARE: unsupported("unsupported transaction statement: PREPARE TRANSACTION"),
-  TRANS_STMT_COMMIT_PREPARED: unsupported("unsupported transaction statement: COMMIT PREPARED"),
-  TRANS_STMT_ROLLBACK_PREPARED: unsupported("unsupported transaction statement: ROLLBACK PREPARED")
-}
-
 const TRANSACTION_CONTROL: Readonly<Record<string, TransactionControl>> = {
   TRANS_STMT_BEGIN: "begin",
   TRANS_STMT_START: "begin",
   TRANS_STMT_COMMIT: "commit",
   TRANS_STMT_ROLLBACK: "rollback"
 }
-
-/** Session settings DSQL refuses to change (it only runs repeatable read). */
-const REFUSED_SETTINGS = new Set(["default_transaction_isolation", "transaction_isolation", "session characteristics"])
-
-const SERIAL_TYPES = new Set(["serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"])
 
 const DDL_NODES = new Set([
   "IndexStmt",
@@ -216,15 +180,14 @@ const statement = (
 })
 
 const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
-  const name = nodeName(node)
   const kind = kindOf(node)
   if ("TransactionStmt" in node) return classifyTransaction(node.TransactionStmt, sql)
   if ("VariableSetStmt" in node) {
     const setting = node.VariableSetStmt.name ?? ""
     const resets = node.VariableSetStmt.kind === "VAR_RESET" || node.VariableSetStmt.kind === "VAR_RESET_ALL"
-    if (setting === "TRANSACTION" || (!resets && REFUSED_SETTINGS.has(setting.toLowerCase()))) {
+    if (!resets && Rules.refusedSettings.has(setting.toLowerCase())) {
       return statement(sql, setting === "TRANSACTION" ? "transaction" : "other", {
-        refusal: unsupported(`setting configuration parameter "${setting}" not supported`)
+        refusal: Rules.settingRefusal(setting)
       })
     }
   }
@@ -232,15 +195,21 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
     const relation = node.IndexStmt.relation
     return isAsync && relation?.relname !== undefined
       ? statement(sql, "ddl", { asyncIndex: { schema: relation.schemaname, table: relation.relname } })
-      : statement(sql, "ddl", { refusal: unsupported("unsupported mode. please use CREATE INDEX ASYNC.") })
+      : statement(sql, "ddl", { refusal: Rules.indexModeRefusal })
   }
   if ("CallStmt" in node) {
     const names = identifiers(node.CallStmt.funccall?.funcname)
     const waitForJob = names.at(-1) === "wait_for_job" && (names.length === 1 || names[0] === "sys")
     return statement(sql, kind, { refusal: refusalInTree(node), waitForJob })
   }
-  const refusal = FEATURE_REFUSALS[name] ?? persistenceRefusal(node) ?? refusalInTree(node)
-  return statement(sql, kind, { refusal })
+  return statement(sql, kind, { refusal: statementRefusal(node) ?? refusalInTree(node) })
+}
+
+/** The refusal of the statement's own kind, from the rules table. */
+const statementRefusal = (node: Node): Refusal | undefined => {
+  const name = nodeName(node) as keyof typeof Rules.statementRules
+  const rule = Rules.statementRules[name] as Refusal | ((body: unknown) => Refusal | undefined) | undefined
+  return typeof rule === "function" ? rule(nodeBody(node)) : rule
 }
 
 const classifyTransaction = (
@@ -248,12 +217,12 @@ const classifyTransaction = (
   sql: string
 ): Statement => {
   const kind = stmt.kind ?? ""
-  const refused = TRANSACTION_REFUSALS[kind]
+  const refused = Rules.transactionStatementRefusals[kind]
   if (refused !== undefined) return statement(sql, "transaction", { refusal: refused })
   const control = TRANSACTION_CONTROL[kind]
   const isolation = control === "begin" ? isolationLevel(stmt.options) : undefined
   return isolation !== undefined && isolation !== "repeatable read"
-    ? statement(sql, "transaction", { refusal: unsupported(`Unsupported isolation level: ${isolation.toUpperCase()}`) })
+    ? statement(sql, "transaction", { refusal: Rules.isolationRefusal(isolation.toUpperCase()) })
     : statement(sql, "transaction", { control })
 }
 
@@ -263,17 +232,6 @@ const isolationLevel = (options: ReadonlyArray<Node> | undefined): string | unde
     const arg = option.DefElem.arg
     if (arg !== undefined && "A_Const" in arg) return arg.A_Const.sval?.sval
   }
-  return undefined
-}
-
-const persistenceRefusal = (node: Node): Refusal | undefined => {
-  const persistence = "CreateStmt" in node
-    ? node.CreateStmt.relation?.relpersistence
-    : "CreateTableAsStmt" in node && node.CreateTableAsStmt.objtype === "OBJECT_TABLE"
-    ? node.CreateTableAsStmt.into?.rel?.relpersistence
-    : undefined
-  if (persistence === "t") return unsupported("TEMPORARY or TEMP table not supported for CREATE TABLE")
-  if (persistence === "u") return unsupported("UNLOGGED table not supported for CREATE TABLE")
   return undefined
 }
 
@@ -303,21 +261,15 @@ const modifiesData = (node: Node): boolean => {
   return found
 }
 
-/** Refusals that can hide anywhere in a statement: advisory lock calls and serial column types. */
+/** The first refusal of the tree rules anywhere in the statement. */
 const refusalInTree = (node: Node): Refusal | undefined => {
   let refusal: Refusal | undefined
   walk(nodeBody(node), (key, value) => {
     if (refusal !== undefined || typeof value !== "object" || value === null) return
-    if (key === "FuncCall") {
-      const name = identifiers((value as { funcname?: Array<Node> }).funcname).at(-1) ?? ""
-      if (name.startsWith("pg_advisory") || name.startsWith("pg_try_advisory")) {
-        refusal = unsupported(`unsupported function: ${name}`)
-      }
-    } else if (key === "ColumnDef") {
-      const names = identifiers((value as { typeName?: { names?: Array<Node> } }).typeName?.names)
-      const type = names.length === 1 ? names[0]! : ""
-      if (SERIAL_TYPES.has(type)) refusal = { code: "42704", message: `type "${type}" does not exist` }
-    }
+    const rule = Rules.treeRules[key as keyof typeof Rules.treeRules] as
+      | ((body: unknown) => Refusal | undefined)
+      | undefined
+    refusal = rule?.(value)
   })
   return refusal
 }
