@@ -225,10 +225,12 @@ class Session {
 
   private onQuery(frame: Frame): ReadonlyArray<Action> {
     if (this.dropsQuery()) return [{ _tag: "Close" }]
-    const classification = Statements.classify(Wire.readCString(frame.body, 0)[0])
+    const sql = Wire.readCString(frame.body, 0)[0]
+    const classification = Statements.classify(sql)
     if (classification._tag === "Unparseable" || classification.statements.length === 0) {
       this.expect({ _tag: "Query", sent: [], index: 0, hidden: false })
-      return [toBackend(frame)]
+      const unchanged = classification._tag === "Parsed" || classification.sql === sql
+      return [toBackend(unchanged ? frame : Wire.query(classification.sql))]
     }
     const sent: Array<Sent> = []
     const pieces: Array<string> = []
@@ -252,8 +254,22 @@ class Session {
 
   private onParse(frame: Frame): ReadonlyArray<Action> {
     const [name, afterName] = Wire.readCString(frame.body, 0)
-    const classification = Statements.classify(Wire.readCString(frame.body, afterName)[0])
+    const [sql, afterSql] = Wire.readCString(frame.body, afterName)
+    const classification = Statements.classify(sql)
     this.expect({ _tag: "Parse", hidden: false })
+    if (classification._tag === "Unparseable" && classification.sql !== sql) {
+      this.prepared.set(name, { statement: undefined, refused: false })
+      return [
+        toBackend({
+          type: "P",
+          body: Buffer.concat([
+            frame.body.subarray(0, afterName),
+            Wire.cstring(classification.sql),
+            frame.body.subarray(afterSql)
+          ])
+        })
+      ]
+    }
     const statement = classification._tag === "Parsed" && classification.statements.length === 1
       ? classification.statements[0]!
       : undefined

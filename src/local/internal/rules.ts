@@ -49,7 +49,7 @@ const persistenceRefusal = (persistence: string | undefined): Refusal | undefine
 }
 
 /**
- * Refusals keyed by statement kind. `CREATE INDEX` without ASYNC is judged in `statements.ts`, where the removed
+ * Refusals keyed by statement kind. `CREATE INDEX` without ASYNC is refused in `statements.ts`, where the removed
  * ASYNC keyword is known.
  *
  * @since 0.1.0
@@ -61,12 +61,84 @@ export const statementRules: { readonly [K in NodeName]?: StatementRule<K> } = {
   UnlistenStmt: unsupported("unsupported statement: Unlisten"),
   TruncateStmt: unsupported("unsupported statement: Truncate"),
   LockStmt: unsupported("unsupported statement: Lock"),
+  PrepareStmt: unsupported("unsupported statement: Prepare"),
+  ExecuteStmt: unsupported("unsupported statement: Execute"),
+  DiscardStmt: unsupported("unsupported statement: Discard"),
+  DeclareCursorStmt: unsupported("unsupported statement: DeclareCursor"),
   CreatedbStmt: unsupported("unsupported statement: Createdb"),
   CreateExtensionStmt: unsupported("unsupported statement: CreateExtension"),
+  CreateTableSpaceStmt: unsupported("unsupported statement: CreateTableSpace"),
+  CreateForeignTableStmt: unsupported("unsupported statement: CreateForeignTable"),
+  AlterSystemStmt: unsupported("unsupported statement: AlterSystem"),
   CreateTrigStmt: unsupported("CREATE TRIGGER not supported"),
-  CreateStmt: (body) => persistenceRefusal(body.relation?.relpersistence),
+  CreateEnumStmt: unsupported("CREATE TYPE not supported"),
+  CompositeTypeStmt: unsupported("unsupported statement: CompositeType"),
+  CreateRangeStmt: unsupported("unsupported statement: CreateRange"),
+  DefineStmt: (body) => body.kind === "OBJECT_TYPE" ? unsupported("CREATE TYPE not supported") : undefined,
+  CreateFunctionStmt: (body) => {
+    if (body.is_procedure === true) return unsupported("PROCEDURE is not supported")
+    // Without LANGUAGE the body is SQL-standard (`BEGIN ATOMIC` or `RETURN`): language sql.
+    const language =
+      (body.options ?? []).flatMap((option) =>
+        "DefElem" in option && option.DefElem.defname === "language" && option.DefElem.arg !== undefined &&
+          "String" in option.DefElem.arg
+          ? [option.DefElem.arg.String.sval ?? ""]
+          : []
+      )[0]?.toLowerCase() ?? "sql"
+    return language === "sql" ? undefined : unsupported(`CREATE FUNCTION with language ${language} not supported`)
+  },
+  CreateSeqStmt: (body) => hasDsqlCache(body.options) ? undefined : unsupported(`CREATE SEQUENCE ${CACHE_REQUIRED}`),
+  VacuumStmt: (body) => body.is_vacuumcmd === true ? unsupported("unsupported VACUUM statement") : undefined,
+  CreateStmt: (body) => {
+    const persistence = persistenceRefusal(body.relation?.relpersistence)
+    if (persistence !== undefined) return persistence
+    // A partition (`PARTITION OF`) also lists its parent in inhRelations.
+    if (body.partspec !== undefined || body.partbound !== undefined) {
+      return unsupported("PARTITION BY not supported for CREATE TABLE")
+    }
+    return (body.inhRelations ?? []).length > 0 ? unsupported("INHERITS not supported for CREATE TABLE") : undefined
+  },
   CreateTableAsStmt: (body) =>
-    body.objtype === "OBJECT_TABLE" ? persistenceRefusal(body.into?.rel?.relpersistence) : undefined
+    (body.objtype === "OBJECT_TABLE" ? persistenceRefusal(body.into?.rel?.relpersistence) : undefined) ??
+      createTableAs,
+  SelectStmt: (body) => body.intoClause === undefined ? undefined : createTableAs,
+  IndexStmt: (body) =>
+    body.concurrent === true ? unsupported("CONCURRENTLY not supported for CREATE INDEX") : undefined,
+  AlterTableStmt: (body) => {
+    for (const command of body.cmds ?? []) {
+      const refusal = "AlterTableCmd" in command ? alterTableRefusal(command.AlterTableCmd) : undefined
+      if (refusal !== undefined) return refusal
+    }
+    return undefined
+  },
+  GrantStmt: (body) =>
+    body.objtype === "OBJECT_SCHEMA" &&
+      (body.objects ?? []).some((object) => "String" in object && object.String.sval === "public")
+      ? unsupported("feature not supported on system entity")
+      : undefined
+}
+
+const createTableAs = unsupported("unsupported statement: CreateTableAs")
+
+const alterTableRefusal = (command: NodeBody<"AlterTableCmd">): Refusal | undefined => {
+  switch (command.subtype) {
+    case "AT_AddColumn": {
+      const definition = command.def !== undefined && "ColumnDef" in command.def ? command.def.ColumnDef : undefined
+      return (definition?.constraints ?? []).length > 0
+        ? unsupported("ALTER TABLE ADD COLUMN with constraint not supported")
+        : undefined
+    }
+    case "AT_AlterColumnType":
+      return unsupported("unsupported ALTER TABLE ALTER COLUMN ... SET DATA TYPE statement")
+    case "AT_AddConstraint": {
+      const constraint = command.def !== undefined && "Constraint" in command.def ? command.def.Constraint : undefined
+      const notValid = (constraint?.contype === "CONSTR_FOREIGN" || constraint?.contype === "CONSTR_CHECK") &&
+        constraint.skip_validation === true
+      return notValid ? undefined : unsupported("unsupported ALTER TABLE ADD CONSTRAINT statement")
+    }
+    default:
+      return undefined
+  }
 }
 
 /**
@@ -92,6 +164,7 @@ export const transactionStatementRefusals: Readonly<Record<string, Refusal>> = {
  */
 export const refusedSettings: ReadonlySet<string> = new Set([
   "transaction",
+  "role",
   "default_transaction_isolation",
   "transaction_isolation",
   "session characteristics"
@@ -145,9 +218,36 @@ export const treeRules: { readonly [K in NodeName]?: (body: NodeBody<K>) => Refu
   ColumnDef: (body) => {
     const names = body.typeName?.names
     const type = names?.length === 1 ? lastName(names) ?? "" : ""
-    return SERIAL_TYPES.has(type) ? { code: "42704", message: `type "${type}" does not exist` } : undefined
+    if (SERIAL_TYPES.has(type)) return { code: "42704", message: `type "${type}" does not exist` }
+    return body.collClause === undefined ? undefined : unsupported("COLLATE not supported")
+  },
+  Constraint: (body) =>
+    body.contype === "CONSTR_IDENTITY" && !hasDsqlCache(body.options)
+      ? unsupported(`identity column ${CACHE_REQUIRED}`)
+      : undefined,
+  LockingClause: (body) =>
+    body.strength === "LCS_FORUPDATE" || body.strength === "LCS_FORKEYSHARE"
+      ? undefined
+      : unsupported("locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported"),
+  IndexElem: (body) => {
+    if ((body.opclass ?? []).length > 0) return unsupported("opclass not supported for index keys")
+    const sorted = (body.ordering !== undefined && body.ordering !== "SORTBY_DEFAULT") ||
+      (body.nulls_ordering !== undefined && body.nulls_ordering !== "SORTBY_NULLS_DEFAULT")
+    return sorted ? unsupported("specifying sort order not supported for index keys") : undefined
   }
 }
+
+const CACHE_REQUIRED =
+  "is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1"
+
+/** DSQL wants sequences to say `CACHE 1` or `CACHE` of at least 65536. */
+const hasDsqlCache = (options: ReadonlyArray<Node> | undefined): boolean =>
+  (options ?? []).some((option) => {
+    if (!("DefElem" in option) || option.DefElem.defname !== "cache") return false
+    const arg = option.DefElem.arg
+    const cache = arg !== undefined && "Integer" in arg ? arg.Integer.ival ?? 0 : undefined
+    return cache === 1 || (cache !== undefined && cache >= 65536)
+  })
 
 /**
  * What the transaction rules need to know about the transaction a statement runs in.

@@ -55,15 +55,16 @@ export interface Statement {
 }
 
 /**
- * The statements of one SQL string; a parse that failed is forwarded untouched, so the backend reports the syntax
- * error itself.
+ * The statements of one SQL string. A parse that failed is left to the backend, which reports the syntax error
+ * itself: `sql` is the text to send it, with DSQL's ASYNC keyword removed so that the error is the one DSQL gives
+ * (`CREATE INDEX ASYNC s.i …` fails at the `.`).
  *
  * @since 0.1.0
  * @category models
  */
 export type Classification =
   | { readonly _tag: "Parsed"; readonly statements: ReadonlyArray<Statement> }
-  | { readonly _tag: "Unparseable" }
+  | { readonly _tag: "Unparseable"; readonly sql: string }
 
 let loading: Promise<void> | undefined
 let loaded = false
@@ -122,7 +123,7 @@ export const classify = (sql: string): Classification => {
   try {
     stmts = parseSync(text).stmts ?? []
   } catch {
-    return { _tag: "Unparseable" }
+    return { _tag: "Unparseable", sql: asyncPositions.length > 0 ? text : sql }
   }
   return {
     _tag: "Parsed",
@@ -194,8 +195,11 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
   if ("IndexStmt" in node) {
     const relation = node.IndexStmt.relation
     return isAsync && relation?.relname !== undefined
-      ? statement(sql, "ddl", { asyncIndex: { schema: relation.schemaname, table: relation.relname } })
-      : statement(sql, "ddl", { refusal: Rules.indexModeRefusal })
+      ? statement(sql, "ddl", {
+        asyncIndex: { schema: relation.schemaname, table: relation.relname },
+        refusal: statementRefusal(node) ?? refusalInTree(node)
+      })
+      : statement(sql, "ddl", { refusal: statementRefusal(node) ?? Rules.indexModeRefusal })
   }
   if ("CallStmt" in node) {
     const names = identifiers(node.CallStmt.funccall?.funcname)

@@ -65,7 +65,8 @@ export const encodeUntyped = (body: Buffer): Buffer => {
   return Buffer.concat([header, body])
 }
 
-const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
+/** A NUL-terminated UTF-8 string. */
+export const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
 
 /** Reads a NUL-terminated string at `offset`; returns it and the offset after the NUL. */
 export const readCString = (body: Buffer, offset: number): readonly [string, number] => {
