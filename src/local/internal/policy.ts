@@ -128,24 +128,27 @@ interface Txn {
   readonly schemaVersion: number
   ddl: number
   dml: boolean
-  rows: number
 }
 
 /** One statement sent to the backend, kept to read the backend's answer to it. */
 interface Sent {
   readonly statement: Statement | undefined
   readonly txn: Txn | undefined
-  /** Ran inside an explicit transaction block, where the row limit can still abort it. */
+  /** Ran inside an explicit transaction block. */
   readonly inBlock: boolean
   /** The policy's own `dsql_local.raise`: the error is DSQL's, only PL/pgSQL's fields are removed. */
   readonly raises: boolean
-  /** The policy's own helper statement: none of its answers reach the client. */
+  /** The policy's own helper statement: only its error reaches the client. */
   readonly hidden: boolean
+  /** A DML statement: its CommandComplete waits for the row check that follows it. */
+  readonly holdsTag: boolean
+  /** The row check after a DML statement: when it passes, the held CommandComplete goes to the client. */
+  readonly releasesTag: boolean
 }
 
 /** What the backend still owes for a message it was sent. */
 type Pending =
-  | { readonly _tag: "Query"; readonly sent: Array<Sent>; index: number; readonly hidden: boolean; readonly unit?: Txn }
+  | { readonly _tag: "Query"; readonly sent: Array<Sent>; index: number; readonly unit?: Txn }
   | { readonly _tag: "Parse" | "Bind" | "Describe" | "Close"; readonly hidden: boolean }
   | { readonly _tag: "Execute"; readonly sent: Sent }
   | { readonly _tag: "Sync"; readonly unit?: Txn }
@@ -181,8 +184,8 @@ class Session {
   private errorSinceReady = false
   /** After an extended-protocol error the backend ignores messages until Sync: they owe no answers. */
   private backendSkipping = false
-  /** Set when the policy failed a statement itself: the rest of that query's answers are dropped, then `Z` says this. */
-  private suppress: TransactionStatus | undefined
+  /** The CommandComplete of a DML statement, until the row check after it passes. */
+  private heldTag: Frame | undefined
 
   constructor(private readonly state: ClusterState) {}
 
@@ -205,7 +208,7 @@ class Session {
       case "S":
         return this.onSync(frame)
       case "F":
-        this.expect({ _tag: "Query", sent: [], index: 0, hidden: false })
+        this.expect({ _tag: "Query", sent: [], index: 0 })
         return [toBackend(frame)]
       default:
         return [toBackend(frame)]
@@ -215,9 +218,7 @@ class Session {
   fromBackend(frame: Frame): ReadonlyArray<Action> {
     const head = this.pending[0]
     if (head === undefined) return [toClient(frame)]
-    if (frame.type === "N" || frame.type === "A" || frame.type === "S") {
-      return head._tag === "Query" && head.hidden ? [] : [toClient(frame)]
-    }
+    if (frame.type === "N" || frame.type === "A" || frame.type === "S") return [toClient(frame)]
     return head._tag === "Query" ? this.queryAnswer(head, frame) : this.extendedAnswer(head, frame)
   }
 
@@ -228,7 +229,7 @@ class Session {
     const sql = Wire.readCString(frame.body, 0)[0]
     const classification = Statements.classify(sql)
     if (classification._tag === "Unparseable" || classification.statements.length === 0) {
-      this.expect({ _tag: "Query", sent: [], index: 0, hidden: false })
+      this.expect({ _tag: "Query", sent: [], index: 0 })
       const unchanged = classification._tag === "Parsed" || classification.sql === sql
       return [toBackend(unchanged ? frame : Wire.query(classification.sql))]
     }
@@ -247,7 +248,7 @@ class Session {
       }
       if (plan.stops) break
     }
-    this.expect({ _tag: "Query", sent, index: 0, hidden: false, ...this.endUnit() })
+    this.expect({ _tag: "Query", sent, index: 0, ...this.endUnit() })
     // A newline before each separator: a statement may end in a `--` comment.
     return [toBackend(rewritten ? Wire.query(pieces.join("\n;\n")) : frame)]
   }
@@ -370,22 +371,23 @@ class Session {
       startedAt: this.state.now(),
       schemaVersion: this.state.schemaVersion,
       ddl: 0,
-      dml: false,
-      rows: 0
+      dml: false
     }
     return this.txn
   }
 
   private sent(
     statement: Statement | undefined,
-    flags: { readonly raises?: boolean; readonly hidden?: boolean } = {}
+    flags: Partial<Pick<Sent, "raises" | "hidden" | "holdsTag" | "releasesTag">> = {}
   ): Sent {
     return {
       statement,
       txn: this.txn,
       inBlock: this.block === "open",
       raises: flags.raises ?? false,
-      hidden: flags.hidden ?? false
+      hidden: flags.hidden ?? false,
+      holdsTag: flags.holdsTag ?? false,
+      releasesTag: flags.releasesTag ?? false
     }
   }
 
@@ -432,8 +434,28 @@ class Session {
         return plan
       }
       default:
-        return this.run(statement)
+        return this.runChecked(statement)
     }
+  }
+
+  /**
+   * The statement between the backend checks it needs: before dropping columns, that none is in the primary key;
+   * after DML, the transaction's row count (the triggers of `catalog.ts` count the rows), in the same transaction so
+   * that a statement crossing the limit is undone with it, in autocommit too.
+   */
+  private runChecked(statement: Statement): Plan {
+    const before = statement.droppedColumns === undefined ? [] : [{
+      sql: Catalog.checkDropColumnsSql(statement.droppedColumns),
+      sent: this.sent(undefined, { hidden: true })
+    }]
+    const after = statement.kind === "dml"
+      ? [{
+        sql: Catalog.checkRowsSql(this.state.limits.maxRowsPerTransaction),
+        sent: this.sent(undefined, { hidden: true, releasesTag: true })
+      }]
+      : []
+    const step = { sql: undefined, sent: this.sent(statement, { holdsTag: after.length > 0 }) }
+    return { steps: [...before, step, ...after], stops: false }
   }
 
   private run(statement: Statement): Plan {
@@ -494,49 +516,40 @@ class Session {
   // ---- backend side ------------------------------------------------------------------------------------------
 
   private queryAnswer(head: Extract<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
-    const dropped = head.hidden || this.suppress !== undefined
-    let out: ReadonlyArray<Action>
     switch (frame.type) {
       case "C":
-        out = this.commandComplete(frame, head.sent[head.index++])
-        break
+        return this.commandComplete(frame, head.sent[head.index++])
       case "I":
         head.index++
-        out = [toClient(frame)]
-        break
+        return [toClient(frame)]
       case "E":
-        out = [toClient(this.mapError(frame, head.sent[head.index]))]
-        break
+        return [toClient(this.mapError(frame, head.sent[head.index]))]
       case "Z":
         this.pending.shift()
-        return this.ready(frame, head.unit, head.hidden)
+        return this.ready(frame, head.unit)
       default:
-        out = head.sent[head.index]?.hidden === true ? [] : [toClient(frame)]
+        return head.sent[head.index]?.hidden === true ? [] : [toClient(frame)]
     }
-    return dropped ? out.filter((action) => action._tag === "ToBackend") : out
   }
 
   private extendedAnswer(head: Exclude<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
-    const dropped = (head._tag === "Execute" ? head.sent.hidden : "hidden" in head && head.hidden) ||
-      this.suppress !== undefined
     if (COMPLETES[frame.type] === head._tag) this.pending.shift()
-    let out: ReadonlyArray<Action>
     switch (frame.type) {
       case "C":
-        out = head._tag === "Execute" ? this.commandComplete(frame, head.sent) : [toClient(frame)]
-        break
-      case "E":
-        out = [toClient(this.mapError(frame, head._tag === "Execute" ? head.sent : undefined))]
+        return head._tag === "Execute" ? this.commandComplete(frame, head.sent) : [toClient(frame)]
+      case "E": {
+        // An error of a hidden step is the client's: its Execute will not run.
+        const error = this.mapError(frame, head._tag === "Execute" ? head.sent : undefined)
         this.skipUntilSync()
-        break
+        return [toClient(error)]
+      }
       case "Z":
-        return this.ready(frame, head._tag === "Sync" ? head.unit : undefined, false)
-      default:
-        out = [toClient(frame)]
+        return this.ready(frame, head._tag === "Sync" ? head.unit : undefined)
+      default: {
+        const hidden = head._tag === "Execute" ? head.sent.hidden : "hidden" in head && head.hidden
+        return hidden ? [] : [toClient(frame)]
+      }
     }
-    // An error of a hidden step is the client's: its Execute will not run.
-    const visible = frame.type === "E" && this.suppress === undefined
-    return dropped && !visible ? out.filter((action) => action._tag === "ToBackend") : out
   }
 
   /** After an extended-protocol error the backend skips every message up to the next Sync. */
@@ -547,43 +560,27 @@ class Session {
 
   private commandComplete(frame: Frame, sent: Sent | undefined): ReadonlyArray<Action> {
     if (sent === undefined) return [toClient(frame)]
-    if (sent.hidden) return []
+    if (sent.hidden) {
+      const held = sent.releasesTag ? this.heldTag : undefined
+      this.heldTag = undefined
+      return held === undefined ? [] : [toClient(held)]
+    }
     const tag = Wire.readCString(frame.body, 0)[0]
     const statement = sent.statement
-    const txn = sent.txn
-    if (txn !== undefined) {
-      txn.rows += modifiedRows(tag, statement)
-      if (sent.inBlock && txn.rows > this.state.limits.maxRowsPerTransaction && this.suppress === undefined) {
-        return this.exceedRowLimit()
-      }
-      // A block's DDL counts when its COMMIT succeeds (an implicit transaction's counts at ReadyForQuery).
-      if (sent.inBlock && statement?.control === "commit" && tag === "COMMIT" && txn.ddl > 0) {
-        this.state.schemaVersion++
-      }
+    // A block's DDL counts when its COMMIT succeeds (an implicit transaction's counts at ReadyForQuery).
+    if (sent.inBlock && statement?.control === "commit" && tag === "COMMIT" && (sent.txn?.ddl ?? 0) > 0) {
+      this.state.schemaVersion++
     }
-    return [toClient(statement?.asyncIndex === undefined ? frame : Wire.commandComplete("CREATE INDEX"))]
-  }
-
-  /**
-   * The statement that crossed the row limit already ran: its answer becomes DSQL's error, the rest of the query's
-   * answers are dropped, and a raise sent now aborts the transaction on the backend.
-   */
-  private exceedRowLimit(): ReadonlyArray<Action> {
-    const refusal = { code: "54000", message: "transaction row limit exceeded" }
-    this.state.stats.statementsRefused++
-    this.suppress = "E"
-    if (this.block === "open") this.block = "failed"
-    this.pending.push({
-      _tag: "Query",
-      sent: [{ statement: undefined, txn: undefined, inBlock: true, raises: true, hidden: true }],
-      index: 0,
-      hidden: true
-    })
-    return [toClient(Wire.dsqlError(refusal)), toBackend(Wire.query(Catalog.raiseSql(refusal)))]
+    const answer = statement?.asyncIndex === undefined ? frame : Wire.commandComplete("CREATE INDEX")
+    if (!sent.holdsTag) return [toClient(answer)]
+    this.heldTag = answer
+    return []
   }
 
   private mapError(frame: Frame, sent: Sent | undefined): Frame {
     this.errorSinceReady = true
+    // The statement the held CommandComplete belongs to failed with its row check.
+    this.heldTag = undefined
     const fields = Wire.parseErrorFields(frame.body)
     const statement = sent?.statement
     const conflict = fields.C !== undefined && CONFLICT_CODES.has(fields.C)
@@ -592,23 +589,26 @@ class Session {
       this.state.stats.occErrors[code]++
       return Wire.dsqlError(occRefusal(code))
     }
-    if (sent?.raises === true || statement?.asyncIndex !== undefined || statement?.waitForJob === true) {
+    // A backend rule (see catalog.ts) refused the statement.
+    const backendRule = fields.W?.includes("dsql_local.refuse") === true
+    if (backendRule) this.state.stats.statementsRefused++
+    if (
+      sent?.raises === true || backendRule || statement?.asyncIndex !== undefined || statement?.waitForJob === true
+    ) {
       return Wire.errorResponse(Object.fromEntries(Object.entries(fields).filter(([code]) => !HELPER_NOISE.has(code))))
     }
     return frame
   }
 
-  private ready(frame: Frame, unit: Txn | undefined, hidden: boolean): ReadonlyArray<Action> {
+  private ready(frame: Frame, unit: Txn | undefined): ReadonlyArray<Action> {
     const status = frame.body.toString("latin1", 0, 1) as TransactionStatus
     if (unit !== undefined && !unit.explicit && unit.ddl > 0 && status === "I" && !this.errorSinceReady) {
       this.state.schemaVersion++
     }
     this.errorSinceReady = false
+    this.heldTag = undefined
     if (this.pending.length === 0) this.resync(status)
-    if (hidden) return []
-    const forced = this.suppress
-    this.suppress = undefined
-    return [toClient(forced === undefined ? frame : Wire.readyForQuery(forced))]
+    return [toClient(frame)]
   }
 
   /** Nothing is in flight: the backend's own word on the transaction block replaces the prediction. */
@@ -623,14 +623,4 @@ class Session {
       this.currentTxn()
     }
   }
-}
-
-/** Rows written according to a CommandComplete tag; COPY counts only when it copied into a table. */
-const modifiedRows = (tag: string, statement: Statement | undefined): number => {
-  const [command] = tag.split(" ", 1)
-  const counts = command === "INSERT" || command === "UPDATE" || command === "DELETE" || command === "MERGE" ||
-    (command === "COPY" && statement?.kind === "dml")
-  if (!counts) return 0
-  const rows = Number(tag.slice(tag.lastIndexOf(" ") + 1))
-  return Number.isFinite(rows) ? rows : 0
 }

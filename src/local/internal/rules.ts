@@ -297,3 +297,33 @@ export const transactionRules: ReadonlyArray<{
  */
 export const transactionRefusal = (statement: Statement, txn: TransactionSoFar): Refusal | undefined =>
   transactionRules.find((rule) => rule.applies(statement, txn))?.refusal
+
+/**
+ * Rules the backend checks, because they need the catalog (column types, key declarations, object counts) or the
+ * written values (sizes, rows): DsqlLocal's event trigger and table triggers (see `catalog.ts`) raise these, by
+ * name. `limit` is DSQL's; a message with `%s` names the offending type or column.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const backendRules: Readonly<
+  Record<string, { readonly code: string; readonly message: string; readonly limit?: number }>
+> = {
+  column_type: { code: "0A000", message: "datatype %s not supported" },
+  identity_type: { code: "0A000", message: "datatype %s not supported, identity column type must be bigint" },
+  key_type: { code: "0A000", message: "datatype %s is not supported in a key" },
+  drop_key_column: { code: "0A000", message: "cannot drop primary key column %s" },
+  columns_per_table: { code: "54011", message: "tables can have at most 255 columns", limit: 255 },
+  key_columns: { code: "54011", message: "more than 8 column keys in an index are not supported", limit: 8 },
+  declared_key_bytes: { code: "54000", message: "key size greater than 2000 bytes not supported", limit: 2000 },
+  indexes_per_table: { code: "54000", message: "more than 24 indexes per table are not allowed", limit: 24 },
+  schemas: { code: "54000", message: "more than 10 schemas not allowed", limit: 10 },
+  tables: { code: "54000", message: "creating more than 1000 tables not allowed", limit: 1000 },
+  views: { code: "54000", message: "creating more than 5000 views not allowed", limit: 5000 },
+  sequences: { code: "54000", message: "creating more than 5000 sequences is not allowed", limit: 5000 },
+  key_bytes: { code: "54000", message: "key size too large", limit: 1024 },
+  column_bytes: { code: "54000", message: "maximum column size exceeded", limit: 1024 * 1024 },
+  row_bytes: { code: "54000", message: "maximum row size exceeded", limit: 2 * 1024 * 1024 },
+  transaction_bytes: { code: "54000", message: "transaction size limit 10mb exceeded", limit: 10 * 1024 * 1024 },
+  transaction_rows: { code: "54000", message: "transaction row limit exceeded" }
+}

@@ -52,6 +52,20 @@ export interface Statement {
   readonly asyncIndex: AsyncIndexTarget | undefined
   /** `CALL sys.wait_for_job(…)`, which DSQL refuses inside a transaction block. */
   readonly waitForJob: boolean
+  /** Set for `ALTER TABLE … DROP COLUMN`: DSQL refuses dropping a primary-key column. */
+  readonly droppedColumns: DroppedColumns | undefined
+}
+
+/**
+ * The columns an `ALTER TABLE` drops.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DroppedColumns {
+  readonly schema: string | undefined
+  readonly table: string
+  readonly columns: ReadonlyArray<string>
 }
 
 /**
@@ -177,7 +191,8 @@ const statement = (
   control: extra.control,
   refusal: extra.refusal,
   asyncIndex: extra.asyncIndex,
-  waitForJob: extra.waitForJob ?? false
+  waitForJob: extra.waitForJob ?? false,
+  droppedColumns: extra.droppedColumns
 })
 
 const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
@@ -206,7 +221,23 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
     const waitForJob = names.at(-1) === "wait_for_job" && (names.length === 1 || names[0] === "sys")
     return statement(sql, kind, { refusal: refusalInTree(node), waitForJob })
   }
-  return statement(sql, kind, { refusal: statementRefusal(node) ?? refusalInTree(node) })
+  return statement(sql, kind, {
+    refusal: statementRefusal(node) ?? refusalInTree(node),
+    droppedColumns: "AlterTableStmt" in node ? droppedColumns(node.AlterTableStmt) : undefined
+  })
+}
+
+const droppedColumns = (stmt: Extract<Node, { AlterTableStmt: unknown }>["AlterTableStmt"]) => {
+  const table = stmt.relation?.relname
+  const columns = (stmt.cmds ?? []).flatMap((command) =>
+    "AlterTableCmd" in command && command.AlterTableCmd.subtype === "AT_DropColumn" &&
+      command.AlterTableCmd.name !== undefined
+      ? [command.AlterTableCmd.name]
+      : []
+  )
+  return table === undefined || columns.length === 0
+    ? undefined
+    : { schema: stmt.relation?.schemaname, table, columns }
 }
 
 /** The refusal of the statement's own kind, from the rules table. */
