@@ -262,6 +262,22 @@ describe("statements", () => {
     )
   })
 
+  it("recognises DSQL's AWS IAM GRANT / REVOKE before parsing", () => {
+    expect(only("AWS IAM GRANT app TO 'arn:aws:iam::123456789012:role/app'")).toMatchObject({
+      kind: "ddl",
+      refusal: undefined,
+      iamMapping: { action: "GRANT", role: "app", arn: "arn:aws:iam::123456789012:role/app" }
+    })
+    expect(only("  aws iam revoke \"My\"\"Role\" from 'arn:it''s';").iamMapping).toEqual({
+      action: "REVOKE",
+      role: "My\"Role",
+      arn: "arn:it's"
+    })
+    expect(only("AWS IAM GRANT App TO 'x'").iamMapping?.role).toBe("app")
+    // The wrong preposition is not DSQL syntax: the backend reports the syntax error.
+    expect(classify("AWS IAM GRANT app FROM 'x'")._tag).toBe("Unparseable")
+  })
+
   it("recognises CALL sys.wait_for_job", () => {
     expect(only("CALL sys.wait_for_job('abc')").waitForJob).toBe(true)
     expect(only("CALL other.wait_for_job('abc')").waitForJob).toBe(false)

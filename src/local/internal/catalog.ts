@@ -6,7 +6,7 @@
  */
 import type { Refusal } from "./rules.js"
 import { backendRules } from "./rules.js"
-import type { AsyncIndexTarget, DroppedColumns } from "./statements.js"
+import type { AsyncIndexTarget, DroppedColumns, Statement } from "./statements.js"
 
 /** A dollar-quoted literal whose tag cannot occur in `value`: safe whatever `standard_conforming_strings` says. */
 const literal = (value: string): string => {
@@ -42,6 +42,8 @@ const rulesRows = Object.entries(backendRules).map(([name, rule]) =>
  * - `dsql_local.check_rows(max)`: run by the session policy right after each DML statement, in the same
  *   (implicit or explicit) transaction, so a statement that crosses the row limit is undone with its transaction,
  *   even in autocommit.
+ * - `sys.iam_pg_role_mappings`: DSQL's IAM role mappings, written by `dsql_local.iam_grant(role, arn)` and
+ *   `dsql_local.iam_revoke(role, arn)` (what `AWS IAM GRANT` / `REVOKE` run); a role may log in only with one.
  * - `dsql_local.check_drop_columns(schema, table, columns)`: run before `ALTER TABLE … DROP COLUMN`; refuses
  *   dropping a primary-key column (after the drop the catalog no longer knows the key).
  *
@@ -392,6 +394,40 @@ BEGIN
 END
 $body$;
 
+CREATE TABLE IF NOT EXISTS dsql_local.iam_role_mappings (
+  arn text NOT NULL,
+  pg_role_oid oid NOT NULL,
+  grantor_pg_role_oid oid NOT NULL,
+  PRIMARY KEY (arn, pg_role_oid)
+);
+CREATE OR REPLACE VIEW sys.iam_pg_role_mappings AS
+  SELECT m.arn, m.pg_role_oid, r.rolname AS pg_role_name, m.grantor_pg_role_oid, g.rolname AS grantor_pg_role_name
+  FROM dsql_local.iam_role_mappings m
+  JOIN pg_catalog.pg_roles r ON r.oid = m.pg_role_oid
+  LEFT JOIN pg_catalog.pg_roles g ON g.oid = m.grantor_pg_role_oid;
+GRANT SELECT ON sys.iam_pg_role_mappings TO PUBLIC;
+
+CREATE OR REPLACE PROCEDURE dsql_local.iam_map(action text, role_name text, principal text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $body$
+DECLARE
+  role_oid oid := (SELECT oid FROM pg_roles WHERE rolname = role_name);
+  grantor record;
+BEGIN
+  SELECT oid, rolsuper OR rolcreaterole AS allowed INTO grantor FROM pg_roles WHERE rolname = session_user;
+  IF NOT grantor.allowed THEN
+    RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('permission denied to %s role "%s"', lower(action), role_name);
+  END IF;
+  IF role_oid IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('role "%s" does not exist', role_name);
+  END IF;
+  IF action = 'GRANT' THEN
+    INSERT INTO dsql_local.iam_role_mappings VALUES (principal, role_oid, grantor.oid) ON CONFLICT DO NOTHING;
+  ELSE
+    DELETE FROM dsql_local.iam_role_mappings WHERE arn = principal AND pg_role_oid = role_oid;
+  END IF;
+END
+$body$;
+
 DO $body$
 BEGIN
   IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
@@ -448,3 +484,21 @@ export const checkDropColumnsSql = (dropped: DroppedColumns): string =>
   `CALL dsql_local.check_drop_columns(${dropped.schema === undefined ? "NULL" : literal(dropped.schema)}, ${
     literal(dropped.table)
   }, ARRAY[${dropped.columns.map(literal).join(", ")}]::text[])`
+
+/**
+ * What runs on the backend instead of a statement PostgreSQL does not know, and the command tag the client gets:
+ * `CREATE INDEX ASYNC` and `AWS IAM GRANT` / `REVOKE`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const backendStatement = (statement: Statement): { readonly sql: string; readonly tag: string } | undefined => {
+  if (statement.asyncIndex !== undefined) {
+    return { sql: createIndexAsyncSql(statement.sql, statement.asyncIndex), tag: "CREATE INDEX" }
+  }
+  const mapping = statement.iamMapping
+  return mapping === undefined ? undefined : {
+    sql: `CALL dsql_local.iam_map(${literal(mapping.action)}, ${literal(mapping.role)}, ${literal(mapping.arn)})`,
+    tag: `AWS IAM ${mapping.action}`
+  }
+}

@@ -239,9 +239,7 @@ class Session {
     for (const statement of classification.statements) {
       const plan = this.plan(statement)
       for (const step of plan.steps) {
-        const rewrite = step.sql ?? (statement.asyncIndex === undefined
-          ? undefined
-          : Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex))
+        const rewrite = step.sql ?? Catalog.backendStatement(statement)?.sql
         rewritten ||= rewrite !== undefined
         pieces.push(rewrite ?? statement.sql)
         sent.push(step.sent)
@@ -280,9 +278,8 @@ class Session {
       return [toBackend(Wire.parseMessage(name, Catalog.raiseSql(statement.refusal)))]
     }
     this.prepared.set(name, { statement, refused: false })
-    return statement?.asyncIndex === undefined
-      ? [toBackend(frame)]
-      : [toBackend(Wire.parseMessage(name, Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex)))]
+    const replaced = statement === undefined ? undefined : Catalog.backendStatement(statement)
+    return [toBackend(replaced === undefined ? frame : Wire.parseMessage(name, replaced.sql))]
   }
 
   private onBind(frame: Frame): ReadonlyArray<Action> {
@@ -571,7 +568,8 @@ class Session {
     if (sent.inBlock && statement?.control === "commit" && tag === "COMMIT" && (sent.txn?.ddl ?? 0) > 0) {
       this.state.schemaVersion++
     }
-    const answer = statement?.asyncIndex === undefined ? frame : Wire.commandComplete("CREATE INDEX")
+    const replaced = statement === undefined ? undefined : Catalog.backendStatement(statement)
+    const answer = replaced === undefined ? frame : Wire.commandComplete(replaced.tag)
     if (!sent.holdsTag) return [toClient(answer)]
     this.heldTag = answer
     return []
@@ -593,7 +591,8 @@ class Session {
     const backendRule = fields.W?.includes("dsql_local.refuse") === true
     if (backendRule) this.state.stats.statementsRefused++
     if (
-      sent?.raises === true || backendRule || statement?.asyncIndex !== undefined || statement?.waitForJob === true
+      sent?.raises === true || backendRule || statement?.asyncIndex !== undefined ||
+      statement?.iamMapping !== undefined || statement?.waitForJob === true
     ) {
       return Wire.errorResponse(Object.fromEntries(Object.entries(fields).filter(([code]) => !HELPER_NOISE.has(code))))
     }

@@ -54,6 +54,20 @@ export interface Statement {
   readonly waitForJob: boolean
   /** Set for `ALTER TABLE … DROP COLUMN`: DSQL refuses dropping a primary-key column. */
   readonly droppedColumns: DroppedColumns | undefined
+  /** Set for DSQL's `AWS IAM GRANT` / `AWS IAM REVOKE` (not PostgreSQL syntax). */
+  readonly iamMapping: IamMapping | undefined
+}
+
+/**
+ * `AWS IAM GRANT role TO 'arn'` or `AWS IAM REVOKE role FROM 'arn'`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface IamMapping {
+  readonly action: "GRANT" | "REVOKE"
+  readonly role: string
+  readonly arn: string
 }
 
 /**
@@ -130,6 +144,8 @@ const isDdlNode = (name: string): boolean =>
  */
 export const classify = (sql: string): Classification => {
   if (!loaded) throw new Error("libpg-query is not loaded: await loadParser() first")
+  const iamMapping = parseIamMapping(sql)
+  if (iamMapping !== undefined) return { _tag: "Parsed", statements: [statement(sql.trim(), "ddl", { iamMapping })] }
   const source = Buffer.from(sql, "utf8")
   const asyncPositions = removeAsyncKeywords(sql, source)
   const text = source.toString("utf8")
@@ -148,6 +164,22 @@ export const classify = (sql: string): Classification => {
       const isAsync = asyncPositions.some((position) => position >= start && position < end)
       return [classifyNode(raw.stmt, source.toString("utf8", start, end).trim(), isAsync)]
     })
+  }
+}
+
+/** An unquoted identifier is folded to lower case, a quoted one is taken as written. */
+const IAM_STATEMENT =
+  /^\s*AWS\s+IAM\s+(?:(GRANT)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+TO|(REVOKE)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+FROM)\s+'((?:[^']|'')*)'\s*;?\s*$/i
+
+/** DSQL's IAM role mapping statements, recognised before parsing: PostgreSQL's parser does not know them. */
+const parseIamMapping = (sql: string): IamMapping | undefined => {
+  const match = IAM_STATEMENT.exec(sql)
+  if (match === null) return undefined
+  const role = match[2] ?? match[4]!
+  return {
+    action: match[1] === undefined ? "REVOKE" : "GRANT",
+    role: role.startsWith("\"") ? role.slice(1, -1).replaceAll("\"\"", "\"") : role.toLowerCase(),
+    arn: match[5]!.replaceAll("''", "'")
   }
 }
 
@@ -192,7 +224,8 @@ const statement = (
   refusal: extra.refusal,
   asyncIndex: extra.asyncIndex,
   waitForJob: extra.waitForJob ?? false,
-  droppedColumns: extra.droppedColumns
+  droppedColumns: extra.droppedColumns,
+  iamMapping: extra.iamMapping
 })
 
 const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
