@@ -11,16 +11,18 @@
  * entry in a queue describing the answers it will produce, which is how answers to the policy's own helper
  * statements are hidden and answers to rewritten statements are mapped back.
  *
+ * The rules themselves are data in `rules.ts`; those that need the catalog or the written values run on the backend
+ * (`catalog.ts`): an event trigger after DDL, statement triggers that measure and count written rows, and a row check
+ * the policy runs right after each DML statement in the same transaction, so that in autocommit too the statement
+ * crossing the limit is undone.
+ *
  * Differences from DSQL, by design of a PostgreSQL backend:
  * - Write conflicts surface at the conflicting statement (a lock wait past `lock_timeout`, or PostgreSQL's
  *   "could not serialize access"), not at COMMIT; the transaction is then aborted and its COMMIT answers `ROLLBACK`.
  *   DDL waits for the locks of open transactions on its table and fails with OC001 after `lock_timeout`, where DSQL
- *   would let the DDL through and fail the other transaction instead.
- * - The row limit is counted from CommandComplete tags, after the statement ran. Inside a transaction block the
- *   crossing statement's answer becomes the 54000 error and the transaction is aborted. In autocommit (and in a
- *   multi-statement simple query outside a block) the statement has already committed when its tag arrives, so it
- *   is let through: there the limit is not enforced.
- * - Rules see top-level statements only: DML inside functions, DO blocks or SQL-level EXECUTE is not counted.
+ *   would let the DDL through and fails the other transaction instead.
+ * - The transaction rules see top-level statements only: rows written inside functions are counted, but the row
+ *   limit is checked after top-level DML statements.
  *
  * @internal
  */
