@@ -8,8 +8,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type pg from "pg"
 import { makeClusterState } from "../../src/local/internal/state.js"
+import { query as queryMessage } from "../../src/local/internal/wire.js"
 import * as Backend from "./harness/backend.js"
-import { connect, failure, query, tableName } from "./harness/client.js"
+import { connect, extended, failure, query, rawSession, sync, tableName } from "./harness/client.js"
 import { relay } from "./harness/relay.js"
 
 type Case = readonly [sql: string, code: string, message: string]
@@ -98,6 +99,7 @@ const REFUSED: ReadonlyArray<Case> = [
   ["DECLARE {n} CURSOR FOR SELECT 1", "0A000", "unsupported statement: DeclareCursor"],
   ["PREPARE TRANSACTION 'x'", "0A000", "unsupported transaction statement: PREPARE TRANSACTION"],
   ["GRANT USAGE ON SCHEMA public TO PUBLIC", "0A000", "feature not supported on system entity"],
+  ["SELECT sys.wait_for_job('x')", "42809", "sys.wait_for_job(text) is a procedure"],
   [
     `CREATE TABLE {n} (${Array.from({ length: 256 }, (_, i) => `c${i} int`).join(", ")})`,
     "54011",
@@ -255,6 +257,32 @@ describe("DSQL's rules", () => {
         expect((yield* query(client, insert(3000))).rowCount).toBe(3000)
         expect((yield* extendedQuery(client, `DELETE FROM ${t}`)).rowCount).toBe(3000)
         expect(yield* count(client, t)).toBe(0)
+      }))
+
+    it.scoped("COPY FROM STDIN works over both protocols and counts toward the row limit", () =>
+      Effect.gen(function*() {
+        const { port } = yield* cluster
+        const client = yield* connect(port)
+        const t = tableName("copy")
+        yield* query(client, `CREATE TABLE ${t} (a int PRIMARY KEY)`)
+        const raw = yield* rawSession(port)
+        const rows = (from: number, to: number) => ({
+          type: "d",
+          body: Buffer.from(Array.from({ length: to - from + 1 }, (_, i) => `${from + i}\n`).join(""))
+        })
+        const copyDone = { type: "c", body: Buffer.alloc(0) }
+        const copy = `COPY ${t} (a) FROM STDIN`
+        expect(yield* raw.exchange([queryMessage(copy), rows(1, 2), copyDone], 1)).toEqual(["G", "C:COPY 2", "Z:I"])
+        expect(yield* raw.exchange([...extended(copy), rows(3, 4), copyDone, sync], 1)).toEqual([
+          "1",
+          "2",
+          "n",
+          "G",
+          "C:COPY 2",
+          "Z:I"
+        ])
+        expect(yield* raw.exchange([queryMessage(copy), rows(5, 3005), copyDone], 1)).toEqual(["G", "E:54000", "Z:I"])
+        expect(yield* count(client, t)).toBe(4)
       }))
 
     it.scoped("rows and values are measured at the statement: row size, key size, 10 MiB per transaction", () =>

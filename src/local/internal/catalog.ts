@@ -23,7 +23,8 @@ const rulesRows = Object.entries(backendRules).map(([name, rule]) =>
  * Idempotent setup run as superuser on the backend at start.
  *
  * - `sys.jobs`: DSQL's job table. Index builds run synchronously, so every job is recorded as `completed`.
- * - `sys.wait_for_job(job_id)`: answers `succeeded` at once (jobs are already done); an unknown id raises `42704`.
+ * - `sys.wait_for_job(job_id)`: answers `succeeded` at once (jobs are already done); an unknown id raises DSQL's
+ *   `22P02`.
  * - `dsql_local.raise(code, message)`: raises an error with DSQL's SQLSTATE and message, so a refusal aborts the
  *   backend transaction exactly like a failed statement.
  * - `dsql_local.take_snapshot()`: a no-op whose CALL takes the repeatable-read snapshot, run right after BEGIN
@@ -68,10 +69,13 @@ CREATE TABLE IF NOT EXISTS sys.jobs (
 );
 GRANT SELECT ON sys.jobs TO PUBLIC;
 
-CREATE OR REPLACE PROCEDURE dsql_local.raise(code text, message text)
+CREATE OR REPLACE PROCEDURE dsql_local.raise(code text, message text, detail text DEFAULT NULL)
 LANGUAGE plpgsql AS $body$
 BEGIN
-  RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message;
+  IF detail IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message;
+  END IF;
+  RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, DETAIL = detail;
 END
 $body$;
 
@@ -134,7 +138,7 @@ LANGUAGE plpgsql AS $body$
 BEGIN
   SELECT j.status = 'completed' INTO succeeded FROM sys.jobs j WHERE j.job_id = wait_for_job.job_id;
   IF NOT FOUND THEN
-    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('job %s not found', wait_for_job.job_id);
+    RAISE EXCEPTION USING ERRCODE = '22P02', MESSAGE = 'Unable to convert text to UUID';
   END IF;
 END
 $body$;
@@ -445,7 +449,9 @@ $body$;
  * @category constructors
  */
 export const raiseSql = (refusal: Refusal): string =>
-  `CALL dsql_local.raise(${literal(refusal.code)}, ${literal(refusal.message)})`
+  `CALL dsql_local.raise(${literal(refusal.code)}, ${literal(refusal.message)}${
+    refusal.detail === undefined ? "" : `, ${literal(refusal.detail)}`
+  })`
 
 /**
  * Run after BEGIN so the transaction's snapshot is taken at BEGIN, as in DSQL.

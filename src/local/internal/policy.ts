@@ -304,7 +304,7 @@ class Session {
       this.expect({ _tag: "Execute", sent: this.sent(statement, { raises: refused }) })
       return [toBackend(frame)]
     }
-    return this.plan(statement).steps.flatMap((step) => {
+    return this.plan(statement, { extended: true }).steps.flatMap((step) => {
       if (step.sql !== undefined) return this.injectExtended(step)
       this.expect({ _tag: "Execute", sent: step.sent })
       return [toBackend(frame)]
@@ -393,7 +393,7 @@ class Session {
   // ---- DSQL's rules ------------------------------------------------------------------------------------------
 
   /** Decides how `statement` runs, applying DSQL's refusals and transaction rules, and moves the predicted state. */
-  private plan(statement: Statement): Plan {
+  private plan(statement: Statement, protocol: { readonly extended: boolean } = { extended: false }): Plan {
     const txn = this.currentTxn()
     if (this.block === "failed") {
       // The backend answers 25P02 to everything but the end of the block; a refused statement still never runs.
@@ -405,10 +405,15 @@ class Session {
     const inBlock = this.block === "open"
     if (inBlock && statement.control !== "rollback") {
       const limits = this.state.limits
-      if (this.state.now() - txn.startedAt > limits.maxTransactionAgeMillis) {
+      const age = this.state.now() - txn.startedAt
+      if (age > limits.maxTransactionAgeMillis) {
         this.state.stats.statementsRefused++
         const seconds = Math.round(limits.maxTransactionAgeMillis / 1000)
-        return this.refuse({ code: "54000", message: `transaction age limit of ${seconds}s exceeded` }, statement)
+        return this.refuse({
+          code: "54000",
+          message: `transaction age limit of ${seconds}s exceeded`,
+          detail: `Current transaction age ${Math.round(age / 1000)}s exceeds ${seconds}s`
+        }, statement)
       }
       if (txn.schemaVersion !== this.state.schemaVersion) {
         this.state.stats.occErrors.OC001++
@@ -433,7 +438,7 @@ class Session {
         return plan
       }
       default:
-        return this.runChecked(statement)
+        return this.runChecked(statement, protocol.extended)
     }
   }
 
@@ -442,12 +447,15 @@ class Session {
    * after DML, the transaction's row count (the triggers of `catalog.ts` count the rows), in the same transaction so
    * that a statement crossing the limit is undone with it, in autocommit too.
    */
-  private runChecked(statement: Statement): Plan {
+  private runChecked(statement: Statement, extended: boolean): Plan {
     const before = statement.droppedColumns === undefined ? [] : [{
       sql: Catalog.checkDropColumnsSql(statement.droppedColumns),
       sent: this.sent(undefined, { hidden: true })
     }]
-    const after = statement.kind === "dml"
+    // In the extended protocol a COPY's rows arrive after its Execute, where a check would cut the copy short: its
+    // rows count at the next DML statement's check instead.
+    const checksRows = statement.kind === "dml" && !(extended && statement.copiesFromClient)
+    const after = checksRows
       ? [{
         sql: Catalog.checkRowsSql(this.state.limits.maxRowsPerTransaction),
         sent: this.sent(undefined, { hidden: true, releasesTag: true })

@@ -23,6 +23,7 @@ import type { Statement } from "./statements.js"
 export interface Refusal {
   readonly code: string
   readonly message: string
+  readonly detail?: string
 }
 
 /** The name of a parse-tree node, e.g. `CreateStmt`. */
@@ -210,7 +211,11 @@ const lastName = (names: ReadonlyArray<Node> | undefined): string | undefined =>
  */
 export const treeRules: { readonly [K in NodeName]?: (body: NodeBody<K>) => Refusal | undefined } = {
   FuncCall: (body) => {
-    const name = lastName(body.funcname) ?? ""
+    const names = (body.funcname ?? []).flatMap((part) => "String" in part ? [part.String.sval ?? ""] : [])
+    const name = names.at(-1) ?? ""
+    if (name === "wait_for_job" && (names.length === 1 || names[0] === "sys")) {
+      return { code: "42809", message: "sys.wait_for_job(text) is a procedure" }
+    }
     return name.startsWith("pg_advisory") || name.startsWith("pg_try_advisory")
       ? unsupported(`unsupported function: ${name}`)
       : undefined

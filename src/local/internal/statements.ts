@@ -56,6 +56,8 @@ export interface Statement {
   readonly droppedColumns: DroppedColumns | undefined
   /** Set for DSQL's `AWS IAM GRANT` / `AWS IAM REVOKE` (not PostgreSQL syntax). */
   readonly iamMapping: IamMapping | undefined
+  /** `COPY … FROM STDIN`: the client's rows follow the statement. */
+  readonly copiesFromClient: boolean
 }
 
 /**
@@ -225,7 +227,8 @@ const statement = (
   asyncIndex: extra.asyncIndex,
   waitForJob: extra.waitForJob ?? false,
   droppedColumns: extra.droppedColumns,
-  iamMapping: extra.iamMapping
+  iamMapping: extra.iamMapping,
+  copiesFromClient: extra.copiesFromClient ?? false
 })
 
 const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
@@ -256,7 +259,8 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
   }
   return statement(sql, kind, {
     refusal: statementRefusal(node) ?? refusalInTree(node),
-    droppedColumns: "AlterTableStmt" in node ? droppedColumns(node.AlterTableStmt) : undefined
+    droppedColumns: "AlterTableStmt" in node ? droppedColumns(node.AlterTableStmt) : undefined,
+    copiesFromClient: "CopyStmt" in node && node.CopyStmt.is_from === true && node.CopyStmt.filename === undefined
   })
 }
 
