@@ -226,7 +226,7 @@ const handshake = (raw: net.Socket, context: SessionContext, answerOn: (socket: 
       return yield* refuse(fatal("08P01", `expected password response, got message type "${answer.type}"`))
     }
     const [token] = readCString(answer.body, 0)
-    const verdict = verifyToken({
+    const verdict = yield* verifyToken({
       token,
       user,
       hostname: sni,
