@@ -224,6 +224,7 @@ describe("statements", () => {
         "CREATE TABLE c (id uuid PRIMARY KEY, p uuid REFERENCES t (id) ON DELETE CASCADE DEFERRABLE)",
         "CREATE SEQUENCE s CACHE 1",
         "CREATE SEQUENCE s CACHE 65536",
+        "CREATE SEQUENCE s CACHE 10000000000",
         "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 65536) PRIMARY KEY)",
         "CREATE INDEX ASYNC i ON t (a) INCLUDE (b)",
         "CREATE UNIQUE INDEX ASYNC i ON t (a, b) NULLS NOT DISTINCT",
@@ -276,6 +277,18 @@ describe("statements", () => {
     expect(only("AWS IAM GRANT App TO 'x'").iamMapping?.role).toBe("app")
     // The wrong preposition is not DSQL syntax: the backend reports the syntax error.
     expect(classify("AWS IAM GRANT app FROM 'x'")._tag).toBe("Unparseable")
+  })
+
+  it("notes what the policy checks around a statement: dropped columns, COPY FROM STDIN", () => {
+    expect(only("ALTER TABLE s.t DROP COLUMN a, ADD COLUMN c text, DROP COLUMN b").droppedColumns).toEqual({
+      schema: "s",
+      table: "t",
+      columns: ["a", "b"]
+    })
+    expect(only("ALTER TABLE t ADD COLUMN c text").droppedColumns).toBeUndefined()
+    expect(only("COPY t FROM STDIN").copiesFromClient).toBe(true)
+    expect(only("COPY t FROM '/tmp/rows'").copiesFromClient).toBe(false)
+    expect(only("COPY t TO STDOUT").copiesFromClient).toBe(false)
   })
 
   it("recognises CALL sys.wait_for_job", () => {

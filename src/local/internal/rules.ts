@@ -198,10 +198,14 @@ export const indexModeRefusal: Refusal = unsupported("unsupported mode. please u
 
 const SERIAL_TYPES = new Set(["serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"])
 
-const lastName = (names: ReadonlyArray<Node> | undefined): string | undefined => {
-  const last = names?.at(-1)
-  return last !== undefined && "String" in last ? last.String.sval : undefined
-}
+/**
+ * The parts of a qualified name in a parse tree (`sys.wait_for_job` → `["sys", "wait_for_job"]`).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const nameParts = (names: ReadonlyArray<Node> | undefined): Array<string> =>
+  (names ?? []).flatMap((part) => "String" in part && part.String.sval !== undefined ? [part.String.sval] : [])
 
 /**
  * Refusals that can hide anywhere in a statement, keyed by the node they look at.
@@ -211,7 +215,7 @@ const lastName = (names: ReadonlyArray<Node> | undefined): string | undefined =>
  */
 export const treeRules: { readonly [K in NodeName]?: (body: NodeBody<K>) => Refusal | undefined } = {
   FuncCall: (body) => {
-    const names = (body.funcname ?? []).flatMap((part) => "String" in part ? [part.String.sval ?? ""] : [])
+    const names = nameParts(body.funcname)
     const name = names.at(-1) ?? ""
     if (name === "wait_for_job" && (names.length === 1 || names[0] === "sys")) {
       return { code: "42809", message: "sys.wait_for_job(text) is a procedure" }
@@ -221,8 +225,8 @@ export const treeRules: { readonly [K in NodeName]?: (body: NodeBody<K>) => Refu
       : undefined
   },
   ColumnDef: (body) => {
-    const names = body.typeName?.names
-    const type = names?.length === 1 ? lastName(names) ?? "" : ""
+    const names = nameParts(body.typeName?.names)
+    const type = names.length === 1 ? names[0]! : ""
     if (SERIAL_TYPES.has(type)) return { code: "42704", message: `type "${type}" does not exist` }
     return body.collClause === undefined ? undefined : unsupported("COLLATE not supported")
   },
@@ -250,7 +254,14 @@ const hasDsqlCache = (options: ReadonlyArray<Node> | undefined): boolean =>
   (options ?? []).some((option) => {
     if (!("DefElem" in option) || option.DefElem.defname !== "cache") return false
     const arg = option.DefElem.arg
-    const cache = arg !== undefined && "Integer" in arg ? arg.Integer.ival ?? 0 : undefined
+    // libpg-query leaves out a zero `ival`; a cache beyond 32 bits arrives as a Float.
+    const cache = arg === undefined
+      ? undefined
+      : "Integer" in arg
+      ? arg.Integer.ival ?? 0
+      : "Float" in arg
+      ? Number(arg.Float.fval)
+      : undefined
     return cache === 1 || (cache !== undefined && cache >= 65536)
   })
 

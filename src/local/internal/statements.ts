@@ -253,7 +253,7 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
       : statement(sql, "ddl", { refusal: statementRefusal(node) ?? Rules.indexModeRefusal })
   }
   if ("CallStmt" in node) {
-    const names = identifiers(node.CallStmt.funccall?.funcname)
+    const names = Rules.nameParts(node.CallStmt.funccall?.funcname)
     const waitForJob = names.at(-1) === "wait_for_job" && (names.length === 1 || names[0] === "sys")
     return statement(sql, kind, { refusal: refusalInTree(node), waitForJob })
   }
@@ -345,9 +345,6 @@ const refusalInTree = (node: Node): Refusal | undefined => {
   })
   return refusal
 }
-
-const identifiers = (names: ReadonlyArray<Node> | undefined): Array<string> =>
-  (names ?? []).flatMap((part) => "String" in part && part.String.sval !== undefined ? [part.String.sval] : [])
 
 /** Visits every keyed value of a JSON parse tree. */
 const walk = (value: unknown, visit: (key: string, value: unknown) => void): void => {
