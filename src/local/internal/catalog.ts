@@ -1,6 +1,7 @@
 /**
- * Backend objects DsqlLocal installs once at start: DSQL's `sys` schema (jobs of asynchronous DDL) and the private
- * `dsql_local` helpers the session policy rewrites statements into, plus the SQL text of those rewrites.
+ * Backend objects DsqlLocal installs once at start: DSQL's `sys` schema (jobs of asynchronous DDL, IAM role
+ * mappings), the private `dsql_local` helpers the session policy rewrites statements into, and the backend half of
+ * DSQL's rules; plus the SQL text of those rewrites.
  *
  * @internal
  */
@@ -25,8 +26,8 @@ const rulesRows = Object.entries(backendRules).map(([name, rule]) =>
  * - `sys.jobs`: DSQL's job table. Index builds run synchronously, so every job is recorded as `completed`.
  * - `sys.wait_for_job(job_id)`: answers `succeeded` at once (jobs are already done); an unknown id raises DSQL's
  *   `22P02`.
- * - `dsql_local.raise(code, message)`: raises an error with DSQL's SQLSTATE and message, so a refusal aborts the
- *   backend transaction exactly like a failed statement.
+ * - `dsql_local.raise(code, message[, detail])`: raises an error with DSQL's SQLSTATE, message and detail, so a
+ *   refusal aborts the backend transaction exactly like a failed statement.
  * - `dsql_local.take_snapshot()`: a no-op whose CALL takes the repeatable-read snapshot, run right after BEGIN
  *   because DSQL's snapshot is taken at BEGIN while PostgreSQL's is taken at the first statement.
  * - `dsql_local.create_index_async(index_sql, schema, table)`: builds the index, records the job, returns its id.
