@@ -561,7 +561,20 @@ describe("DsqlLocal over a backend that wants passwords", () => {
     "logs in with cleartext, MD5 and SCRAM-SHA-256, and passes the backend's refusal on",
     () =>
       Effect.gen(function*() {
-        const server = yield* DsqlLocal.start({ backendUrl: yield* passwordBackend })
+        const backendUrl = yield* passwordBackend
+        const server = yield* DsqlLocal.start({ backendUrl })
+        // Roles other than admin log in only with an IAM mapping.
+        yield* Effect.tryPromise(async () => {
+          const client = new pg.Client({ connectionString: backendUrl })
+          await client.connect()
+          try {
+            for (const role of ["postgres", "cleartext_role", "md5_role"]) {
+              await client.query("CALL dsql_local.iam_map('GRANT', $1, 'arn:aws:iam::123456789012:role/test')", [role])
+            }
+          } finally {
+            await client.end()
+          }
+        })
         for (const user of ["postgres", "cleartext_role", "md5_role"]) {
           const client = yield* connectPg(server, { user, password: yield* signToken(server, { action: "DbConnect" }) })
           expect((yield* query(client, "SELECT current_user AS name")).rows).toEqual([{ name: user }])
