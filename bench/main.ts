@@ -268,7 +268,7 @@ const program = Effect.gen(function*() {
       loadAverage,
       sizes,
       setup: {
-        dsqlLocal: "DsqlLocal.start({ backendMaxConnections }) over its embedded PostgreSQL 18",
+        dsqlLocal: "DsqlLocal.start({ backendMaxConnections }) over its embedded PostgreSQL 16",
         backendMaxConnections: MAX_BACKEND_CONNECTIONS,
         latencyMs: Scenarios.LATENCY_MS,
         loadPoolSize: Scenarios.LOAD_POOL_SIZE,

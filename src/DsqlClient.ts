@@ -84,7 +84,7 @@ export const make = Effect.fn("DsqlClient.make")(function*(
     transformJson: options.transformJson
   })
   return Object.assign(client, {
-    withTransaction: makeWithTransaction(client.reserve, Object.entries(spanAttributes))
+    withTransaction: makeWithTransaction(client.reserve, Object.entries(spanAttributes), config.maxConnections)
   }) as PgClient.PgClient
 })
 

@@ -75,11 +75,13 @@ const rolledBack = () =>
   })
 
 /**
- * Builds `withTransaction` over `acquire`, which reserves one pooled connection for the life of a scope.
+ * Builds `withTransaction` over `acquire`, which reserves one pooled connection for the life of a scope, from a pool
+ * of at most `maxConnections`.
  */
 export const makeWithTransaction = (
   acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>,
-  spanAttributes: ReadonlyArray<readonly [string, unknown]>
+  spanAttributes: ReadonlyArray<readonly [string, unknown]>,
+  maxConnections: number
 ): WithTransaction => {
   const withTransaction: WithTransaction = (effect) =>
     Effect.flatMap(
@@ -89,7 +91,7 @@ export const makeWithTransaction = (
         // it. Another client's transaction runs on another connection, maybe another cluster: never join it.
         Option.isSome(open) && owners.get(open.value[0]) === withTransaction
           ? effect
-          : runTransaction(acquire, spanAttributes, withTransaction, effect)
+          : runTransaction(acquire, spanAttributes, maxConnections, withTransaction, effect)
     )
   return withTransaction
 }
@@ -106,17 +108,21 @@ const beginOnce = (
     ))
 
 /**
- * `beginOnce`, tried once more on another connection when the session turned out ended at acquire or at BEGIN:
- * nothing of the program ran yet.
+ * `beginOnce`, tried again on another connection while the session turns out ended at acquire or at BEGIN: nothing of
+ * the program ran yet. A failover or a frozen container ends every pooled session at once, and each dead one is
+ * discarded as it is met, so `retries` (the pool's size) bounds what the pool can still hold of them.
  */
-const begin = (acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>) =>
+const begin = (
+  acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>,
+  retries: number
+): Effect.Effect<readonly [SqlConnection.Connection, Scope.CloseableScope], SqlError> =>
   Effect.catchIf(
     beginOnce(acquire),
-    isSessionEnded,
+    (error) => retries > 0 && isSessionEnded(error),
     (error) =>
       Effect.logDebug("DsqlClient: session ended before the transaction began, opening it on another connection").pipe(
         Effect.annotateLogs("error", error.cause instanceof Error ? error.cause.message : error.message),
-        Effect.zipRight(beginOnce(acquire))
+        Effect.zipRight(begin(acquire, retries - 1))
       )
   )
 
@@ -143,6 +149,7 @@ const rollback = (conn: SqlConnection.Connection) =>
 const runTransaction = <A, E, R>(
   acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>,
   spanAttributes: ReadonlyArray<readonly [string, unknown]>,
+  maxConnections: number,
   owner: WithTransaction,
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R> =>
@@ -151,7 +158,7 @@ const runTransaction = <A, E, R>(
       for (const [key, value] of spanAttributes) span.attribute(key, value)
       const event = (name: string) =>
         Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.event(name, now)))
-      return Effect.flatMap(begin(acquire), ([conn, scope]) => {
+      return Effect.flatMap(begin(acquire, maxConnections), ([conn, scope]) => {
         owners.set(conn, owner)
         const body = restore(effect).pipe(
           Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
