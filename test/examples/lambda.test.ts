@@ -10,6 +10,7 @@ import type * as Lambda from "../../examples/lambda.js"
 import * as LambdaSource from "../../examples/lambda.js"
 import { bundleDir, bundleLikeCdk } from "../../scripts/check-bundle.js"
 import { backendQuery, uniqueTable, withEnv } from "../utils/client.js"
+import { failureOf } from "../utils/failure.js"
 import { sessionsLeft } from "./sessions.js"
 
 type Container = Pick<typeof Lambda, "handler" | "runtime">
@@ -56,7 +57,7 @@ const liveThrough = (server: DsqlLocal.Server, { handler, runtime }: Container) 
     })
     assert.sameMembers(concurrent.map((count) => count.visits), [11, 12, 13, 14, 15])
 
-    const rejected = yield* Effect.flip(invoke({ page: "" }))
+    const rejected = yield* failureOf(invoke({ page: "" }))
     assert.include(String(rejected.error), "page")
 
     // Frozen, the container learns nothing of its connections' end: the next invocation is made in the same

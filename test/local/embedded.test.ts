@@ -6,6 +6,7 @@ import * as Path from "node:path"
 import * as Pg from "pg"
 import type { Binaries } from "../../src/local/internal/embedded.js"
 import { acquireEmbedded, embeddedPostgresPackage } from "../../src/local/internal/embedded.js"
+import { failureOf } from "../utils/failure.js"
 
 /** A fresh folder only its owner may enter (`mktemp -d`), removed with the scope. */
 const privateDirectory = Effect.acquireRelease(
@@ -82,7 +83,7 @@ describe("acquireEmbedded", () => {
 
   it.live("a program that cannot be executed is a one-line DsqlLocalError (EACCES)", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(start(yield* fakeBinaries({ initdb: "exit 0", postgres: "exit 0" }, 0o644)))
+      const error = yield* failureOf(start(yield* fakeBinaries({ initdb: "exit 0", postgres: "exit 0" }, 0o644)))
       expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })
       expect(error.message).toMatch(/^cannot run .*\/initdb: EACCES/)
       expectOneLine(error.message)
@@ -91,7 +92,7 @@ describe("acquireEmbedded", () => {
   it.live("missing binaries are a one-line DsqlLocalError (ENOENT)", () =>
     Effect.gen(function*() {
       const dir = yield* privateDirectory
-      const error = yield* Effect.flip(start({
+      const error = yield* failureOf(start({
         initdb: Path.join(dir, "nowhere", "bin", "initdb"),
         postgres: Path.join(dir, "nowhere", "bin", "postgres")
       }))
@@ -117,7 +118,7 @@ describe("acquireEmbedded", () => {
             else process.env.TMPDIR = before
           })
       )
-      const error = yield* Effect.flip(start(yield* Effect.promise(embeddedPostgresPackage.load)))
+      const error = yield* failureOf(start(yield* Effect.promise(embeddedPostgresPackage.load)))
       expect(error).toMatchObject({
         _tag: "DsqlLocalError",
         reason: "Backend",
@@ -127,7 +128,7 @@ describe("acquireEmbedded", () => {
 
   it.live("initdb failing is a one-line DsqlLocalError with what it said", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(start(
+      const error = yield* failureOf(start(
         yield* fakeBinaries({
           initdb: "echo 'initdb: error: directory exists but is not empty' >&2\nexit 1",
           postgres: "exit 0"
@@ -145,7 +146,7 @@ describe("acquireEmbedded", () => {
       const tally = yield* privateDirectory
       yield* Effect.promise(() => Fs.chmod(tally, 0o777))
       const attempts = Path.join(tally, "attempts")
-      const error = yield* Effect.flip(start(
+      const error = yield* failureOf(start(
         yield* fakeBinaries({
           initdb: "exit 0",
           postgres: `echo "$4" >> ${attempts}\n` +

@@ -7,6 +7,7 @@ import { Effect } from "effect"
 import type pg from "pg"
 import { DsqlLocal } from "../../src/local/index.js"
 import { connectPg, query, signToken } from "../utils/dsqlLocal.js"
+import { failureOf } from "../utils/failure.js"
 
 const arn = "arn:aws:iam::123456789012:role/app"
 
@@ -29,7 +30,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
           return yield* connectPg(server, { user: role, password })
         })
 
-        const denied = yield* Effect.flip(login)
+        const denied = yield* failureOf(login)
         expect({ code: denied.code, message: denied.message }).toEqual({
           code: "08006",
           message: "unable to accept connection, access denied"
@@ -49,7 +50,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
 
         const revoked = yield* extendedQuery(admin, `aws iam revoke "${role}" from '${arn}'`)
         expect(revoked.command).toBe("AWS")
-        expect((yield* Effect.flip(login)).code).toBe("08006")
+        expect((yield* failureOf(login)).code).toBe("08006")
         // An open session outlives the mapping, like one outlives its token.
         expect((yield* query(client, "SELECT 1 AS ok")).rows).toEqual([{ ok: 1 }])
       }))
@@ -58,14 +59,14 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const admin = yield* connectPg(server)
-        const missing = yield* Effect.flip(query(admin, `AWS IAM GRANT nobody_here TO '${arn}'`))
+        const missing = yield* failureOf(query(admin, `AWS IAM GRANT nobody_here TO '${arn}'`))
         expect({ code: missing.code, message: missing.message }).toEqual({
           code: "42704",
           message: "role \"nobody_here\" does not exist"
         })
         yield* query(admin, "BEGIN")
         yield* query(admin, "CREATE ROLE iam_in_block")
-        const second = yield* Effect.flip(query(admin, `AWS IAM GRANT iam_in_block TO '${arn}'`))
+        const second = yield* failureOf(query(admin, `AWS IAM GRANT iam_in_block TO '${arn}'`))
         expect({ code: second.code, message: second.message }).toEqual({
           code: "0A000",
           message: "multiple ddl statements not supported in a transaction"

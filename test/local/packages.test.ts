@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import type { OptionalPackage } from "../../src/local/internal/packages.js"
 import { declaredVersions, loadPackage, loadPackages } from "../../src/local/internal/packages.js"
+import { failureOf } from "../utils/failure.js"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const manifest = JSON.parse(readFileSync(`${root}/package.json`, "utf8")) as {
@@ -47,7 +48,7 @@ describe("DsqlLocal's optional packages", () => {
 
   it.effect("a package that is not installed fails typed, naming it and the install command", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(loadPackage(byName("effect-dsql-no-such-package", "2.0.0")))
+      const error = yield* failureOf(loadPackage(byName("effect-dsql-no-such-package", "2.0.0")))
       expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "MissingPackages" })
       expect(error.message).toBe(
         "the packages DsqlLocal needs are not installed: effect-dsql-no-such-package; install it with: " +
@@ -57,7 +58,7 @@ describe("DsqlLocal's optional packages", () => {
 
   it.effect("every missing package is named at once, and the command installs them all", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(loadPackages([
+      const error = yield* failureOf(loadPackages([
         byName("effect-dsql-missing-one"),
         byName("pg", "^8"),
         byName("@effect-dsql/missing-two", "3.0.0")
@@ -72,7 +73,7 @@ describe("DsqlLocal's optional packages", () => {
   it.effect("a package that is installed but fails to load is a Backend error with its reason", () =>
     Effect.gen(function*() {
       const broken = { name: "broken", version: "1.0.0", load: () => Promise.reject(new Error("bad wasm\nat line")) }
-      const error = yield* Effect.flip(loadPackages([byName("pg"), broken]))
+      const error = yield* failureOf(loadPackages([byName("pg"), broken]))
       expect(error).toMatchObject({
         _tag: "DsqlLocalError",
         reason: "Backend",

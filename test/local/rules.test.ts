@@ -363,7 +363,7 @@ describe("DSQL's rules", () => {
         ]
         for (const [rule, current, create, message] of counts) {
           yield* query(client, `UPDATE dsql_local.rules SET value = ${current} WHERE name = $1`, [rule])
-          const refused = yield* Effect.flip(query(client, fill(create, { t, n: tableName("n") })))
+          const refused = yield* failure(query(client, fill(create, { t, n: tableName("n") })))
           yield* query(client, `UPDATE dsql_local.rules SET value = $2 WHERE name = $1`, [
             rule,
             rule === "schemas" ? 10 : rule === "tables" ? 1000 : 5000
