@@ -72,11 +72,7 @@ describe("DsqlClient configuration, where it takes effect", () => {
         const before = yield* server.stats
         const rows = yield* Effect.gen(function*() {
           const sql = yield* DsqlClient.connectWithSigner({
-            host: server.hostname,
-            port: server.port,
-            region: server.region,
-            hostAddress: server.address,
-            caPem: server.ca,
+            ...DsqlLocal.clientConfig(server),
             applicationName: "guard-single"
           })
           return yield* Effect.forEach(
