@@ -63,13 +63,14 @@ const QUERY_NAMES: Record<QueryKind, string> = {
   insert: "insert"
 }
 
-const x = (ratio: number) => `${round(ratio, 3)}×`
+/** A ratio; a zero denominator (e.g. a run where the peer committed nothing) shows as ∞. */
+const x = (ratio: number) => `${ratio === Infinity ? "∞" : round(ratio, 3)}×`
 /** A ratio's median with its run-to-run range: `0.93× (0.9–0.95× over 3 runs)`. */
 const xs = (spread: Spread) =>
-  `${x(spread.median)} (${round(spread.min, 3)}–${x(spread.max)} over ${spread.runs.length} runs)`
+  `${x(spread.median)} (${x(spread.min).slice(0, -1)}–${x(spread.max)} over ${spread.runs.length} runs)`
 const kib = (bytes: number) => round(bytes / 1024)
 /** A ratio's median and range in a table cell: `0.93× (0.9–0.95)`. */
-const xr = (spread: Spread) => `${x(spread.median)} (${round(spread.min, 3)}–${round(spread.max, 3)})`
+const xr = (spread: Spread) => `${x(spread.median)} (${x(spread.min).slice(0, -1)}–${x(spread.max).slice(0, -1)})`
 const pct = (share: number) => `${round(share * 100, 3)}%`
 const ms = (value: number) => `${round(value, 3)}`
 
