@@ -321,7 +321,7 @@ const program = Effect.gen(function*() {
       quiet,
       sizes,
       setup: {
-        dsqlLocal: "DsqlLocal.start({ backendMaxConnections }) over its embedded PostgreSQL 18",
+        dsqlLocal: "DsqlLocal.start({ backendMaxConnections }) over its embedded PostgreSQL 16",
         backendMaxConnections: MAX_BACKEND_CONNECTIONS,
         latencyMs: Scenarios.LATENCY_MS,
         rtt1msDelays: Scenarios.RTT_DELAYS,

@@ -1,7 +1,7 @@
 /**
- * `npm run example -- <name>`: runs `examples/<name>.ts` (or `examples/alternatives/<name>.ts`) in its own process,
- * exactly as `npx tsx examples/<name>.ts` would. With neither DSQL_HOST nor DSQL_URL set, it first starts DsqlLocal
- * and hands the example its settings (`server.env`) in the environment.
+ * `npm run example -- <name> [args…]`: runs `examples/<name>.ts` (or `examples/alternatives/<name>.ts`) in its own
+ * process, exactly as `npx tsx examples/<name>.ts [args…]` would. With neither DSQL_HOST nor DSQL_URL set, it first
+ * starts DsqlLocal and hands the example its settings (`server.env`) in the environment.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Data, Effect, Exit } from "effect"
@@ -37,10 +37,14 @@ const findExample = (name: string | undefined): Effect.Effect<string, UsageError
     : Effect.succeed(found)
 }
 
-/** Runs the example with tsx in a child process; its exit code is the result. */
+/**
+ * Runs the example with tsx in a child process, with the arguments that followed its name; its exit code is the
+ * result.
+ */
 const runExample = (file: string, env: NodeJS.ProcessEnv) =>
   Effect.async<number>((resume) => {
-    const child = spawn(process.execPath, ["--import", "tsx", file], { cwd: root, env, stdio: "inherit" })
+    const args = ["--import", "tsx", file, ...process.argv.slice(3)]
+    const child = spawn(process.execPath, args, { cwd: root, env, stdio: "inherit" })
     child.on("exit", (code, signal) => resume(Effect.succeed(code ?? (signal === null ? 1 : 128))))
     return Effect.sync(() => child.kill("SIGINT"))
   })

@@ -1,5 +1,6 @@
 /**
- * `npm start`: runs examples/example_preferred.ts, then examples/occ_retry.ts, on one `DsqlClient.layer`.
+ * `npm start`: creates the example tables with DsqlMigrator (examples/migrations.ts), then runs
+ * examples/example_preferred.ts and examples/occ_retry.ts, on one `DsqlClient.layer`.
  *
  * With DSQL_HOST or DSQL_URL set they run against that cluster with your AWS credentials; with neither, against
  * DsqlLocal on an embedded PostgreSQL. Progress lines carry the time since the process started. A failure prints one
@@ -11,6 +12,7 @@ import { Cause, ConfigError, Console, Duration, Effect, Layer, Predicate } from 
 import { DsqlClient, DsqlConfig } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { program as examplePreferred } from "../examples/example_preferred.js"
+import { migrate } from "../examples/migrations.js"
 import { program as occRetry } from "../examples/occ_retry.js"
 
 /** Seconds since the process started (Node's time origin), so the figures include loading the code. */
@@ -50,6 +52,14 @@ const main = Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const [{ greeting }] = yield* sql<{ greeting: string }>`SELECT 'Hello, DSQL!' AS greeting`
     yield* step(`First query result: ${greeting} (${sinceStart()} after start)`)
+    yield* step("Creating the example tables with DsqlMigrator")
+    yield* timed(
+      migrate,
+      (applied, took) =>
+        applied.length === 0
+          ? `Example tables up to date (${took})`
+          : `Applied ${applied.map(([id, name]) => `${id}_${name}`).join(", ")} in ${took}`
+    )
     yield* step("Running example_preferred: a table, 20 rows inserted from 8 fibers, read back")
     yield* timed(examplePreferred, (_, took) => `example_preferred done in ${took}`)
     yield* step("Running occ_retry: 160 transfers between 4 hot accounts from 16 fibers, retried on OCC conflicts")

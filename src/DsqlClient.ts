@@ -25,15 +25,32 @@ import { makeWithTransaction } from "./internal/transaction.js"
 import * as TokenSigner from "./TokenSigner.js"
 
 /**
- * Opens a DSQL client from a normalised config: builds the pool, checks one connection with `SELECT 1` within the
- * connect timeout, and ends the pool when the scope closes.
+ * @effect/sql-pg's options for how rows and names are transformed and values parsed, passed to `PgClient` as they
+ * are: `transformResultNames` (e.g. `String.snakeToCamel`), `transformQueryNames` (e.g. `String.camelToSnake`),
+ * `transformJson` (apply the name transforms inside JSON values too; default true) and `types` (pg's custom type
+ * parsers). Functions, so options beside the config rather than part of it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientOptions = Pick<
+  PgClient.PgClientConfig,
+  "transformResultNames" | "transformQueryNames" | "transformJson" | "types"
+>
+
+/**
+ * Opens a DSQL client from a normalised config and @effect/sql-pg's `ClientOptions`: builds the pool, checks one
+ * connection with `SELECT 1` within the connect timeout, and ends the pool when the scope closes.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fn("DsqlClient.make")(function*(config: DsqlConfig.DsqlConfig) {
+export const make = Effect.fn("DsqlClient.make")(function*(
+  config: DsqlConfig.DsqlConfig,
+  options: ClientOptions = {}
+) {
   const pool = yield* Effect.acquireRelease(
-    makePool(config),
+    makePool(config, { types: options.types }),
     (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption("5 seconds"))
   )
   yield* Effect.tryPromise({
@@ -61,10 +78,13 @@ export const make = Effect.fn("DsqlClient.make")(function*(config: DsqlConfig.Ds
   const client = yield* PgClient.fromPool({
     acquire: Effect.succeed(pool),
     applicationName: config.applicationName,
-    spanAttributes
+    spanAttributes,
+    transformResultNames: options.transformResultNames,
+    transformQueryNames: options.transformQueryNames,
+    transformJson: options.transformJson
   })
   return Object.assign(client, {
-    withTransaction: makeWithTransaction(client.reserve, Object.entries(spanAttributes))
+    withTransaction: makeWithTransaction(client.reserve, Object.entries(spanAttributes), config.maxConnections)
   }) as PgClient.PgClient
 })
 
@@ -72,16 +92,20 @@ const toContext = (client: PgClient.PgClient) =>
   Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
 
 const fromConfigWithSigner = (
-  config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>
+  config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>,
+  options?: ClientOptions
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  Layer.scopedContext(Effect.map(Effect.flatMap(config, make), toContext)).pipe(Layer.provide(Reactivity.layer))
+  Layer.scopedContext(Effect.map(Effect.flatMap(config, (resolved) => make(resolved, options)), toContext)).pipe(
+    Layer.provide(Reactivity.layer)
+  )
 
 const fromConfig = (
-  config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>
+  config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>,
+  options?: ClientOptions
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
   Layer.unwrapEffect(
     Effect.map(config, (resolved) =>
-      fromConfigWithSigner(Effect.succeed(resolved)).pipe(
+      fromConfigWithSigner(Effect.succeed(resolved), options).pipe(
         Layer.provide(TokenSigner.layerFromChain({ profile: Option.getOrUndefined(resolved.profile) }))
       ))
   )
@@ -154,26 +178,27 @@ export const layerWithSigner: Layer.Layer<
 > = fromConfigWithSigner(DsqlConfig.config)
 
 /**
- * The client from explicit options, each a plain value or a `Config`.
+ * The client from explicit options, each a plain value or a `Config`, and @effect/sql-pg's `ClientOptions`.
  *
  * @example
  * ```ts
  * import { DsqlClient } from "effect-dsql"
- * import { Config } from "effect"
+ * import { Config, String } from "effect"
  *
- * const Live = DsqlClient.layerConfig({
- *   host: Config.string("CLUSTER_ENDPOINT"),
- *   maxConnections: 20
- * })
+ * const Live = DsqlClient.layerConfig(
+ *   { host: Config.string("CLUSTER_ENDPOINT"), maxConnections: 20 },
+ *   { transformResultNames: String.snakeToCamel }
+ * )
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (
-  input: ConfigInput
+  input: ConfigInput,
+  options?: ClientOptions
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
-  fromConfig(resolveInput(input))
+  fromConfig(resolveInput(input), options)
 
 /**
  * `layerConfig` with the `TokenSigner` left to you.
@@ -182,22 +207,24 @@ export const layerConfig = (
  * @category layers
  */
 export const layerConfigWithSigner = (
-  input: ConfigInput
+  input: ConfigInput,
+  options?: ClientOptions
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  fromConfigWithSigner(resolveInput(input))
+  fromConfigWithSigner(resolveInput(input), options)
 
 /**
  * The client from a connection string: `dsql://admin@<cluster>.dsql.us-east-1.on.aws/postgres`,
- * `postgres://…?region=…&profile=…&tokenDurationSecs=…`.
+ * `postgres://…?region=…&profile=…&tokenDurationSecs=…`, with `ClientOptions` as in `layerConfig`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerFromUrl = (
   url: string,
-  overrides?: Omit<DsqlConfig.Options, "url" | "host">
+  overrides?: Omit<DsqlConfig.Options, "url" | "host">,
+  options?: ClientOptions
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
-  fromConfig(resolveUrl(url, overrides))
+  fromConfig(resolveUrl(url, overrides), options)
 
 /**
  * `layerFromUrl` with the `TokenSigner` left to you.
@@ -207,9 +234,10 @@ export const layerFromUrl = (
  */
 export const layerFromUrlWithSigner = (
   url: string,
-  overrides?: Omit<DsqlConfig.Options, "url" | "host">
+  overrides?: Omit<DsqlConfig.Options, "url" | "host">,
+  options?: ClientOptions
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  fromConfigWithSigner(resolveUrl(url, overrides))
+  fromConfigWithSigner(resolveUrl(url, overrides), options)
 
 /**
  * Options for `connect`: those of `layerConfig` but the pool sizes, each a plain value or a `Config`.
@@ -221,8 +249,8 @@ export type ConnectInput = Omit<ConfigInput, "maxConnections" | "minConnections"
 
 /**
  * One connection for scripts (the Go connector's `dsql.Connect`), with the same token and TLS rules as the pool,
- * using the `TokenSigner` in context. Closed when the scope closes; replaced transparently when it reaches its
- * lifetime.
+ * using the `TokenSigner` in context, and `ClientOptions` as in `layerConfig`. Closed when the scope closes; replaced
+ * transparently when it reaches its lifetime.
  *
  * @example
  * ```ts
@@ -239,14 +267,15 @@ export type ConnectInput = Omit<ConfigInput, "maxConnections" | "minConnections"
  * @category constructors
  */
 export const connectWithSigner = (
-  input: ConnectInput
+  input: ConnectInput,
+  options?: ClientOptions
 ): Effect.Effect<
   PgClient.PgClient,
   ConfigError.ConfigError | SqlError,
   Scope.Scope | TokenSigner.TokenSigner
 > =>
   resolveInput({ ...input, maxConnections: 1, minConnections: 1 }).pipe(
-    Effect.flatMap(make),
+    Effect.flatMap((config) => make(config, options)),
     Effect.provide(Reactivity.layer)
   )
 
@@ -257,11 +286,12 @@ export const connectWithSigner = (
  * @category constructors
  */
 export const connect = (
-  input: ConnectInput
+  input: ConnectInput,
+  options?: ClientOptions
 ): Effect.Effect<PgClient.PgClient, ConfigError.ConfigError | SqlError, Scope.Scope> =>
   resolveInput({ ...input, maxConnections: 1, minConnections: 1 }).pipe(
     Effect.flatMap((config) =>
-      make(config).pipe(
+      make(config, options).pipe(
         Effect.provide(Reactivity.layer),
         Effect.provide(TokenSigner.layerFromChain({ profile: Option.getOrUndefined(config.profile) }))
       )

@@ -42,7 +42,7 @@ export interface DsqlConfig {
   readonly minConnections: number
   /** Recycle age, under 60 minutes (DSQL closes connections at 60); default 55 minutes. */
   readonly maxConnectionLifetime: Duration.Duration
-  /** Idle connections are closed after this; default 10 minutes. */
+  /** Idle connections are closed after this; default 5 minutes, below the 350 s idle cut of PrivateLink and NLBs. */
   readonly idleTimeout: Duration.Duration
   /** Limit on opening one connection; default 10 seconds. */
   readonly connectTimeout: Duration.Duration

@@ -20,6 +20,8 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import * as DsqlMetrics from "./DsqlMetrics.js"
+import { backoff } from "./internal/backoff.js"
+import { inTransactionOf } from "./internal/transaction.js"
 
 /**
  * The code of a conflict: `OC000` (data), `OC001` (schema), or `40001` when the server gave no marker.
@@ -127,19 +129,15 @@ export const defaults = {
  * @since 0.1.0
  * @category schedules
  */
-export const policy = (options: Options = {}): Schedule.Schedule<Duration.Duration, unknown> => {
-  const maxRetries = options.maxRetries ?? defaults.maxRetries
-  const maxDelay = Duration.decode(options.maxDelay ?? defaults.maxDelay)
-  const jitter = Math.min(1, Math.max(0, options.jitter ?? defaults.jitter))
-  const exponential = Schedule.exponential(options.baseDelay ?? defaults.baseDelay, options.factor ?? defaults.factor)
-    .pipe(Schedule.modifyDelay((delay) => Duration.min(delay, maxDelay)))
-  return (jitter > 0 ? Schedule.jitteredWith(exponential, { min: 1 - jitter, max: 1 }) : exponential).pipe(
-    Schedule.intersect(Schedule.recurs(maxRetries)),
-    Schedule.upTo(options.maxElapsed ?? defaults.maxElapsed),
-    Schedule.whileInput(isOccConflict),
-    Schedule.delays
-  )
-}
+export const policy = (options: Options = {}): Schedule.Schedule<Duration.Duration, unknown> =>
+  backoff({
+    base: options.baseDelay ?? defaults.baseDelay,
+    factor: options.factor ?? defaults.factor,
+    maxDelay: options.maxDelay ?? defaults.maxDelay,
+    jitter: options.jitter ?? defaults.jitter,
+    maxRetries: options.maxRetries ?? defaults.maxRetries,
+    maxElapsed: options.maxElapsed ?? defaults.maxElapsed
+  }).pipe(Schedule.whileInput(isOccConflict))
 
 const toOccConflict = (attempt: number) => <E>(error: E): E | OccConflict => {
   if (isOccConflict(error)) return new OccConflict({ ...error, attempts: attempt })
@@ -194,8 +192,12 @@ const retryOcc = <A, E, R>(attempt: Effect.Effect<A, E, R>, options?: Options): 
 /**
  * Runs `program` in one transaction on the `SqlClient` in context and, when it loses an OCC conflict, rolls back
  * and runs it again per the policy. Other errors and defects pass through unretried; when the retries run out it
- * fails with the last `OccConflict`. Inside an existing transaction it opens nothing and retries nothing: the
- * conflict reaches the outermost `withOccRetry`.
+ * fails with the last `OccConflict`. Opening the transaction (acquiring a connection, BEGIN) and a COMMIT that fails
+ * otherwise than by a conflict, or that the server answers with `ROLLBACK`, fail with `SqlError`. Inside a
+ * transaction of the same client it opens nothing and retries nothing: the conflict reaches the outermost
+ * `withOccRetry`. Inside another client's transaction it opens its own transaction on its client.
+ *
+ * In a pipe, call it: `program.pipe(withOccRetry())`; the bare `program.pipe(withOccRetry)` does not compile.
  *
  * @example
  * ```ts
@@ -215,29 +217,33 @@ const retryOcc = <A, E, R>(attempt: Effect.Effect<A, E, R>, options?: Options): 
  * @category combinators
  */
 export const withOccRetry: {
-  (
-    options?: Options
-  ): <A, E, R>(program: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OccConflict, R | SqlClient.SqlClient>
+  // The data-first signature comes first: TypeScript infers a function passed bare (`pipe(withOccRetry)`) from the
+  // last signature, which then takes an Effect for `options` and fails to compile instead of losing the types.
   <A, E, R>(
     program: Effect.Effect<A, E, R>,
     options?: Options
-  ): Effect.Effect<A, E | OccConflict, R | SqlClient.SqlClient>
+  ): Effect.Effect<A, E | OccConflict | SqlError, R | SqlClient.SqlClient>
+  (
+    options?: Options
+  ): <A, E, R>(
+    program: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | OccConflict | SqlError, R | SqlClient.SqlClient>
 } = dual(
   (args) => Effect.isEffect(args[0]),
   <A, E, R>(program: Effect.Effect<A, E, R>, options?: Options) =>
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
       Effect.flatMap(
-        Effect.serviceOption(SqlClient.TransactionConnection),
-        Option.match({
-          onSome: () => Effect.mapError(program, toOccConflict(1)),
-          onNone: () => retryOcc(sql.withTransaction(program), options)
-        })
+        inTransactionOf(sql),
+        (joined) =>
+          joined ? Effect.mapError(program, toOccConflict(1)) : retryOcc(sql.withTransaction(program), options)
       ))
 )
 
 /**
  * Runs one statement outside an explicit transaction — DDL such as `CREATE INDEX ASYNC`, or a single DML — and
- * retries it on OCC conflicts like `withOccRetry`.
+ * retries it on OCC conflicts like `withOccRetry`. Inside a transaction it retries nothing (the transaction is
+ * aborted by then): the conflict, as an `OccConflict`, reaches the outermost `withOccRetry`, which runs the whole
+ * transaction again. In a pipe, call it: `statement.pipe(OccRetry.execWithRetry())`.
  *
  * @example
  * ```ts
@@ -253,9 +259,13 @@ export const withOccRetry: {
  * @category combinators
  */
 export const execWithRetry: {
-  (options?: Options): <A, E, R>(statement: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OccConflict, R>
-  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict, R>
+  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict | SqlError, R>
+  (options?: Options): <A, E, R>(statement: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OccConflict | SqlError, R>
 } = dual(
   (args) => Effect.isEffect(args[0]),
-  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options) => retryOcc(statement, options)
+  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options) =>
+    Effect.flatMap(
+      Effect.serviceOption(SqlClient.TransactionConnection),
+      (open) => Option.isSome(open) ? Effect.mapError(statement, toOccConflict(1)) : retryOcc(statement, options)
+    )
 )

@@ -1,10 +1,12 @@
 /**
- * Signs the IAM authentication tokens Aurora DSQL takes as passwords. Credentials are resolved once, cached and
- * refreshed ahead of their expiry; signing itself is local and takes microseconds.
+ * Signs the IAM authentication tokens Aurora DSQL takes as passwords, with `@aws-sdk/dsql-signer`. Credentials are
+ * resolved once, cached and refreshed ahead of their expiry; signing itself is local and takes microseconds.
  *
  * @since 0.1.0
  */
-import { fromIni, fromNodeProviderChain } from "@aws-sdk/credential-providers"
+import { fromIni } from "@aws-sdk/credential-provider-ini"
+import { defaultProvider } from "@aws-sdk/credential-provider-node"
+import { DsqlSigner } from "@aws-sdk/dsql-signer"
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -116,7 +118,10 @@ export interface StaticCredentials {
  * @category models
  */
 export interface MakeOptions {
-  /** Where credentials come from, e.g. `fromNodeProviderChain()` of `@aws-sdk/credential-providers`. */
+  /**
+   * Where credentials come from, e.g. `defaultProvider()` of `@aws-sdk/credential-provider-node`, or
+   * `fromTemporaryCredentials(…)` of `@aws-sdk/credential-providers` (install it yourself).
+   */
   readonly credentials: AwsCredentialIdentityProvider
   /** How long before their `expiration` credentials are refreshed; 5 minutes by default. */
   readonly refreshBefore?: Duration.DurationInput | undefined
@@ -126,30 +131,37 @@ const MAX_EXPIRES_IN_SECONDS = 604_800
 
 /**
  * A token signer over a credentials provider. The provider is called once, then again only when the credentials
- * come within `refreshBefore` of their expiration; concurrent signatures share one call. While a refresh fails,
- * signing goes on with the cached credentials until they expire.
+ * come within `refreshBefore` of their expiration; concurrent signatures share one call. While a refresh fails, or
+ * when the provider hands out credentials already within `refreshBefore` of their expiration, further refresh attempts
+ * wait half the credentials' remaining lifetime (a second at least), and signing goes on with the cached credentials
+ * until they expire.
+ *
+ * Each token is signed by `@aws-sdk/dsql-signer`'s `DsqlSigner` with the cached credentials as its credentials
+ * provider; its `X-Amz-Date` is the system clock's time (`DsqlSigner` reads `Date`, not Effect's `Clock`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: MakeOptions): Effect.Effect<Service> => {
-  const refreshBefore = Duration.toMillis(options.refreshBefore ?? Duration.minutes(5))
-  return Effect.map(
-    internal.makeCredentialCache(resolveCredentials(options.credentials, refreshBefore)),
+export const make = (options: MakeOptions): Effect.Effect<Service> =>
+  Effect.map(
+    internal.makeCredentialCache(
+      resolveCredentials(options.credentials),
+      Duration.toMillis(options.refreshBefore ?? Duration.minutes(5))
+    ),
     (credentials) => {
       const signToken = Effect.fnUntraced(function*(request: SignRequest, action: Action) {
-        const expiresInSeconds = yield* validateRequest(request)
-        const signing = yield* credentials
-        const now = yield* Clock.currentTimeMillis
-        const token = yield* Effect.try({
-          try: () =>
-            internal.presign(signing, {
+        const expiresIn = yield* validateRequest(request)
+        const cached = yield* credentials
+        const token = yield* Effect.tryPromise({
+          try: () => {
+            const signer = new DsqlSigner({
               hostname: request.hostname,
               region: request.region,
-              action,
-              expiresInSeconds,
-              now
-            }),
+              expiresIn,
+              credentials: () => Promise.resolve(revealCredentials(cached))
+            })
+            return action === "DbConnectAdmin" ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
+          },
           catch: (cause) =>
             new TokenSignerError({
               reason: "SigningFailed",
@@ -179,7 +191,6 @@ export const make = (options: MakeOptions): Effect.Effect<Service> => {
       })
     }
   )
-}
 
 /**
  * A `TokenSigner` over any credentials provider.
@@ -208,18 +219,38 @@ export const layerStatic = (credentials: StaticCredentials): Layer.Layer<TokenSi
   return layerFromProvider(() => Promise.resolve(identity))
 }
 
+/** The chain signers of this process, by profile (`undefined`: the default chain). */
+const chainSigners = new Map<string | undefined, Service>()
+
+const chainSigner = (profile: string | undefined): Effect.Effect<Service> =>
+  Effect.suspend(() => {
+    const existing = chainSigners.get(profile)
+    if (existing !== undefined) return Effect.succeed(existing)
+    return Effect.map(
+      make({ credentials: profile === undefined ? defaultProvider() : fromIni({ profile }) }),
+      (created) => {
+        const shared = chainSigners.get(profile) ?? created
+        chainSigners.set(profile, shared)
+        return shared
+      }
+    )
+  })
+
 /**
- * A `TokenSigner` over the AWS default credential chain, or over the shared config and credentials files' `profile`
- * when one is given (resolved here: `@aws-sdk/dsql-signer` ignores its own `profile` option).
+ * A `TokenSigner` over the AWS default credential chain (`defaultProvider` of `@aws-sdk/credential-provider-node`),
+ * or over the shared config and credentials files' `profile` when one is given (`fromIni` of
+ * `@aws-sdk/credential-provider-ini`, resolved here: `@aws-sdk/dsql-signer` ignores its own `profile` option).
+ *
+ * There is one such signer per profile in the process: every `layerFromChain`, `layer` and `DsqlClient` layer or
+ * `connect` over the same profile shares its chain and credential cache, so credentials are resolved once per
+ * process, not once per layer or connection. As with the AWS SDK's own clients, credentials without an expiration
+ * (environment keys, a profile's static keys) are read once.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerFromChain = (options?: { readonly profile?: string | undefined }): Layer.Layer<TokenSigner> =>
-  Layer.suspend(() => {
-    const profile = options?.profile
-    return layerFromProvider(profile === undefined ? fromNodeProviderChain() : fromIni({ profile }))
-  })
+  Layer.effect(TokenSigner, chainSigner(options?.profile))
 
 /**
  * `layerFromChain` with the profile read from `DSQL_PROFILE` when set.
@@ -240,6 +271,13 @@ export const layer: Layer.Layer<TokenSigner, ConfigError.ConfigError> = Layer.un
 
 const reveal = (value: Redacted.Redacted<string> | string): string =>
   Redacted.isRedacted(value) ? Redacted.value(value) : value
+
+/** The cached credentials as `DsqlSigner` takes them: the only place their secrets leave `Redacted`. */
+const revealCredentials = (credentials: internal.CachedCredentials): AwsCredentialIdentity => ({
+  accessKeyId: credentials.accessKeyId,
+  secretAccessKey: Redacted.value(credentials.secretAccessKey),
+  ...(credentials.sessionToken === undefined ? {} : { sessionToken: Redacted.value(credentials.sessionToken) })
+})
 
 const invalidRequest = (message: string) => Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message }))
 
@@ -273,9 +311,8 @@ const successfulResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "
 const failedResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "failure")
 
 const resolveCredentials = (
-  provider: AwsCredentialIdentityProvider,
-  refreshBeforeMillis: number
-): Effect.Effect<internal.SigningCredentials, TokenSignerError> =>
+  provider: AwsCredentialIdentityProvider
+): Effect.Effect<internal.CachedCredentials, TokenSignerError> =>
   Effect.tryPromise({
     try: () => provider(),
     catch: (cause) =>
@@ -300,13 +337,12 @@ const resolveCredentials = (
             )
           )
         }
-        return Effect.try({
-          try: () => internal.makeSigningCredentials(identity, expiresAt, refreshBeforeMillis),
-          catch: (cause) =>
-            credentialsUnavailable(
-              "the AWS credentials provider returned a session token that is not valid UTF-16",
-              cause
-            )
+        return Effect.succeed({
+          accessKeyId: identity.accessKeyId,
+          secretAccessKey: Redacted.make(identity.secretAccessKey),
+          // the AWS signer leaves an empty session token out of the query
+          sessionToken: identity.sessionToken ? Redacted.make(identity.sessionToken) : undefined,
+          expiresAt
         })
       })
     ),

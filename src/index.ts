@@ -22,6 +22,11 @@ export * as DsqlMetrics from "./DsqlMetrics.js"
 /**
  * @since 0.1.0
  */
+export * as DsqlMigrator from "./DsqlMigrator.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as OccRetry from "./OccRetry.js"
 
 /**

@@ -1,11 +1,30 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { assert, describe, it, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Option } from "effect"
-import { DsqlClient, OccRetry, TokenSigner } from "effect-dsql"
+import { assert, describe, it, layer, vi } from "@effect/vitest"
+import {
+  Cause,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  Option,
+  Schedule,
+  String as Str,
+  Tracer
+} from "effect"
+import { DsqlClient, DsqlConfig, DsqlMetrics, OccRetry, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
+import * as Fs from "node:fs"
+import { createRequire } from "node:module"
 import * as Net from "node:net"
+import * as Path from "node:path"
+import pg from "pg"
+import packageJson from "../package.json" with { type: "json" }
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
+import { signToken, tlsFor } from "./utils/dsqlLocal.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
   assert.isTrue(Exit.isFailure(exit), "expected a failure")
@@ -236,6 +255,259 @@ describe("DsqlClient", () => {
           `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE '${appName}:%'`
         ).pipe(Effect.repeat({ until: (rows) => rows[0]?.n === 0, times: 20 }), Effect.delay("50 millis"))
         assert.deepStrictEqual(left, [{ n: 0 }])
+      }))
+
+    it.effect("signs a later connection's token under the span that needed it, not under DsqlClient.make", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const native = yield* Effect.tracer
+        const spans: Array<Tracer.Span> = []
+        const collecting = Tracer.make({
+          span: (...args) => {
+            const span = native.span(...args)
+            spans.push(span)
+            return span
+          },
+          context: native.context
+        })
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          // The startup connection busy, the next statement needs a new connection.
+          const marker = uniqueTable("busy")
+          const busy = yield* Effect.fork(sql.unsafe(`SELECT pg_sleep(0.5), '${marker}'`))
+          yield* backendQuery(
+            server,
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%${marker}%' AND pid <> pg_backend_pid()`
+          ).pipe(Effect.repeat({ until: (rows) => rows[0]?.n === 1, schedule: Schedule.spaced("20 millis") }))
+          yield* Effect.withSpan(sql`SELECT 1`, "later work")
+          yield* Fiber.join(busy)
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 2 })), Effect.withTracer(collecting))
+        const ancestors = (span: Tracer.AnySpan): Array<string> =>
+          span._tag === "Span" && Option.isSome(span.parent)
+            ? [span.parent.value._tag === "Span" ? span.parent.value.name : "external", ...ancestors(span.parent.value)]
+            : []
+        const signs = spans.filter((span) => span.name === "TokenSigner.sign").map(ancestors)
+        assert.strictEqual(signs.length, 2, "one token for the startup connection, one for the later one")
+        assert.include(signs[0], "DsqlClient.make")
+        assert.notInclude(signs[1], "DsqlClient.make")
+        assert.include(signs[1], "later work")
+      }))
+
+    it.effect("probes idle connections with TCP keep-alive within seconds, and closes idle ones before 350 s", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const setKeepAlive = vi.spyOn(Net.Socket.prototype, "setKeepAlive")
+        // DsqlLocal runs in this process too: only the client's sockets, those dialing the server, count.
+        const calls = yield* Effect.provide(query((sql) => sql`SELECT 1`), clientLayer(server, { maxConnections: 1 }))
+          .pipe(
+            Effect.zipRight(
+              Effect.sync(() =>
+                setKeepAlive.mock.calls.filter((_, index) =>
+                  (setKeepAlive.mock.contexts[index] as Net.Socket).remotePort === server.port
+                )
+              )
+            ),
+            Effect.ensuring(Effect.sync(() => setKeepAlive.mockRestore()))
+          )
+        assert.isAbove(calls.length, 0)
+        for (const [enable, initialDelay] of calls) {
+          assert.isTrue(enable)
+          assert.isAbove(initialDelay ?? 0, 0)
+          assert.isBelow(initialDelay ?? 0, 350_000)
+        }
+        const defaults = yield* DsqlConfig.make({ host: server.hostname, region: server.region })
+        assert.isBelow(Duration.toMillis(defaults.idleTimeout), 350_000)
+      }))
+
+    it.effect("counts only the retries of a refused connection, and fails it within connectTimeout", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const appName = uniqueTable("refused")
+        const connectTimeout = 1_500
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          // The startup connection closes when idle, so the statement below needs a new one.
+          yield* backendQuery(
+            server,
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE '${appName}:%'`
+          ).pipe(Effect.repeat({ until: (rows) => rows[0]?.n === 0, schedule: Schedule.spaced("20 millis") }))
+          const retriesBefore = (yield* Metric.value(DsqlMetrics.connectRetries)).count
+          const before = yield* server.stats
+          yield* server.faults.setLimits({ connectionBurst: 0.5, connectionRatePerSecond: 0.001 })
+          const started = Date.now()
+          const exit = yield* Effect.exit(sql`SELECT 1`).pipe(Effect.ensuring(server.faults.reset))
+          const elapsed = Date.now() - started
+          const refused = (yield* server.stats).connectionsRefused - before.connectionsRefused
+          const retries = (yield* Metric.value(DsqlMetrics.connectRetries)).count - retriesBefore
+          assert.strictEqual((failureOf(exit).cause as { code?: string }).code, "53400")
+          assert.isAtLeast(refused, 3)
+          assert.strictEqual(retries, refused - 1)
+          assert.isAtLeast(elapsed, connectTimeout / 2)
+          assert.isAtMost(elapsed, connectTimeout + 250)
+        }).pipe(
+          Effect.provide(
+            clientLayer(server, { applicationName: appName, idleTimeout: "50 millis", connectTimeout })
+          )
+        )
+      }))
+
+    it.effect("passes @effect/sql-pg's name transforms and custom type parsers to layerConfig and connect", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = uniqueTable("transforms")
+        yield* backendQuery(server, `CREATE TABLE ${table} (account_id int PRIMARY KEY, balance_due numeric)`)
+        const options: DsqlClient.ClientOptions = {
+          transformResultNames: Str.snakeToCamel,
+          transformQueryNames: Str.camelToSnake,
+          types: {
+            getTypeParser: ((oid: number, format?: "text" | "binary") =>
+              oid === pg.types.builtins.NUMERIC ? Number : pg.types.getTypeParser(oid, format)) as never
+          }
+        }
+        const program = (id: number) =>
+          Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            yield* sql`INSERT INTO ${sql(table)} ${sql.insert({ accountId: id, balanceDue: "12.50" })}`
+            return yield* sql`SELECT account_id, balance_due FROM ${sql(table)} WHERE account_id = ${id}`
+          })
+        const signer = TokenSigner.layerStatic(server.credentials)
+        const viaLayer = yield* program(1).pipe(
+          Effect.provide(
+            DsqlClient.layerConfigWithSigner(DsqlLocal.clientConfig(server), options).pipe(Layer.provide(signer))
+          )
+        )
+        const viaConnect = yield* Effect.flatMap(
+          DsqlClient.connectWithSigner(DsqlLocal.clientConfig(server), options),
+          (client) =>
+            Effect.provideService(program(2), SqlClient.SqlClient, client)
+        ).pipe(Effect.scoped, Effect.provide(signer))
+        const viaEnvironment = yield* withEnv(
+          server.env,
+          Effect.flatMap(
+            DsqlClient.connect(DsqlLocal.clientConfig(server), options),
+            (client) => Effect.provideService(program(3), SqlClient.SqlClient, client)
+          ).pipe(Effect.scoped)
+        )
+        assert.deepStrictEqual([...viaLayer, ...viaConnect, ...viaEnvironment], [
+          { accountId: 1, balanceDue: 12.5 },
+          { accountId: 2, balanceDue: 12.5 },
+          { accountId: 3, balanceDue: 12.5 }
+        ])
+      }))
+
+    it.effect("runs on a pg-pool whose internals the pool relies on are as tested (fails loudly when they change)", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const internals = (what: string) => `pg-pool changed: ${what}; src/internal/pool.ts relies on it`
+        const declared = (packageJson as { dependencies: Record<string, string> }).dependencies["pg-pool"]
+        assert.isDefined(
+          declared,
+          "pg-pool must be a declared dependency: src/internal/pool.ts relies on its internals"
+        )
+        const fromPg = createRequire(createRequire(import.meta.url).resolve("pg"))
+        const loaded = JSON.parse(
+          Fs.readFileSync(Path.join(Path.dirname(fromPg.resolve("pg-pool")), "package.json"), "utf8")
+        ) as { version: string }
+        const [major, minor] = loaded.version.split(".").map(Number)
+        const [, wantMajor, wantMinor] = /^\^(\d+)\.(\d+)\./.exec(declared!)!.map(Number)
+        assert.isTrue(
+          major === wantMajor && minor! >= wantMinor!,
+          internals(`pg loads pg-pool ${loaded.version}, outside the declared ${declared}`)
+        )
+
+        const token = yield* Effect.orDie(signToken(server))
+        let lifetimeReads = 0
+        const pool = new pg.Pool({
+          host: server.address,
+          port: server.port,
+          user: "admin",
+          database: "postgres",
+          password: token,
+          ssl: tlsFor(server),
+          sslnegotiation: "direct",
+          max: 2
+        } as pg.PoolConfig)
+        yield* Effect.addFinalizer(() => Effect.promise(() => pool.end()))
+        // Connections that end while idle (their lifetime over) report it here; pg-pool has already dropped them.
+        pool.on("error", () => undefined)
+        const events: Array<string> = []
+        for (const event of ["connect", "remove"] as const) pool.on(event, () => events.push(event))
+
+        assert.strictEqual(pool.options.max, 2, internals("options.max no longer holds the pool size"))
+        Object.defineProperty(pool.options, "maxLifetimeSeconds", {
+          get: () => {
+            lifetimeReads++
+            return 0.3
+          },
+          set: () => undefined
+        })
+        const poolConnect = pool.connect.bind(pool)
+        let replacedConnectCalls = 0
+        pool.connect = ((callback: Parameters<typeof poolConnect>[0]) => {
+          replacedConnectCalls++
+          return poolConnect(callback)
+        }) as typeof pool.connect
+
+        yield* Effect.promise(() => pool.query("SELECT 1"))
+        assert.strictEqual(replacedConnectCalls, 1, internals("pool.query no longer checks out through pool.connect"))
+        assert.isAtLeast(lifetimeReads, 1, internals("maxLifetimeSeconds is not read per connection"))
+        assert.deepStrictEqual(events, ["connect"], internals("no 'connect' event for a new connection"))
+        yield* Effect.promise(() => new Promise<void>((resolve) => pool.once("remove", () => resolve()))).pipe(
+          Effect.timeoutFail({
+            duration: "10 seconds",
+            onTimeout: () => new Error(internals("maxLifetimeSeconds no longer ends a connection at that age"))
+          })
+        )
+
+        // `max` is read at every checkout: lowered, a second checkout waits for the first.
+        pool.options.max = 1
+        const first = yield* Effect.promise(() => pool.connect())
+        const second = pool.connect()
+        assert.strictEqual(pool.waitingCount, 1, internals("options.max is no longer read at each checkout"))
+        first.release()
+        ;(yield* Effect.promise(() => second)).release()
+      }).pipe(Effect.scoped))
+
+    it.effect("never sends a statement on a connection whose session the server ended", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const { failures, terminated } = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.forEach(Array.from({ length: 10 }), () => sql`SELECT pg_sleep(0.05)`, { concurrency: 10 })
+          // Connected beforehand (unlike backendQuery), so the statements start as soon as the terminations are done.
+          const admin = yield* Effect.acquireRelease(
+            Effect.promise(async () => {
+              const client = new pg.Client({ connectionString: server.backendUrl })
+              await client.connect()
+              return client
+            }),
+            (client) => Effect.promise(() => client.end())
+          )
+          // A failover, an administrator's pg_terminate_backend, the 60-minute cut: every session ends while idle,
+          // its FATAL still on the way when the next statements start.
+          const terminated = yield* Effect.promise(() =>
+            admin.query(
+              `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'`
+            )
+          )
+          const outcomes = yield* Effect.forEach(
+            Array.from({ length: 80 }),
+            (_, n) => Effect.either(sql`SELECT ${n}::int AS n`),
+            { concurrency: 8 }
+          )
+          return {
+            failures: outcomes.filter(Either.isLeft).map((failure) => failure.left),
+            terminated: terminated.rowCount!
+          }
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 10 })), Effect.scoped)
+        assert.strictEqual(terminated, 10)
+        // Only a statement already sent when its session's FATAL arrived fails, with that FATAL: whether it ran is
+        // unknown, so it is not sent again. Once the FATAL is in, its connection is never handed out again.
+        assert.isAtMost(failures.length, terminated)
+        for (const failure of failures) {
+          assert.strictEqual((failure.cause as { code?: string }).code, "57P01", failure.message)
+        }
       }))
 
     it.effect("opens a single scoped connection with connectWithSigner", () =>

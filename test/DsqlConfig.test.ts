@@ -106,7 +106,7 @@ describe("DsqlConfig", () => {
         assert.strictEqual(config.maxConnections, 10)
         assert.strictEqual(config.minConnections, 0)
         assert.strictEqual(millis(config.maxConnectionLifetime), 55 * 60_000)
-        assert.strictEqual(millis(config.idleTimeout), 10 * 60_000)
+        assert.strictEqual(millis(config.idleTimeout), 5 * 60_000)
         assert.strictEqual(millis(config.connectTimeout), 10_000)
         assert.strictEqual(config.applicationName, driverName)
         assert.deepStrictEqual(config.hostAddress, Option.none())

@@ -1,7 +1,8 @@
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, FastCheck, Fiber, Option, Random, Ref, Schedule, TestClock } from "effect"
-import { OccConflict, OccRetry } from "effect-dsql"
+import { OccConflict, OccRetry, withOccRetry } from "effect-dsql"
 
 /** A pg DatabaseError as node-postgres reports it. */
 const databaseError = (code: string, message: string) => Object.assign(new Error(message), { code, severity: "ERROR" })
@@ -218,4 +219,28 @@ describe("OccRetry.execWithRetry", () => {
       assert.deepStrictEqual(yield* runWithClock(piped), Exit.succeed(2))
       assert.deepStrictEqual(yield* runWithClock(direct), Exit.succeed(2))
     }))
+})
+
+describe("withOccRetry and execWithRetry types", () => {
+  const program = Effect.fail("ProgramError" as const) as Effect.Effect<number, "ProgramError", "Requirement">
+  type Retried = Effect.Effect<number, "ProgramError" | OccConflict | SqlError, "Requirement" | SqlClient.SqlClient>
+  type Executed = Effect.Effect<number, "ProgramError" | OccConflict | SqlError, "Requirement">
+
+  it("declare SqlError and OccConflict besides the program's errors, in every form", () => {
+    expectTypeOf(withOccRetry(program)).toEqualTypeOf<Retried>()
+    expectTypeOf(withOccRetry(program, { maxRetries: 1 })).toEqualTypeOf<Retried>()
+    expectTypeOf(program.pipe(withOccRetry())).toEqualTypeOf<Retried>()
+    expectTypeOf(program.pipe(withOccRetry({ maxRetries: 1 }))).toEqualTypeOf<Retried>()
+    expectTypeOf(OccRetry.execWithRetry(program)).toEqualTypeOf<Executed>()
+    expectTypeOf(OccRetry.execWithRetry(program, { maxRetries: 1 })).toEqualTypeOf<Executed>()
+    expectTypeOf(program.pipe(OccRetry.execWithRetry())).toEqualTypeOf<Executed>()
+    expectTypeOf(program.pipe(OccRetry.execWithRetry({ maxRetries: 1 }))).toEqualTypeOf<Executed>()
+  })
+
+  it("reject the bare function in a pipe, which would lose the program's types", () => {
+    // @ts-expect-error withOccRetry must be called in a pipe: `withOccRetry()`
+    expectTypeOf(program.pipe(withOccRetry)).toBeObject()
+    // @ts-expect-error execWithRetry must be called in a pipe: `OccRetry.execWithRetry()`
+    expectTypeOf(program.pipe(OccRetry.execWithRetry)).toBeObject()
+  })
 })

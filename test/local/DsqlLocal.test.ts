@@ -147,6 +147,22 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         expect(active.rows).toEqual([{ usename: "admin" }])
       }))
 
+    it.scoped("answers server_version, server_version_num and version() like DSQL: PostgreSQL 16", () =>
+      Effect.gen(function*() {
+        const client = yield* connectPg(yield* DsqlLocal.DsqlLocal)
+        const { rows } = yield* query(
+          client,
+          "SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS number, " +
+            "version() AS banner"
+        )
+        expect(rows).toEqual([{
+          version: expect.stringMatching(/^16\.\d+$/),
+          number: expect.stringMatching(/^160\d{3}$/),
+          banner: expect.stringMatching(/^PostgreSQL 16\.\d+ /)
+        }])
+        expect((yield* query(client, "SHOW server_version")).rows).toEqual([{ server_version: rows[0].version }])
+      }))
+
     it.scoped("answers like PostgreSQL for a role the backend does not know", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
@@ -441,7 +457,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         const shared = yield* DsqlLocal.DsqlLocal
         const error = yield* Effect.flip(Effect.scoped(ownServer({ port: shared.port })))
         expect(error.reason).toBe("Listen")
-        expect(error.message).toContain("EADDRINUSE")
+        expect(error.message).toBe(`cannot listen on 127.0.0.1:${shared.port}: EADDRINUSE`)
       }))
 
     it.effect("refuses invalid options", () =>
@@ -545,7 +561,20 @@ describe("DsqlLocal over a backend that wants passwords", () => {
     "logs in with cleartext, MD5 and SCRAM-SHA-256, and passes the backend's refusal on",
     () =>
       Effect.gen(function*() {
-        const server = yield* DsqlLocal.start({ backendUrl: yield* passwordBackend })
+        const backendUrl = yield* passwordBackend
+        const server = yield* DsqlLocal.start({ backendUrl })
+        // Roles other than admin log in only with an IAM mapping.
+        yield* Effect.tryPromise(async () => {
+          const client = new pg.Client({ connectionString: backendUrl })
+          await client.connect()
+          try {
+            for (const role of ["postgres", "cleartext_role", "md5_role"]) {
+              await client.query("CALL dsql_local.iam_map('GRANT', $1, 'arn:aws:iam::123456789012:role/test')", [role])
+            }
+          } finally {
+            await client.end()
+          }
+        })
         for (const user of ["postgres", "cleartext_role", "md5_role"]) {
           const client = yield* connectPg(server, { user, password: yield* signToken(server, { action: "DbConnect" }) })
           expect((yield* query(client, "SELECT current_user AS name")).rows).toEqual([{ name: user }])

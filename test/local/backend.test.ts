@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { Cause, Effect, Exit, FastCheck, Fiber, Logger, LogLevel, Option, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
@@ -8,7 +8,7 @@ import * as Path from "node:path"
 import { inspect } from "node:util"
 import * as Pg from "pg"
 import type { Backend } from "../../src/local/internal/backend.js"
-import { acquireBackend } from "../../src/local/internal/backend.js"
+import { acquireBackend, versionWarning } from "../../src/local/internal/backend.js"
 
 const uniquePrefix = () => `dsql-local-backend-test-${randomUUID()}-`
 
@@ -60,6 +60,31 @@ const setupSql = "CREATE SCHEMA IF NOT EXISTS sys; CREATE TABLE IF NOT EXISTS sy
 const waitFor = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
   condition.pipe(Effect.repeat({ schedule: Schedule.spaced("5 millis"), until: (done) => done }))
 
+/** Runs `effect` and returns its result with the warnings it logged. */
+const withWarnings = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const warnings: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (LogLevel.Warning === logLevel) warnings.push([message].flat().join(" "))
+    })
+    const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    return [result, warnings] as const
+  })
+
+describe("versionWarning", () => {
+  it("names the backend's major version and DSQL's when they differ", () => {
+    expect(versionWarning(180004, "db.example:5432")).toBe(
+      "DsqlLocal: the backend PostgreSQL at db.example:5432 is version 18, while DSQL is PostgreSQL 16: SQL that " +
+        "runs here may not run on DSQL"
+    )
+    expect(versionWarning(150018, "127.0.0.1:5433")).toContain("is version 15,")
+  })
+
+  it.prop("is silent exactly for PostgreSQL 16", [FastCheck.integer({ min: 90_000, max: 999_999 })], ([number]) => {
+    expect(versionWarning(number, "host:1") === undefined).toBe(number >= 160_000 && number < 170_000)
+  })
+})
+
 describe("acquireBackend", () => {
   it.live("starts an embedded PostgreSQL that trusts loopback, and removes every trace when the scope closes", () =>
     Effect.gen(function*() {
@@ -81,8 +106,10 @@ describe("acquireBackend", () => {
         expect(yield* query(backend, "postgres", "select count(*)::int as n from sys.marker", backend.password))
           .toEqual([{ n: 0 }])
 
-        // The same server as an external one: prepared again (idempotently), and not stopped with its own scope.
-        const external = yield* Effect.scoped(acquireBackend({ url: backend.url, setupSql }))
+        // The same server as an external one: prepared again (idempotently), and not stopped with its own scope. It
+        // is PostgreSQL 16, as DSQL: no warning.
+        const [external, warnings] = yield* withWarnings(Effect.scoped(acquireBackend({ url: backend.url, setupSql })))
+        expect(warnings).toEqual([])
         expect(external).toEqual({ ...backend, embedded: false })
         expect(yield* isListening(backend.port)).toBe(true)
         const failedSetup = yield* Effect.flip(
@@ -108,7 +135,7 @@ describe("acquireBackend", () => {
         )
         if (phase === "start") {
           yield* waitFor(
-            Effect.promise(() => Fs.access(Path.join(dir, "postmaster.pid")).then(() => true, () => false))
+            Effect.promise(() => Fs.access(Path.join(dir, "data", "postmaster.pid")).then(() => true, () => false))
           )
         }
         const exit = yield* Fiber.interrupt(fiber)

@@ -314,6 +314,15 @@ describe("policy", () => {
         yield* query(client, "BEGIN")
         now = 300_001
         expectError(yield* failure(query(client, "SELECT 1")), "54000", message)
+        yield* query(client, "ROLLBACK")
+        now = 0
+        yield* query(client, "BEGIN")
+        now = 365_000
+        const aged = yield* failure(query(client, "SELECT 1"))
+        expect({ message: aged.message, detail: aged.detail }).toEqual({
+          message,
+          detail: "Current transaction age 365s exceeds 300s"
+        })
         expect((yield* query(client, "COMMIT")).command).toBe("ROLLBACK")
         yield* query(client, "BEGIN")
         now = 700_000
@@ -392,6 +401,11 @@ describe("policy", () => {
         }])
         const waited = yield* query(client, `CALL sys.wait_for_job('${jobId}')`)
         expect(waited.rows).toEqual([{ succeeded: true }])
+        expectError(
+          yield* failure(query(client, "CALL sys.wait_for_job('no-such-job')")),
+          "22P02",
+          "Unable to convert text to UUID"
+        )
         const indexes = yield* query(client, "SELECT indexname FROM pg_indexes WHERE tablename = $1", [table])
         expect(indexes.rows).toEqual([{ indexname: `${table}_a` }])
 

@@ -9,6 +9,8 @@ import type * as X509 from "@peculiar/x509"
 import * as Effect from "effect/Effect"
 import { webcrypto } from "node:crypto"
 import { DsqlLocalError } from "./error.js"
+import type { OptionalPackage } from "./packages.js"
+import { declaredVersions } from "./packages.js"
 
 /**
  * A certificate and its private key, both PEM (the key as PKCS#8), ready for `tls.createServer`.
@@ -66,6 +68,18 @@ const loadX509 = (): Promise<typeof X509> =>
       delete reflect.getOwnMetadata
     }
   })()
+
+/**
+ * @peculiar/x509, one of DsqlLocal's optional packages (DsqlLocal.start loads it before it builds certificates).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const x509Package: OptionalPackage<typeof X509> = {
+  name: "@peculiar/x509",
+  version: declaredVersions["@peculiar/x509"],
+  load: loadX509
+}
 
 const generateKeys = (): Promise<webcrypto.CryptoKeyPair> =>
   webcrypto.subtle.generateKey(signingAlgorithm, true, ["sign", "verify"])

@@ -11,23 +11,27 @@
  * entry in a queue describing the answers it will produce, which is how answers to the policy's own helper
  * statements are hidden and answers to rewritten statements are mapped back.
  *
+ * The rules themselves are data in `rules.ts`; those that need the catalog or the written values run on the backend
+ * (`catalog.ts`): an event trigger after DDL, statement triggers that measure and count written rows, and a row check
+ * the policy runs right after each DML statement in the same transaction, so that in autocommit too the statement
+ * crossing the limit is undone.
+ *
  * Differences from DSQL, by design of a PostgreSQL backend:
  * - Write conflicts surface at the conflicting statement (a lock wait past `lock_timeout`, or PostgreSQL's
  *   "could not serialize access"), not at COMMIT; the transaction is then aborted and its COMMIT answers `ROLLBACK`.
  *   DDL waits for the locks of open transactions on its table and fails with OC001 after `lock_timeout`, where DSQL
- *   would let the DDL through and fail the other transaction instead.
- * - The row limit is counted from CommandComplete tags, after the statement ran. Inside a transaction block the
- *   crossing statement's answer becomes the 54000 error and the transaction is aborted. In autocommit (and in a
- *   multi-statement simple query outside a block) the statement has already committed when its tag arrives, so it
- *   is let through: there the limit is not enforced.
- * - Rules see top-level statements only: DML inside functions, DO blocks or SQL-level EXECUTE is not counted.
+ *   would let the DDL through and fails the other transaction instead.
+ * - The transaction rules see top-level statements only: rows written inside functions are counted, but the row
+ *   limit is checked after top-level DML statements.
  *
  * @internal
  */
 import * as Catalog from "./catalog.js"
+import type { Refusal } from "./rules.js"
+import * as Rules from "./rules.js"
 import type { ClusterState, OccCode } from "./state.js"
 import { takeCommitFault } from "./state.js"
-import type { Refusal, Statement } from "./statements.js"
+import type { Statement } from "./statements.js"
 import * as Statements from "./statements.js"
 import type { Frame, TransactionStatus } from "./wire.js"
 import * as Wire from "./wire.js"
@@ -126,24 +130,27 @@ interface Txn {
   readonly schemaVersion: number
   ddl: number
   dml: boolean
-  rows: number
 }
 
 /** One statement sent to the backend, kept to read the backend's answer to it. */
 interface Sent {
   readonly statement: Statement | undefined
   readonly txn: Txn | undefined
-  /** Ran inside an explicit transaction block, where the row limit can still abort it. */
+  /** Ran inside an explicit transaction block. */
   readonly inBlock: boolean
   /** The policy's own `dsql_local.raise`: the error is DSQL's, only PL/pgSQL's fields are removed. */
   readonly raises: boolean
-  /** The policy's own helper statement: none of its answers reach the client. */
+  /** The policy's own helper statement: only its error reaches the client. */
   readonly hidden: boolean
+  /** A DML statement: its CommandComplete waits for the row check that follows it. */
+  readonly holdsTag: boolean
+  /** The row check after a DML statement: when it passes, the held CommandComplete goes to the client. */
+  readonly releasesTag: boolean
 }
 
 /** What the backend still owes for a message it was sent. */
 type Pending =
-  | { readonly _tag: "Query"; readonly sent: Array<Sent>; index: number; readonly hidden: boolean; readonly unit?: Txn }
+  | { readonly _tag: "Query"; readonly sent: Array<Sent>; index: number; readonly unit?: Txn }
   | { readonly _tag: "Parse" | "Bind" | "Describe" | "Close"; readonly hidden: boolean }
   | { readonly _tag: "Execute"; readonly sent: Sent }
   | { readonly _tag: "Sync"; readonly unit?: Txn }
@@ -179,8 +186,8 @@ class Session {
   private errorSinceReady = false
   /** After an extended-protocol error the backend ignores messages until Sync: they owe no answers. */
   private backendSkipping = false
-  /** Set when the policy failed a statement itself: the rest of that query's answers are dropped, then `Z` says this. */
-  private suppress: TransactionStatus | undefined
+  /** The CommandComplete of a DML statement, until the row check after it passes. */
+  private heldTag: Frame | undefined
 
   constructor(private readonly state: ClusterState) {}
 
@@ -203,7 +210,7 @@ class Session {
       case "S":
         return this.onSync(frame)
       case "F":
-        this.expect({ _tag: "Query", sent: [], index: 0, hidden: false })
+        this.expect({ _tag: "Query", sent: [], index: 0 })
         return [toBackend(frame)]
       default:
         return [toBackend(frame)]
@@ -213,9 +220,7 @@ class Session {
   fromBackend(frame: Frame): ReadonlyArray<Action> {
     const head = this.pending[0]
     if (head === undefined) return [toClient(frame)]
-    if (frame.type === "N" || frame.type === "A" || frame.type === "S") {
-      return head._tag === "Query" && head.hidden ? [] : [toClient(frame)]
-    }
+    if (frame.type === "N" || frame.type === "A" || frame.type === "S") return [toClient(frame)]
     return head._tag === "Query" ? this.queryAnswer(head, frame) : this.extendedAnswer(head, frame)
   }
 
@@ -223,10 +228,12 @@ class Session {
 
   private onQuery(frame: Frame): ReadonlyArray<Action> {
     if (this.dropsQuery()) return [{ _tag: "Close" }]
-    const classification = Statements.classify(Wire.readCString(frame.body, 0)[0])
+    const sql = Wire.readCString(frame.body, 0)[0]
+    const classification = Statements.classify(sql)
     if (classification._tag === "Unparseable" || classification.statements.length === 0) {
-      this.expect({ _tag: "Query", sent: [], index: 0, hidden: false })
-      return [toBackend(frame)]
+      this.expect({ _tag: "Query", sent: [], index: 0 })
+      const unchanged = classification._tag === "Parsed" || classification.sql === sql
+      return [toBackend(unchanged ? frame : Wire.query(classification.sql))]
     }
     const sent: Array<Sent> = []
     const pieces: Array<string> = []
@@ -234,36 +241,47 @@ class Session {
     for (const statement of classification.statements) {
       const plan = this.plan(statement)
       for (const step of plan.steps) {
-        const rewrite = step.sql ?? (statement.asyncIndex === undefined
-          ? undefined
-          : Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex))
+        const rewrite = step.sql ?? Catalog.backendStatement(statement)?.sql
         rewritten ||= rewrite !== undefined
         pieces.push(rewrite ?? statement.sql)
         sent.push(step.sent)
       }
       if (plan.stops) break
     }
-    this.expect({ _tag: "Query", sent, index: 0, hidden: false, ...this.endUnit() })
+    this.expect({ _tag: "Query", sent, index: 0, ...this.endUnit() })
     // A newline before each separator: a statement may end in a `--` comment.
     return [toBackend(rewritten ? Wire.query(pieces.join("\n;\n")) : frame)]
   }
 
   private onParse(frame: Frame): ReadonlyArray<Action> {
     const [name, afterName] = Wire.readCString(frame.body, 0)
-    const classification = Statements.classify(Wire.readCString(frame.body, afterName)[0])
+    const [sql, afterSql] = Wire.readCString(frame.body, afterName)
+    const classification = Statements.classify(sql)
     this.expect({ _tag: "Parse", hidden: false })
+    if (classification._tag === "Unparseable" && classification.sql !== sql) {
+      this.prepared.set(name, { statement: undefined, refused: false })
+      return [
+        toBackend({
+          type: "P",
+          body: Buffer.concat([
+            frame.body.subarray(0, afterName),
+            Wire.cstring(classification.sql),
+            frame.body.subarray(afterSql)
+          ])
+        })
+      ]
+    }
     const statement = classification._tag === "Parsed" && classification.statements.length === 1
       ? classification.statements[0]!
       : undefined
     if (statement?.refusal !== undefined) {
       this.state.stats.statementsRefused++
       this.prepared.set(name, { statement, refused: true })
-      return [toBackend(parseMessage(name, Catalog.raiseSql(statement.refusal)))]
+      return [toBackend(Wire.parseMessage(name, Catalog.raiseSql(statement.refusal)))]
     }
     this.prepared.set(name, { statement, refused: false })
-    return statement?.asyncIndex === undefined
-      ? [toBackend(frame)]
-      : [toBackend(parseMessage(name, Catalog.createIndexAsyncSql(statement.sql, statement.asyncIndex)))]
+    const replaced = statement === undefined ? undefined : Catalog.backendStatement(statement)
+    return [toBackend(replaced === undefined ? frame : Wire.parseMessage(name, replaced.sql))]
   }
 
   private onBind(frame: Frame): ReadonlyArray<Action> {
@@ -273,7 +291,7 @@ class Session {
     this.portals.set(portal, prepared ?? { statement: undefined, refused: false })
     this.expect({ _tag: "Bind", hidden: false })
     // A refused statement became a raise without parameters: the client's parameters must go.
-    return [toBackend(prepared?.refused === true ? bindWithoutParameters(frame.body, afterName) : frame)]
+    return [toBackend(prepared?.refused === true ? Wire.bindWithoutParameters(frame.body, afterName) : frame)]
   }
 
   private onExecute(frame: Frame): ReadonlyArray<Action> {
@@ -286,7 +304,7 @@ class Session {
       this.expect({ _tag: "Execute", sent: this.sent(statement, { raises: refused }) })
       return [toBackend(frame)]
     }
-    return this.plan(statement).steps.flatMap((step) => {
+    return this.plan(statement, { extended: true }).steps.flatMap((step) => {
       if (step.sql !== undefined) return this.injectExtended(step)
       this.expect({ _tag: "Execute", sent: step.sent })
       return [toBackend(frame)]
@@ -317,11 +335,11 @@ class Session {
     this.expect({ _tag: "Bind", hidden: true })
     this.expect({ _tag: "Execute", sent: step.sent })
     return [
-      closeMessage("P", PRIVATE_NAME),
-      closeMessage("S", PRIVATE_NAME),
-      parseMessage(PRIVATE_NAME, step.sql!),
-      bindMessage(PRIVATE_NAME, PRIVATE_NAME),
-      executeMessage(PRIVATE_NAME)
+      Wire.closeMessage("P", PRIVATE_NAME),
+      Wire.closeMessage("S", PRIVATE_NAME),
+      Wire.parseMessage(PRIVATE_NAME, step.sql!),
+      Wire.bindMessage(PRIVATE_NAME, PRIVATE_NAME),
+      Wire.executeMessage(PRIVATE_NAME)
     ].map(toBackend)
   }
 
@@ -352,29 +370,30 @@ class Session {
       startedAt: this.state.now(),
       schemaVersion: this.state.schemaVersion,
       ddl: 0,
-      dml: false,
-      rows: 0
+      dml: false
     }
     return this.txn
   }
 
   private sent(
     statement: Statement | undefined,
-    flags: { readonly raises?: boolean; readonly hidden?: boolean } = {}
+    flags: Partial<Pick<Sent, "raises" | "hidden" | "holdsTag" | "releasesTag">> = {}
   ): Sent {
     return {
       statement,
       txn: this.txn,
       inBlock: this.block === "open",
       raises: flags.raises ?? false,
-      hidden: flags.hidden ?? false
+      hidden: flags.hidden ?? false,
+      holdsTag: flags.holdsTag ?? false,
+      releasesTag: flags.releasesTag ?? false
     }
   }
 
   // ---- DSQL's rules ------------------------------------------------------------------------------------------
 
   /** Decides how `statement` runs, applying DSQL's refusals and transaction rules, and moves the predicted state. */
-  private plan(statement: Statement): Plan {
+  private plan(statement: Statement, protocol: { readonly extended: boolean } = { extended: false }): Plan {
     const txn = this.currentTxn()
     if (this.block === "failed") {
       // The backend answers 25P02 to everything but the end of the block; a refused statement still never runs.
@@ -386,17 +405,22 @@ class Session {
     const inBlock = this.block === "open"
     if (inBlock && statement.control !== "rollback") {
       const limits = this.state.limits
-      if (this.state.now() - txn.startedAt > limits.maxTransactionAgeMillis) {
+      const age = this.state.now() - txn.startedAt
+      if (age > limits.maxTransactionAgeMillis) {
         this.state.stats.statementsRefused++
         const seconds = Math.round(limits.maxTransactionAgeMillis / 1000)
-        return this.refuse({ code: "54000", message: `transaction age limit of ${seconds}s exceeded` }, statement)
+        return this.refuse({
+          code: "54000",
+          message: `transaction age limit of ${seconds}s exceeded`,
+          detail: `Current transaction age ${Math.round(age / 1000)}s exceeds ${seconds}s`
+        }, statement)
       }
       if (txn.schemaVersion !== this.state.schemaVersion) {
         this.state.stats.occErrors.OC001++
         return this.refuse(occRefusal("OC001"), statement)
       }
     }
-    const refusal = statement.refusal ?? this.ruleRefusal(statement, txn, inBlock)
+    const refusal = statement.refusal ?? Rules.transactionRefusal(statement, { inBlock, ddl: txn.ddl, dml: txn.dml })
     if (refusal !== undefined) {
       this.state.stats.statementsRefused++
       return this.refuse(refusal, statement)
@@ -414,21 +438,31 @@ class Session {
         return plan
       }
       default:
-        return this.run(statement)
+        return this.runChecked(statement, protocol.extended)
     }
   }
 
-  private ruleRefusal(statement: Statement, txn: Txn, inBlock: boolean): Refusal | undefined {
-    if (statement.waitForJob && inBlock) {
-      return { code: "0A000", message: "CALL sys.wait_for_job cannot run inside a transaction block" }
-    }
-    if (statement.kind === "ddl" && txn.ddl > 0) {
-      return { code: "0A000", message: "multiple ddl statements not supported in a transaction" }
-    }
-    if ((statement.kind === "ddl" && txn.dml) || (statement.kind === "dml" && txn.ddl > 0)) {
-      return { code: "0A000", message: "ddl and dml are not supported in the same transaction" }
-    }
-    return undefined
+  /**
+   * The statement between the backend checks it needs: before dropping columns, that none is in the primary key;
+   * after DML, the transaction's row count (the triggers of `catalog.ts` count the rows), in the same transaction so
+   * that a statement crossing the limit is undone with it, in autocommit too.
+   */
+  private runChecked(statement: Statement, extended: boolean): Plan {
+    const before = statement.droppedColumns === undefined ? [] : [{
+      sql: Catalog.checkDropColumnsSql(statement.droppedColumns),
+      sent: this.sent(undefined, { hidden: true })
+    }]
+    // In the extended protocol a COPY's rows arrive after its Execute, where a check would cut the copy short: its
+    // rows count at the next DML statement's check instead.
+    const checksRows = statement.kind === "dml" && !(extended && statement.copiesFromClient)
+    const after = checksRows
+      ? [{
+        sql: Catalog.checkRowsSql(this.state.limits.maxRowsPerTransaction),
+        sent: this.sent(undefined, { hidden: true, releasesTag: true })
+      }]
+      : []
+    const step = { sql: undefined, sent: this.sent(statement, { holdsTag: after.length > 0 }) }
+    return { steps: [...before, step, ...after], stops: false }
   }
 
   private run(statement: Statement): Plan {
@@ -489,49 +523,40 @@ class Session {
   // ---- backend side ------------------------------------------------------------------------------------------
 
   private queryAnswer(head: Extract<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
-    const dropped = head.hidden || this.suppress !== undefined
-    let out: ReadonlyArray<Action>
     switch (frame.type) {
       case "C":
-        out = this.commandComplete(frame, head.sent[head.index++])
-        break
+        return this.commandComplete(frame, head.sent[head.index++])
       case "I":
         head.index++
-        out = [toClient(frame)]
-        break
+        return [toClient(frame)]
       case "E":
-        out = [toClient(this.mapError(frame, head.sent[head.index]))]
-        break
+        return [toClient(this.mapError(frame, head.sent[head.index]))]
       case "Z":
         this.pending.shift()
-        return this.ready(frame, head.unit, head.hidden)
+        return this.ready(frame, head.unit)
       default:
-        out = head.sent[head.index]?.hidden === true ? [] : [toClient(frame)]
+        return head.sent[head.index]?.hidden === true ? [] : [toClient(frame)]
     }
-    return dropped ? out.filter((action) => action._tag === "ToBackend") : out
   }
 
   private extendedAnswer(head: Exclude<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
-    const dropped = (head._tag === "Execute" ? head.sent.hidden : "hidden" in head && head.hidden) ||
-      this.suppress !== undefined
     if (COMPLETES[frame.type] === head._tag) this.pending.shift()
-    let out: ReadonlyArray<Action>
     switch (frame.type) {
       case "C":
-        out = head._tag === "Execute" ? this.commandComplete(frame, head.sent) : [toClient(frame)]
-        break
-      case "E":
-        out = [toClient(this.mapError(frame, head._tag === "Execute" ? head.sent : undefined))]
+        return head._tag === "Execute" ? this.commandComplete(frame, head.sent) : [toClient(frame)]
+      case "E": {
+        // An error of a hidden step is the client's: its Execute will not run.
+        const error = this.mapError(frame, head._tag === "Execute" ? head.sent : undefined)
         this.skipUntilSync()
-        break
+        return [toClient(error)]
+      }
       case "Z":
-        return this.ready(frame, head._tag === "Sync" ? head.unit : undefined, false)
-      default:
-        out = [toClient(frame)]
+        return this.ready(frame, head._tag === "Sync" ? head.unit : undefined)
+      default: {
+        const hidden = head._tag === "Execute" ? head.sent.hidden : "hidden" in head && head.hidden
+        return hidden ? [] : [toClient(frame)]
+      }
     }
-    // An error of a hidden step is the client's: its Execute will not run.
-    const visible = frame.type === "E" && this.suppress === undefined
-    return dropped && !visible ? out.filter((action) => action._tag === "ToBackend") : out
   }
 
   /** After an extended-protocol error the backend skips every message up to the next Sync. */
@@ -542,43 +567,28 @@ class Session {
 
   private commandComplete(frame: Frame, sent: Sent | undefined): ReadonlyArray<Action> {
     if (sent === undefined) return [toClient(frame)]
-    if (sent.hidden) return []
+    if (sent.hidden) {
+      const held = sent.releasesTag ? this.heldTag : undefined
+      this.heldTag = undefined
+      return held === undefined ? [] : [toClient(held)]
+    }
     const tag = Wire.readCString(frame.body, 0)[0]
     const statement = sent.statement
-    const txn = sent.txn
-    if (txn !== undefined) {
-      txn.rows += modifiedRows(tag, statement)
-      if (sent.inBlock && txn.rows > this.state.limits.maxRowsPerTransaction && this.suppress === undefined) {
-        return this.exceedRowLimit()
-      }
-      // A block's DDL counts when its COMMIT succeeds (an implicit transaction's counts at ReadyForQuery).
-      if (sent.inBlock && statement?.control === "commit" && tag === "COMMIT" && txn.ddl > 0) {
-        this.state.schemaVersion++
-      }
+    // A block's DDL counts when its COMMIT succeeds (an implicit transaction's counts at ReadyForQuery).
+    if (sent.inBlock && statement?.control === "commit" && tag === "COMMIT" && (sent.txn?.ddl ?? 0) > 0) {
+      this.state.schemaVersion++
     }
-    return [toClient(statement?.asyncIndex === undefined ? frame : Wire.commandComplete("CREATE INDEX"))]
-  }
-
-  /**
-   * The statement that crossed the row limit already ran: its answer becomes DSQL's error, the rest of the query's
-   * answers are dropped, and a raise sent now aborts the transaction on the backend.
-   */
-  private exceedRowLimit(): ReadonlyArray<Action> {
-    const refusal = { code: "54000", message: "transaction row limit exceeded" }
-    this.state.stats.statementsRefused++
-    this.suppress = "E"
-    if (this.block === "open") this.block = "failed"
-    this.pending.push({
-      _tag: "Query",
-      sent: [{ statement: undefined, txn: undefined, inBlock: true, raises: true, hidden: true }],
-      index: 0,
-      hidden: true
-    })
-    return [toClient(Wire.dsqlError(refusal)), toBackend(Wire.query(Catalog.raiseSql(refusal)))]
+    const replaced = statement === undefined ? undefined : Catalog.backendStatement(statement)
+    const answer = replaced === undefined ? frame : Wire.commandComplete(replaced.tag)
+    if (!sent.holdsTag) return [toClient(answer)]
+    this.heldTag = answer
+    return []
   }
 
   private mapError(frame: Frame, sent: Sent | undefined): Frame {
     this.errorSinceReady = true
+    // The statement the held CommandComplete belongs to failed with its row check.
+    this.heldTag = undefined
     const fields = Wire.parseErrorFields(frame.body)
     const statement = sent?.statement
     const conflict = fields.C !== undefined && CONFLICT_CODES.has(fields.C)
@@ -587,23 +597,27 @@ class Session {
       this.state.stats.occErrors[code]++
       return Wire.dsqlError(occRefusal(code))
     }
-    if (sent?.raises === true || statement?.asyncIndex !== undefined || statement?.waitForJob === true) {
+    // A backend rule (see catalog.ts) refused the statement.
+    const backendRule = fields.W?.includes("dsql_local.refuse") === true
+    if (backendRule) this.state.stats.statementsRefused++
+    if (
+      sent?.raises === true || backendRule || statement?.asyncIndex !== undefined ||
+      statement?.iamMapping !== undefined || statement?.waitForJob === true
+    ) {
       return Wire.errorResponse(Object.fromEntries(Object.entries(fields).filter(([code]) => !HELPER_NOISE.has(code))))
     }
     return frame
   }
 
-  private ready(frame: Frame, unit: Txn | undefined, hidden: boolean): ReadonlyArray<Action> {
+  private ready(frame: Frame, unit: Txn | undefined): ReadonlyArray<Action> {
     const status = frame.body.toString("latin1", 0, 1) as TransactionStatus
     if (unit !== undefined && !unit.explicit && unit.ddl > 0 && status === "I" && !this.errorSinceReady) {
       this.state.schemaVersion++
     }
     this.errorSinceReady = false
+    this.heldTag = undefined
     if (this.pending.length === 0) this.resync(status)
-    if (hidden) return []
-    const forced = this.suppress
-    this.suppress = undefined
-    return [toClient(forced === undefined ? frame : Wire.readyForQuery(forced))]
+    return [toClient(frame)]
   }
 
   /** Nothing is in flight: the backend's own word on the transaction block replaces the prediction. */
@@ -617,60 +631,5 @@ class Session {
       this.txn = undefined
       this.currentTxn()
     }
-  }
-}
-
-/** Rows written according to a CommandComplete tag; COPY counts only when it copied into a table. */
-const modifiedRows = (tag: string, statement: Statement | undefined): number => {
-  const [command] = tag.split(" ", 1)
-  const counts = command === "INSERT" || command === "UPDATE" || command === "DELETE" || command === "MERGE" ||
-    (command === "COPY" && statement?.kind === "dml")
-  if (!counts) return 0
-  const rows = Number(tag.slice(tag.lastIndexOf(" ") + 1))
-  return Number.isFinite(rows) ? rows : 0
-}
-
-const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
-
-const int16 = (value: number): Buffer => {
-  const bytes = Buffer.alloc(2)
-  bytes.writeInt16BE(value, 0)
-  return bytes
-}
-
-const parseMessage = (name: string, sql: string): Frame => ({
-  type: "P",
-  body: Buffer.concat([cstring(name), cstring(sql), int16(0)])
-})
-
-const bindMessage = (portal: string, statement: string): Frame => ({
-  type: "B",
-  body: Buffer.concat([cstring(portal), cstring(statement), int16(0), int16(0), int16(0)])
-})
-
-const executeMessage = (portal: string): Frame => ({
-  type: "E",
-  body: Buffer.concat([cstring(portal), Buffer.alloc(4)])
-})
-
-const closeMessage = (target: "P" | "S", name: string): Frame => ({
-  type: "C",
-  body: Buffer.concat([Buffer.from(target), cstring(name)])
-})
-
-/** The same Bind with its parameter formats and values removed; `offset` is where the parameter formats start. */
-const bindWithoutParameters = (body: Buffer, offset: number): Frame => {
-  let cursor = offset
-  const formats = body.readInt16BE(cursor)
-  cursor += 2 + 2 * formats
-  const parameters = body.readInt16BE(cursor)
-  cursor += 2
-  for (let index = 0; index < parameters; index++) {
-    const length = body.readInt32BE(cursor)
-    cursor += 4 + Math.max(length, 0)
-  }
-  return {
-    type: "B",
-    body: Buffer.concat([body.subarray(0, offset), int16(0), int16(0), body.subarray(cursor)])
   }
 }

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import type * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
-import type { BackendLoginError } from "./backendLogin.js"
+import type { BackendConnection, BackendLoginError } from "./backendLogin.js"
 import { loginToBackend } from "./backendLogin.js"
 import type { ConnectionGate } from "./limits.js"
 import { isRefusingConnections } from "./limits.js"
@@ -30,6 +30,7 @@ import {
   GSSENC_REQUEST_CODE,
   parameterStatus,
   parseStartupParameters,
+  query,
   readCString,
   SSL_REQUEST_CODE
 } from "./wire.js"
@@ -99,6 +100,30 @@ const negotiateProtocolVersion = (unsupported: ReadonlyArray<string>): Frame => 
   head.writeInt32BE(unsupported.length, 4)
   return { type: "v", body: Buffer.concat([head, ...unsupported.map((name) => Buffer.from(`${name}\0`, "utf8"))]) }
 }
+
+/** Room for the backend's answers to the role-mapping query. */
+const maxBackendMessageLength = 64 * 1024
+
+/** DSQL lets a role other than `admin` in only when an IAM principal is mapped to it (`AWS IAM GRANT`). */
+const roleMappingQuery = "SELECT 1 FROM sys.iam_pg_role_mappings WHERE pg_role_name = current_user LIMIT 1"
+
+/**
+ * Asks the freshly logged-in backend session whether its role has a mapping (DsqlLocal has no IAM, so any ARN
+ * counts); returns the answer and the backend's bytes past it, for the relay.
+ */
+const hasRoleMapping = (backend: BackendConnection) =>
+  Effect.gen(function*() {
+    if (backend.rest.length > 0) backend.socket.unshift(backend.rest)
+    const inbox = makeInbox(backend.socket)
+    backend.socket.resume()
+    backend.socket.write(encode(query(roleMappingQuery)))
+    let mapped = false
+    while (true) {
+      const frame = yield* takeFrame(inbox, maxBackendMessageLength)
+      if (frame.type === "D") mapped = true
+      if (frame.type === "Z") return { mapped, rest: inbox.detach() }
+    }
+  })
 
 const rewriteServerVersion = (frame: Frame): Frame => {
   if (frame.type !== "S") return frame
@@ -201,7 +226,7 @@ const handshake = (raw: net.Socket, context: SessionContext, answerOn: (socket: 
       return yield* refuse(fatal("08P01", `expected password response, got message type "${answer.type}"`))
     }
     const [token] = readCString(answer.body, 0)
-    const verdict = verifyToken({
+    const verdict = yield* verifyToken({
       token,
       user,
       hostname: sni,
@@ -230,8 +255,18 @@ const handshake = (raw: net.Socket, context: SessionContext, answerOn: (socket: 
       }),
       (error) => refuse(fromBackendError(error))
     )
+    let backendRest = backend.rest
+    if (user !== "admin") {
+      const { mapped, rest } = yield* Effect.mapError(hasRoleMapping(backend), () => refuse(backendUnavailable))
+      if (!mapped) {
+        return yield* refuse(
+          accessDenied(`No IAM principal is mapped to role "${user}": as admin, run AWS IAM GRANT ${user} TO '<arn>'.`)
+        )
+      }
+      backendRest = rest
+    }
     const flights = rawInbox.flights() + (mode === "direct" ? 0 : 1) + laterTlsFlights(secure) + inbox.flights()
-    return { secure, backend, clientRest: inbox.detach(), flights }
+    return { secure, backend: { ...backend, rest: backendRest }, clientRest: inbox.detach(), flights }
   })
 
 /**

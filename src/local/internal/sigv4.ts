@@ -1,12 +1,26 @@
 /**
  * Verification of DSQL IAM tokens: SigV4 query-presigned `GET https://<host>/?Action=…` URLs without their scheme.
- * The signature is recomputed from the secret of the access key id, so DsqlLocal accepts exactly what a real cluster
- * accepts from `@aws-sdk/dsql-signer`, the AWS CLI or any other SDK.
+ * The signature is recomputed from the secret of the access key id by `@smithy/signature-v4` (the presigner
+ * `@aws-sdk/dsql-signer` uses), presigning at the token's own `X-Amz-Date`, so DsqlLocal accepts exactly what a real
+ * cluster accepts from `@aws-sdk/dsql-signer`, the AWS CLI or any other SDK.
  *
  * @internal
  */
+import { Sha256 } from "@smithy/core/checksum"
+import { escapeUri } from "@smithy/core/protocols"
+import {
+  ALGORITHM_IDENTIFIER,
+  ALGORITHM_QUERY_PARAM,
+  AMZ_DATE_QUERY_PARAM,
+  CREDENTIAL_QUERY_PARAM,
+  EXPIRES_QUERY_PARAM,
+  MAX_PRESIGNED_TTL,
+  SIGNATURE_QUERY_PARAM,
+  SignatureV4,
+  SIGNED_HEADERS_QUERY_PARAM
+} from "@smithy/signature-v4"
+import * as Effect from "effect/Effect"
 import { timingSafeEqual } from "node:crypto"
-import * as SigV4 from "../../internal/sigv4.js"
 import type { TokenRejection } from "./state.js"
 
 /**
@@ -42,19 +56,24 @@ export type VerifyResult =
   | { readonly _tag: "Accepted"; readonly accessKeyId: string; readonly action: "DbConnect" | "DbConnectAdmin" }
   | { readonly _tag: "Rejected"; readonly reason: TokenRejection; readonly hint: string }
 
-const maxExpiresSeconds = 604_800
+const service = "dsql"
+const terminator = "aws4_request"
 const allowedClockSkewMillis = 5 * 60 * 1000
-const requiredParameters = [
-  "Action",
-  "X-Amz-Algorithm",
-  "X-Amz-Credential",
-  "X-Amz-Date",
-  "X-Amz-Expires",
-  "X-Amz-Signature",
-  "X-Amz-SignedHeaders"
+/** The parameters the presigner writes itself; every other one is part of the request it signs. */
+const presignerParameters = [
+  ALGORITHM_QUERY_PARAM,
+  CREDENTIAL_QUERY_PARAM,
+  AMZ_DATE_QUERY_PARAM,
+  EXPIRES_QUERY_PARAM,
+  SIGNATURE_QUERY_PARAM,
+  SIGNED_HEADERS_QUERY_PARAM
 ] as const
+const writtenByPresigner: ReadonlySet<string> = new Set(presignerParameters)
+const requiredParameters = ["Action", ...presignerParameters] as const
 
-const rejected = (reason: TokenRejection, hint: string): VerifyResult => ({ _tag: "Rejected", reason, hint })
+type Rejected = Extract<VerifyResult, { readonly _tag: "Rejected" }>
+
+const rejected = (reason: TokenRejection, hint: string): Rejected => ({ _tag: "Rejected", reason, hint })
 
 /** Echoes a value from the token in a hint, bounded so that no long value can be carried out whole. */
 const shown = (value: string): string => value.length > 24 ? `${value.slice(0, 24)}…` : value
@@ -81,7 +100,7 @@ const parseQuery = (query: string): ReadonlyMap<string, string> | string => {
     const key = decode(rawKey)
     const value = decode(rawValue)
     if (
-      key === undefined || value === undefined || SigV4.escapeUri(key) !== rawKey || SigV4.escapeUri(value) !== rawValue
+      key === undefined || value === undefined || escapeUri(key) !== rawKey || escapeUri(value) !== rawValue
     ) {
       return "Query-string parameters must be percent-encoded as in RFC 3986, with upper-case hexadecimal digits."
     }
@@ -117,33 +136,67 @@ const expiredHint = (signedAt: number, now: number, windowSeconds: number): stri
 interface SignedRequest {
   readonly host: string
   readonly parameters: ReadonlyMap<string, string>
-  readonly amzDate: string
-  readonly scopeDate: string
+  readonly signedAt: number
+  readonly expiresSeconds: number
   readonly region: string
+  readonly accessKeyId: string
   readonly secret: string
 }
 
-const expectedSignature = (request: SignedRequest): Buffer =>
-  SigV4.signature(SigV4.signingKey(request.secret, request.scopeDate, request.region), {
-    amzDate: request.amzDate,
-    scope: SigV4.credentialScope(request.scopeDate, request.region),
-    canonicalQuery: [...request.parameters]
-      .filter(([key]) => key !== "X-Amz-Signature")
-      .map(([key, value]) => [SigV4.escapeUri(key), SigV4.escapeUri(value)] as const)
-      .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
-      .map(([key, value]) => `${key}=${value}`)
-      .join("&"),
-    host: request.host
+/** The signature `@smithy/signature-v4` gives the token's request, presigned at the token's own date. */
+const expectedSignature = (request: SignedRequest): Effect.Effect<Buffer, unknown> =>
+  Effect.tryPromise(async () => {
+    const signer = new SignatureV4({
+      service,
+      region: request.region,
+      credentials: { accessKeyId: request.accessKeyId, secretAccessKey: request.secret },
+      sha256: Sha256
+    })
+    const presigned = await signer.presign(
+      {
+        method: "GET",
+        protocol: "https:",
+        hostname: request.host,
+        path: "/",
+        query: Object.fromEntries([...request.parameters].filter(([key]) => !writtenByPresigner.has(key))),
+        headers: { host: request.host }
+      },
+      { signingDate: new Date(request.signedAt), expiresIn: request.expiresSeconds }
+    )
+    return Buffer.from(String(presigned.query?.[SIGNATURE_QUERY_PARAM]), "hex")
   })
+
+const signatureMismatch = rejected(
+  "bad-signature",
+  "The request signature we calculated does not match the signature you provided. " +
+    "Check your AWS Secret Access Key and signing method."
+)
 
 /**
  * Verifies a DSQL IAM token the way DSQL does when a connection opens: structure, signature, validity window, the
- * user-to-action mapping and the host. Synchronous and total: any string yields a verdict.
+ * user-to-action mapping and the host. Total: any string yields a verdict, never a failure.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const verifyToken = (input: VerifyInput): VerifyResult => {
+export const verifyToken = (input: VerifyInput): Effect.Effect<VerifyResult> => {
+  const checked = checkToken(input)
+  if (checked._tag === "Rejected") return Effect.succeed(checked)
+  return Effect.map(
+    Effect.orElseSucceed(expectedSignature(checked.request), () => Buffer.alloc(0)),
+    (expected) =>
+      expected.length === checked.signature.length && timingSafeEqual(expected, checked.signature)
+        ? checkValidity(input, checked.request)
+        : signatureMismatch
+  )
+}
+
+type Checked =
+  | Rejected
+  | { readonly _tag: "Checked"; readonly request: SignedRequest; readonly signature: Buffer }
+
+/** Everything about the token that comes before its signature: its form, its scope, the key it names. */
+const checkToken = (input: VerifyInput): Checked => {
   const { token } = input
   const separator = token.indexOf("/?")
   const host = token.slice(0, separator)
@@ -161,8 +214,8 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
   }
   const parameter = (name: typeof requiredParameters[number]): string => parameters.get(name)!
 
-  if (parameter("X-Amz-Algorithm") !== SigV4.algorithm) {
-    return rejected("malformed", `X-Amz-Algorithm only supports "${SigV4.algorithm}"`)
+  if (parameter("X-Amz-Algorithm") !== ALGORITHM_IDENTIFIER) {
+    return rejected("malformed", `X-Amz-Algorithm only supports "${ALGORITHM_IDENTIFIER}"`)
   }
   const credential = parameter("X-Amz-Credential").split("/")
   const [accessKeyId, scopeDate, scopeRegion, scopeService, scopeTerminator] = credential
@@ -173,13 +226,13 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
         "\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"."
     )
   }
-  if (scopeService !== SigV4.service) {
-    return rejected("malformed", `Credential should be scoped to correct service: '${SigV4.service}'.`)
+  if (scopeService !== service) {
+    return rejected("malformed", `Credential should be scoped to correct service: '${service}'.`)
   }
-  if (scopeTerminator !== SigV4.terminator) {
+  if (scopeTerminator !== terminator) {
     return rejected(
       "malformed",
-      `Credential should be scoped with a valid terminator: '${SigV4.terminator}', not '${shown(scopeTerminator!)}'.`
+      `Credential should be scoped with a valid terminator: '${terminator}', not '${shown(scopeTerminator!)}'.`
     )
   }
   const signedAt = parseAmzDate(parameter("X-Amz-Date"))
@@ -212,11 +265,11 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
   if (expiresSeconds < 1) {
     return rejected("expires-too-long", "X-Amz-Expires must be greater than 0")
   }
-  if (expiresSeconds > maxExpiresSeconds) {
+  if (expiresSeconds > MAX_PRESIGNED_TTL) {
     return rejected(
       "expires-too-long",
       "X-Amz-Expires must be less than a week (in seconds) that is, the given X-Amz-Expires must be less than " +
-        `${maxExpiresSeconds} seconds`
+        `${MAX_PRESIGNED_TTL} seconds`
     )
   }
   const signature = parameter("X-Amz-Signature")
@@ -228,22 +281,16 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
   if (secret === undefined) {
     return rejected("unknown-access-key", "The security token included in the request is invalid.")
   }
-  const expected = expectedSignature({
-    host,
-    parameters,
-    amzDate: parameter("X-Amz-Date"),
-    scopeDate: scopeDate!,
-    region: input.region,
-    secret
-  })
-  if (!timingSafeEqual(expected, Buffer.from(signature, "hex"))) {
-    return rejected(
-      "bad-signature",
-      "The request signature we calculated does not match the signature you provided. " +
-        "Check your AWS Secret Access Key and signing method."
-    )
+  return {
+    _tag: "Checked",
+    request: { host, parameters, signedAt, expiresSeconds, region: input.region, accessKeyId: accessKeyId!, secret },
+    signature: Buffer.from(signature, "hex")
   }
+}
 
+/** Everything about a correctly signed token that DSQL checks after its signature: time, action and host. */
+const checkValidity = (input: VerifyInput, request: SignedRequest): VerifyResult => {
+  const { expiresSeconds, host, signedAt } = request
   const { now } = input
   if (now > signedAt + expiresSeconds * 1000) {
     return rejected("expired", expiredHint(signedAt, now, expiresSeconds))
@@ -260,7 +307,7 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
   if (maxTokenAgeSeconds !== undefined && now - signedAt > maxTokenAgeSeconds * 1000) {
     return rejected("too-old", expiredHint(signedAt, now, maxTokenAgeSeconds))
   }
-  const action = parameter("Action")
+  const action = request.parameters.get("Action")!
   const expectedAction = input.user === "admin" ? "DbConnectAdmin" : "DbConnect"
   if (action !== expectedAction) {
     return rejected(
@@ -274,5 +321,5 @@ export const verifyToken = (input: VerifyInput): VerifyResult => {
       `The token was signed for host ${host}, but the connection was opened to ${input.hostname}.`
     )
   }
-  return { _tag: "Accepted", accessKeyId: accessKeyId!, action: expectedAction }
+  return { _tag: "Accepted", accessKeyId: request.accessKeyId, action: expectedAction }
 }

