@@ -1,14 +1,14 @@
 /**
- * Scenario 6, cold start: each client's Lambda handler (bench/handlers/) bundled with esbuild as AWS CDK's
- * `NodejsFunction` bundles by default, then run in fresh Node processes against DsqlLocal; the time from process
- * start to the first query's answer, and the bundles' sizes.
+ * Scenario 6, cold start: each client's Lambda handler (bench/handlers/) bundled as `npm run check:bundle` bundles
+ * the Lambda example (CDK's `NodejsFunction` for Node 20, the AWS SDK bundled too), then run in fresh Node processes
+ * against DsqlLocal; the time from process start to the first query's answer, and the bundles' sizes.
  */
-import * as esbuild from "esbuild"
+import { Effect } from "effect"
 import { execFile } from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
+import { bundleLikeCdk } from "../scripts/check-bundle.js"
 import type { Endpoint } from "./protocol.js"
 import { median, round } from "./stats.js"
 
@@ -18,34 +18,12 @@ export const COLD_START_CLIENTS: ReadonlyArray<ColdStartClient> = ["ours", "conn
 
 export interface ColdStartRow {
   readonly client: ColdStartClient
-  /** The bundle's size in bytes (the `@aws-sdk/*` packages it leaves to the Lambda runtime not included). */
+  /** The bundle's size in bytes. */
   readonly bundleBytes: number
   /** Milliseconds from the process's start to the first query answered: the median, and each run's. */
   readonly medianMs: number
   readonly runsMs: ReadonlyArray<number>
 }
-
-const benchDir = Path.dirname(fileURLToPath(import.meta.url))
-const nodeModules = Path.join(benchDir, "..", "node_modules")
-
-/**
- * CDK `NodejsFunction` defaults for a Node 20 runtime: bundle, platform node, CommonJS, target node20, no minifying,
- * no source map, `@aws-sdk/*` external (the runtime provides it); `pg-native` external as pg's users must add.
- */
-const bundle = (client: ColdStartClient, outfile: string) =>
-  esbuild.build({
-    absWorkingDir: Path.join(benchDir, ".."),
-    entryPoints: [Path.join(benchDir, "handlers", `${client}.ts`)],
-    outfile,
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    target: "node20",
-    minify: false,
-    sourcemap: false,
-    external: ["@aws-sdk/*", "pg-native"],
-    logLevel: "warning"
-  })
 
 /** Loads the bundle, invokes its handler once and prints the milliseconds since the process started. */
 const RUNNER = `const { handler } = require(process.argv[2])
@@ -80,13 +58,11 @@ export const coldStart = async (
     const files = new Map<ColdStartClient, string>()
     for (const client of COLD_START_CLIENTS) {
       const file = Path.join(dir, `${client}.cjs`)
-      await bundle(client, file)
+      await Effect.runPromise(bundleLikeCdk(`bench/handlers/${client}.ts`, file))
       files.set(client, file)
     }
     const childEnv = {
       ...env,
-      // The Lambda runtime's own copy of the AWS SDK, for the `@aws-sdk/*` imports the bundles leave out.
-      NODE_PATH: nodeModules,
       BENCH_DSQL_HOST: endpoint.hostname,
       BENCH_DSQL_PORT: String(endpoint.port),
       BENCH_DSQL_ADDRESS: endpoint.address
