@@ -211,7 +211,7 @@ const program = Effect.gen(function*() {
   // Other work on the machine shows up as noise: the load average is kept with the results, taken before the bench
   // itself adds to it.
   const loadAverage: Record<string, ReadonlyArray<number>> = { start: Os.loadavg() }
-  const quiet: Report.Quiet = { loadAtStart: loadAverage["start"]![0]!, threshold: QUIET_LOAD }
+  const quiet = Report.quietness(loadAverage["start"]![0]!, QUIET_LOAD)
   log(Report.quietLine(quiet))
   log(`effect-dsql bench${quick ? " (quick)" : ""}: starting PostgreSQL (max_connections ${MAX_BACKEND_CONNECTIONS})`)
   const server = yield* DsqlLocal.start({ backendMaxConnections: MAX_BACKEND_CONNECTIONS })

@@ -33,15 +33,25 @@ export interface Target {
   readonly spread?: Spread
 }
 
-/** The machine's 1-minute load average when the run started, and the most a quiet machine may show. */
+/**
+ * Whether the run was on a quiet machine (results.json `meta.quiet`): the 1-minute load average when it started, the
+ * most a quiet machine may show, and the verdict.
+ */
 export interface Quiet {
+  readonly quiet: boolean
   readonly loadAtStart: number
   readonly threshold: number
 }
 
+export const quietness = (loadAtStart: number, threshold: number): Quiet => ({
+  quiet: loadAtStart <= threshold,
+  loadAtStart,
+  threshold
+})
+
 /** One line saying whether the run was on a quiet machine: only a quiet run's figures are results. */
 export const quietLine = (quiet: Quiet): string =>
-  quiet.loadAtStart <= quiet.threshold
+  quiet.quiet
     ? `Quiet machine: 1-minute load average ${quiet.loadAtStart.toFixed(2)} at the start (at most ${quiet.threshold}).`
     : `**Not a quiet run**: the 1-minute load average was ${
       quiet.loadAtStart.toFixed(2)
