@@ -9,6 +9,14 @@ import type { Reply, Task, Usage } from "./protocol.js"
 
 const workerPath = fileURLToPath(new URL("./worker.ts", import.meta.url))
 
+/**
+ * `BENCH_CPU_PROF=<dir>`: every client process writes a V8 CPU profile (`--cpu-prof`) there when it ends, named by
+ * pid; open it in Chrome DevTools or summarise its self time. CPU profiles stay meaningful on a loaded machine, where
+ * wall times do not.
+ */
+const cpuProfDir = process.env["BENCH_CPU_PROF"]
+const profiling = cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`]
+
 export interface Child {
   readonly label: string
   readonly call: <A>(task: Task) => Promise<A>
@@ -19,7 +27,7 @@ export interface Child {
 export const startChild = (label: string, env: Readonly<Record<string, string>>): Promise<Child> =>
   new Promise((resolve, reject) => {
     const worker: ChildProcess = fork(workerPath, [], {
-      execArgv: ["--import", "tsx"],
+      execArgv: ["--import", "tsx", ...profiling],
       env,
       stdio: ["ignore", "inherit", "inherit", "ipc"]
     })

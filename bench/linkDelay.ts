@@ -1,12 +1,26 @@
 /**
- * A TCP relay that holds every chunk, both ways, for a fixed one-way delay before passing it on, in order: a network
- * link with a round trip of twice the delay, handshake included. (DsqlLocal's `setLatency` fault delays the packets
- * of established sessions only.)
+ * A TCP relay that holds every chunk for a fixed delay in each direction before passing it on, in order: a network
+ * link whose round trip is the sum of both delays, handshake included. (DsqlLocal's `setLatency` fault delays the
+ * packets of established sessions only.) A direction with no delay passes chunks on at once, so that a round trip
+ * below the timers' 1 ms granularity each way can still be modelled (1 ms one way, none the other).
  */
 import { Effect } from "effect"
 import * as Net from "node:net"
 
+/** How long the link holds chunks: client → server (`requestMs`) and server → client (`replyMs`). */
+export interface Delays {
+  readonly requestMs: number
+  readonly replyMs: number
+}
+
 const forwardDelayed = (from: Net.Socket, to: Net.Socket, delayMs: number) => {
+  if (delayMs <= 0) {
+    from.on("data", (chunk: Buffer) => {
+      if (!to.destroyed) to.write(chunk)
+    })
+    from.on("end", () => to.end())
+    return
+  }
   const held: Array<{ readonly due: number; readonly chunk: Buffer | undefined }> = []
   let timer: ReturnType<typeof setTimeout> | undefined
   const flush = () => {
@@ -26,8 +40,8 @@ const forwardDelayed = (from: Net.Socket, to: Net.Socket, delayMs: number) => {
   from.on("end", () => hold(undefined))
 }
 
-/** Listens on 127.0.0.1 for the scope's lifetime, relaying to `target` with `delayMs` each way. */
-export const linkDelay = (target: { readonly address: string; readonly port: number }, delayMs: number) =>
+/** Listens on 127.0.0.1 for the scope's lifetime, relaying to `target` with the given delays. */
+export const linkDelay = (target: { readonly address: string; readonly port: number }, delays: Delays) =>
   Effect.acquireRelease(
     Effect.async<{ readonly server: Net.Server; readonly sockets: Set<Net.Socket>; readonly port: number }>(
       (resume) => {
@@ -43,8 +57,8 @@ export const linkDelay = (target: { readonly address: string; readonly port: num
             })
             socket.on("close", () => sockets.delete(socket))
           }
-          forwardDelayed(client, upstream, delayMs)
-          forwardDelayed(upstream, client, delayMs)
+          forwardDelayed(client, upstream, delays.requestMs)
+          forwardDelayed(upstream, client, delays.replyMs)
         })
         server.listen(
           0,

@@ -1,7 +1,7 @@
 /**
- * `npm run bench [-- --quick]`: every comparison in one run against one DsqlLocal (over an embedded PostgreSQL),
- * each client in its own process. Writes results.json, charts/*.svg and, after a full run, the results section of
- * README.md; `--quick` runs the same scenarios at smaller sizes and writes under quick/ instead.
+ * `npm run bench [-- --quick] [-- --only=<scenarios>]`: every comparison in one run against one DsqlLocal (over an
+ * embedded PostgreSQL), each client in its own process. Writes results.json, charts/*.svg and, after a full run, the
+ * results section of README.md; `--quick` runs the same scenarios at smaller sizes and writes under quick/ instead.
  */
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { DsqlLocal } from "../src/local/index.js"
 import { barChart } from "./charts.js"
+import * as ColdStart from "./coldStart.js"
 import { linkDelay } from "./linkDelay.js"
 import type { Endpoint } from "./protocol.js"
 import { describeError, INSERT_TABLE, KV_ROWS, KV_TABLE } from "./protocol.js"
@@ -19,9 +20,39 @@ import * as Report from "./report.js"
 import * as Scenarios from "./scenarios.js"
 
 const quick = process.argv.includes("--quick")
-/** `--only=1,3` runs some scenarios, for working on the bench; results then go under quick/ like `--quick`. */
-const only = process.argv.find((arg) => arg.startsWith("--only="))?.slice("--only=".length).split(",").map(Number)
-const runs = (scenario: number) => only === undefined || only.includes(scenario)
+
+/** What `--only` selects, by name or by the scenario's number (4 is both OCC parts). */
+const SCENARIOS = {
+  tokens: ["1"],
+  setup: ["2"],
+  query: ["3"],
+  occ: ["4"],
+  "occ-sweep": ["4"],
+  storm: ["5"],
+  "cold-start": ["6"]
+} as const
+type ScenarioName = keyof typeof SCENARIOS
+
+/**
+ * `--only=occ-sweep` (or `--only occ-sweep`, or `--only=1,3`) runs some scenarios at full size; their results then
+ * go under quick/ like `--quick`, so that the committed results always come from one full run.
+ */
+const onlyArg = (() => {
+  const index = process.argv.findIndex((arg) => arg === "--only" || arg.startsWith("--only="))
+  if (index === -1) return undefined
+  const arg = process.argv[index]!
+  return (arg === "--only" ? process.argv[index + 1] ?? "" : arg.slice("--only=".length)).split(",")
+})()
+const unknown = onlyArg?.filter((item) =>
+  !Object.entries(SCENARIOS).some(([name, ids]) => [name, ...ids].includes(item))
+)
+if (unknown !== undefined && unknown.length > 0) {
+  console.error(`--only: no scenario ${unknown.join(", ")}; choose from ${Object.keys(SCENARIOS).join(", ")} or 1-6`)
+  process.exit(2)
+}
+const only = onlyArg
+const runs = (scenario: ScenarioName) =>
+  only === undefined || only.includes(scenario) || SCENARIOS[scenario].some((id) => only.includes(id))
 
 const sizes: Scenarios.Sizes = quick
   ? {
@@ -38,7 +69,8 @@ const sizes: Scenarios.Sizes = quick
     sweepReps: 1,
     stormReps: 1,
     stormFibers: 200,
-    stormPools: 10
+    stormPools: 10,
+    coldStartReps: 3
   }
   : {
     tokenRounds: 9,
@@ -54,7 +86,8 @@ const sizes: Scenarios.Sizes = quick
     sweepReps: 2,
     stormReps: 3,
     stormFibers: 500,
-    stormPools: 50
+    stormPools: 50,
+    coldStartReps: 10
   }
 
 const benchDir = Path.dirname(fileURLToPath(import.meta.url))
@@ -67,6 +100,9 @@ const PROFILE = "bench"
  * 53300) and not PostgreSQL's own max_connections (100).
  */
 const MAX_BACKEND_CONNECTIONS = 1_200
+
+/** Above this 1-minute load average at the start, a run is not called quiet and its figures are not results. */
+const QUIET_LOAD = 0.5
 
 const machine = async () => {
   const cpuinfo = await Fs.readFile("/proc/cpuinfo", "utf8").catch(() => "")
@@ -172,6 +208,11 @@ const program = Effect.gen(function*() {
   const started = performance.now()
   const source = sourceState()
   const log = (line: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(1)} s] ${line}`)
+  // Other work on the machine shows up as noise: the load average is kept with the results, taken before the bench
+  // itself adds to it.
+  const loadAverage: Record<string, ReadonlyArray<number>> = { start: Os.loadavg() }
+  const quiet = Report.quietness(loadAverage["start"]![0]!, QUIET_LOAD)
+  log(Report.quietLine(quiet))
   log(`effect-dsql bench${quick ? " (quick)" : ""}: starting PostgreSQL (max_connections ${MAX_BACKEND_CONNECTIONS})`)
   const server = yield* DsqlLocal.start({ backendMaxConnections: MAX_BACKEND_CONNECTIONS })
   log(`DsqlLocal on ${server.address}:${server.port} as ${server.hostname}`)
@@ -227,11 +268,11 @@ const program = Effect.gen(function*() {
     },
     profileName: PROFILE,
     backend,
-    withLinkDelay: (delayMs, use) =>
+    withLinkDelay: (delays, use) =>
       Effect.runPromise(
         Effect.scoped(
           Effect.flatMap(
-            linkDelay(endpoint, delayMs),
+            linkDelay(endpoint, delays),
             (link) => Effect.tryPromise(() => use({ ...endpoint, address: link.address, port: link.port }))
           )
         )
@@ -240,8 +281,6 @@ const program = Effect.gen(function*() {
   }
 
   const errors: Array<string> = []
-  // Other work on the machine shows up as noise: the load average is kept with the results.
-  const loadAverage: Record<string, ReadonlyArray<number>> = { start: Os.loadavg() }
   const attempt = <A>(name: string, scenario: () => Promise<A>) =>
     Effect.promise(() =>
       scenario().finally(() => {
@@ -252,11 +291,24 @@ const program = Effect.gen(function*() {
         return undefined
       })
     )
-  const tokens = runs(1) ? yield* attempt("1. token cost", () => Scenarios.tokenCost(ctx)) : undefined
-  const setup = runs(2) ? yield* attempt("2. connection setup", () => Scenarios.connectionSetup(ctx)) : undefined
-  const throughput = runs(3) ? yield* attempt("3. throughput", () => Scenarios.throughput(ctx)) : undefined
-  const occ = runs(4) ? yield* attempt("4. OCC", () => Scenarios.contention(ctx)) : undefined
-  const storm = runs(5) ? yield* attempt("5. storm", () => Scenarios.storm(ctx)) : undefined
+  const tokens = runs("tokens") ? yield* attempt("1. token cost", () => Scenarios.tokenCost(ctx)) : undefined
+  const setup = runs("setup")
+    ? yield* attempt("2. connection setup", () => Scenarios.connectionSetup(ctx))
+    : undefined
+  const throughput = runs("query") ? yield* attempt("3. throughput", () => Scenarios.throughput(ctx)) : undefined
+  const occ = runs("occ") ? yield* attempt("4. OCC", () => Scenarios.contention(ctx)) : undefined
+  const occSweep = runs("occ-sweep") ? yield* attempt("4. OCC sweep", () => Scenarios.occSweep(ctx)) : undefined
+  const storm = runs("storm") ? yield* attempt("5. storm", () => Scenarios.storm(ctx)) : undefined
+  const coldStart = runs("cold-start")
+    ? yield* attempt("6. cold start", () => {
+      log("6. cold start: bundling the handlers, then one process per run")
+      return ColdStart.coldStart(
+        { ...endpoint, ca: undefined },
+        { ...ctx.env.base, ...ctx.env.keys, ...ctx.env.extraCa },
+        sizes.coldStartReps
+      )
+    })
+    : undefined
 
   const results: Report.Results = {
     meta: {
@@ -266,11 +318,13 @@ const program = Effect.gen(function*() {
       machine: yield* Effect.promise(machine),
       source,
       loadAverage,
+      quiet,
       sizes,
       setup: {
         dsqlLocal: "DsqlLocal.start({ backendMaxConnections }) over its embedded PostgreSQL 16",
         backendMaxConnections: MAX_BACKEND_CONNECTIONS,
         latencyMs: Scenarios.LATENCY_MS,
+        rtt1msDelays: Scenarios.RTT_DELAYS,
         loadPoolSize: Scenarios.LOAD_POOL_SIZE,
         occPoolSize: Scenarios.OCC_POOL_SIZE,
         stormLimits: Scenarios.STORM_LIMITS,
@@ -281,7 +335,9 @@ const program = Effect.gen(function*() {
     ...(setup === undefined ? {} : { setup }),
     ...(throughput === undefined ? {} : { throughput }),
     ...(occ === undefined ? {} : { occ }),
+    ...(occSweep === undefined ? {} : { occSweep }),
     ...(storm === undefined ? {} : { storm }),
+    ...(coldStart === undefined ? {} : { coldStart }),
     errors
   }
   const targets = Report.targets(results)

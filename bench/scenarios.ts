@@ -8,6 +8,7 @@ import { OccRetry } from "../src/index.js"
 import type { DsqlLocal } from "../src/local/index.js"
 import type { Child } from "./children.js"
 import { startChild } from "./children.js"
+import type { Delays } from "./linkDelay.js"
 import type {
   ClientName,
   Endpoint,
@@ -36,6 +37,7 @@ export interface Sizes {
   readonly stormReps: number
   readonly stormFibers: number
   readonly stormPools: number
+  readonly coldStartReps: number
 }
 
 export interface Context {
@@ -52,8 +54,8 @@ export interface Context {
   }
   readonly profileName: string
   readonly backend: pg.Client
-  /** A link to DsqlLocal delaying every packet `delayMs` each way, for the lifetime of `use`. */
-  readonly withLinkDelay: <A>(delayMs: number, use: (endpoint: Endpoint) => Promise<A>) => Promise<A>
+  /** A link to DsqlLocal holding every packet for the given delays, for the lifetime of `use`. */
+  readonly withLinkDelay: <A>(delays: Delays, use: (endpoint: Endpoint) => Promise<A>) => Promise<A>
   readonly log: (line: string) => void
 }
 
@@ -203,7 +205,10 @@ export const connectionSetup = async (ctx: Context): Promise<ReadonlyArray<Setup
     await run(ctx.server.faults.setLatency(`${LATENCY_MS} millis`))
     await measure("setLatency", ctx.endpoint)
     await run(ctx.server.faults.setLatency(0))
-    await ctx.withLinkDelay(LATENCY_MS, (endpoint) => measure("linkDelay", endpoint))
+    await ctx.withLinkDelay(
+      { requestMs: LATENCY_MS, replyMs: LATENCY_MS },
+      (endpoint) => measure("linkDelay", endpoint)
+    )
   } finally {
     await run(ctx.server.faults.reset)
     await Promise.all(children.map((child) => child.stop()))
@@ -215,6 +220,7 @@ export const connectionSetup = async (ctx: Context): Promise<ReadonlyArray<Setup
 // 3. Query throughput and latency
 
 export interface LoadRow {
+  readonly network: Network
   readonly query: QueryKind
   readonly concurrency: number
   readonly client: ClientName
@@ -224,12 +230,24 @@ export interface LoadRow {
   /** CPU the client process spent per operation (µs): what the client itself costs, apart from the server. */
   readonly clientCpuUsPerOp: number
   readonly errors: number
+  /** Per run, in the order the runs were made (run i of every client in the same repetition). */
   readonly runsOpsPerSecond: ReadonlyArray<number>
+  readonly runsP99Ms: ReadonlyArray<number>
+  readonly runsCpuUsPerOp: ReadonlyArray<number>
 }
 
 export interface ClientUsage extends Usage {
   readonly variant: string
 }
+
+/**
+ * Where the clients meet DsqlLocal in scenario 3: `loopback` directly, `rtt1ms` through the link relay holding every
+ * request 1 ms (replies pass at once): a 1 ms round trip, as to DSQL in the same region, for every client alike.
+ */
+export type Network = "loopback" | "rtt1ms"
+
+export const NETWORKS: ReadonlyArray<Network> = ["loopback", "rtt1ms"]
+export const RTT_DELAYS: Delays = { requestMs: 1, replyMs: 0 }
 
 export const QUERIES: ReadonlyArray<QueryKind> = ["select1", "pkRead", "insert"]
 export const CONCURRENCIES = [1, 16, 64]
@@ -246,17 +264,18 @@ export const throughput = async (
   ]
   const children = await Promise.all(variants.map(startVariant))
   const runs = new Map<string, Array<LoadResult>>()
-  const key = (query: QueryKind, concurrency: number, client: string) => `${query}/${concurrency}/${client}`
+  const key = (network: Network, query: QueryKind, concurrency: number, client: string) =>
+    `${network}/${query}/${concurrency}/${client}`
   const usage: Array<ClientUsage> = []
-  try {
+  const measure = async (network: Network, endpoint: Endpoint) => {
     for (const child of children) {
-      await child.call({ kind: "open", endpoint: ctx.endpoint, poolSize: LOAD_POOL_SIZE })
+      await child.call({ kind: "open", endpoint, poolSize: LOAD_POOL_SIZE })
       for (const query of QUERIES) {
         await child.call({ kind: "load", query, concurrency: LOAD_POOL_SIZE, durationMs: ctx.sizes.warmMs })
       }
     }
     for (let rep = 0; rep < ctx.sizes.loadReps; rep++) {
-      ctx.log(`3. query throughput, run ${rep + 1} of ${ctx.sizes.loadReps}`)
+      ctx.log(`3. query throughput, ${network}, run ${rep + 1} of ${ctx.sizes.loadReps}`)
       for (const query of QUERIES) {
         for (const concurrency of CONCURRENCIES) {
           for (const index of rotate(variants.map((_, i) => i), rep)) {
@@ -266,33 +285,44 @@ export const throughput = async (
               concurrency,
               durationMs: ctx.sizes.loadMs
             })
-            const k = key(query, concurrency, variants[index]!.client)
+            const k = key(network, query, concurrency, variants[index]!.client)
             runs.set(k, [...(runs.get(k) ?? []), result])
           }
         }
       }
     }
     for (const child of children) await child.call({ kind: "close" })
+  }
+  try {
+    await measure("loopback", ctx.endpoint)
+    await ctx.withLinkDelay(RTT_DELAYS, (endpoint) => measure("rtt1ms", endpoint))
   } finally {
     for (const [index, child] of children.entries()) usage.push({ variant: variants[index]!.id, ...await child.stop() })
   }
   const rows: Array<LoadRow> = []
-  for (const query of QUERIES) {
-    for (const concurrency of CONCURRENCIES) {
-      for (const v of variants) {
-        const measured = runs.get(key(query, concurrency, v.client))!
-        const opsPerSecond = measured.map((r) => (r.ops * 1000) / r.elapsedMs)
-        rows.push({
-          query,
-          concurrency,
-          client: v.client,
-          opsPerSecond: round(median(opsPerSecond)),
-          p50Ms: round(median(measured.map((r) => r.latency.p50))),
-          p99Ms: round(median(measured.map((r) => r.latency.p99))),
-          clientCpuUsPerOp: round(median(measured.map((r) => r.cpuUs / Math.max(1, r.ops)))),
-          errors: measured.reduce((sum, r) => sum + r.errors, 0),
-          runsOpsPerSecond: opsPerSecond.map((value) => round(value))
-        })
+  for (const network of NETWORKS) {
+    for (const query of QUERIES) {
+      for (const concurrency of CONCURRENCIES) {
+        for (const v of variants) {
+          const measured = runs.get(key(network, query, concurrency, v.client))!
+          const opsPerSecond = measured.map((r) => (r.ops * 1000) / r.elapsedMs)
+          const p99Ms = measured.map((r) => r.latency.p99)
+          const cpuUsPerOp = measured.map((r) => r.cpuUs / Math.max(1, r.ops))
+          rows.push({
+            network,
+            query,
+            concurrency,
+            client: v.client,
+            opsPerSecond: round(median(opsPerSecond)),
+            p50Ms: round(median(measured.map((r) => r.latency.p50))),
+            p99Ms: round(median(p99Ms)),
+            clientCpuUsPerOp: round(median(cpuUsPerOp)),
+            errors: measured.reduce((sum, r) => sum + r.errors, 0),
+            runsOpsPerSecond: opsPerSecond.map((value) => round(value)),
+            runsP99Ms: p99Ms.map((value) => round(value)),
+            runsCpuUsPerOp: cpuUsPerOp.map((value) => round(value))
+          })
+        }
       }
     }
   }
@@ -307,8 +337,9 @@ export interface OccRow {
   readonly workers: number
   readonly accounts: number
   readonly policy: RetryPolicy | "defaults"
-  /** Commits finished within the fixed window, per second of it. */
+  /** Commits finished within the fixed window, per second of it: the median over runs, and each run's. */
   readonly committedPerSecond: number
+  readonly runsCommittedPerSecond: ReadonlyArray<number>
   readonly attemptsPerCommit: number
   /** Share of finished transfers that gave up on OCC conflicts after the retries, all runs together. */
   readonly gaveUpShare: number
@@ -380,12 +411,14 @@ const summariseOcc = (
 ): OccRow => {
   const commits = measured.reduce((sum, r) => sum + r.result.commits, 0)
   const gaveUp = measured.reduce((sum, r) => sum + r.result.gaveUp, 0)
+  const committedPerSecond = measured.map((r) => (r.result.commitsInWindow * 1000) / durationMs)
   return {
     client,
     workers,
     accounts,
     policy,
-    committedPerSecond: round(median(measured.map((r) => (r.result.commitsInWindow * 1000) / durationMs))),
+    committedPerSecond: round(median(committedPerSecond)),
+    runsCommittedPerSecond: committedPerSecond.map((value) => round(value)),
     attemptsPerCommit: round(median(measured.map((r) => r.result.attempts / Math.max(1, r.result.commits)))),
     gaveUpShare: round(gaveUp / Math.max(1, commits + gaveUp)),
     p50Ms: round(median(measured.map((r) => r.result.latency.p50))),
@@ -429,22 +462,14 @@ const candidatesFrom = (sweep: ReadonlyArray<OccRow>): Array<RetryPolicy> => {
   return best.some((policy) => samePolicy(policy, CURRENT_DEFAULTS)) ? best : [...best, CURRENT_DEFAULTS]
 }
 
-export interface Contention {
-  readonly rows: ReadonlyArray<OccRow>
-  readonly sweep: ReadonlyArray<OccRow>
-  /** The sweep's best policies and the current defaults again, at low contention (32 × 64). */
-  readonly confirm: ReadonlyArray<OccRow>
-}
-
-export const contention = async (ctx: Context): Promise<Contention> => {
+/** Each client with its own retry defaults, at every contention level. */
+export const contention = async (ctx: Context): Promise<ReadonlyArray<OccRow>> => {
   const variants = [
     variant(ctx, "ours", "effect-dsql withOccRetry (defaults)", "ours"),
     variant(ctx, "connector", "connector pool.transaction (defaults)", "connector")
   ]
   const children = await Promise.all(variants.map(startVariant))
   const rows: Array<OccRow> = []
-  const sweep: Array<OccRow> = []
-  const confirm: Array<OccRow> = []
   try {
     for (const child of children) await child.call({ kind: "open", endpoint: ctx.endpoint, poolSize: OCC_POOL_SIZE })
     for (const { accounts, workers } of OCC_CONFIGS) {
@@ -461,30 +486,50 @@ export const contention = async (ctx: Context): Promise<Contention> => {
         rows.push(summariseOcc(v.client, workers, accounts, ctx.sizes.transferMs, "defaults", measured[index]!))
       )
     }
-    const { accounts, workers } = OCC_CONFIGS[0]!
-    const ours = children[0]!
-    for (const [index, policy] of SWEEP.entries()) {
-      if (index % 12 === 0) ctx.log(`4. OCC policy sweep, ${index + 1}-${index + 12} of ${SWEEP.length}`)
-      const measured: Array<{ result: TransferResult; violations: number }> = []
-      for (let rep = 0; rep < ctx.sizes.sweepReps; rep++) {
-        measured.push(await transferRun(ctx, ours, workers, accounts, ctx.sizes.sweepMs, policy))
-      }
-      sweep.push(summariseOcc("ours", workers, accounts, ctx.sizes.sweepMs, policy, measured))
-    }
-    const low = OCC_CONFIGS[1]!
-    ctx.log(`4. OCC, best policies again at ${low.workers} workers × ${low.accounts} accounts`)
-    for (const policy of candidatesFrom(sweep)) {
-      const measured: Array<{ result: TransferResult; violations: number }> = []
-      for (let rep = 0; rep < ctx.sizes.sweepReps; rep++) {
-        measured.push(await transferRun(ctx, ours, low.workers, low.accounts, ctx.sizes.sweepMs, policy))
-      }
-      confirm.push(summariseOcc("ours", low.workers, low.accounts, ctx.sizes.sweepMs, policy, measured))
-    }
     for (const child of children) await child.call({ kind: "close" })
   } finally {
     await Promise.all(children.map((child) => child.stop()))
   }
-  return { rows, sweep, confirm }
+  return rows
+}
+
+export interface Sweep {
+  /** Every sweep policy at high contention (32 × 4). */
+  readonly sweep: ReadonlyArray<OccRow>
+  /** The sweep's best policies and the current defaults again, at low contention (32 × 64). */
+  readonly confirm: ReadonlyArray<OccRow>
+}
+
+/**
+ * `withOccRetry` over the SWEEP grid at 32 × 4, then the best policies that (almost) never gave up and the current
+ * defaults at 32 × 64: what `OccRetry.defaults` is chosen from (`npm run bench -- --only=occ-sweep`).
+ */
+export const occSweep = async (ctx: Context): Promise<Sweep> => {
+  const ours = await startVariant(variant(ctx, "ours", "effect-dsql withOccRetry", "ours"))
+  const sweep: Array<OccRow> = []
+  const confirm: Array<OccRow> = []
+  const runPolicy = async (workers: number, accounts: number, policy: RetryPolicy) => {
+    const measured: Array<{ result: TransferResult; violations: number }> = []
+    for (let rep = 0; rep < ctx.sizes.sweepReps; rep++) {
+      measured.push(await transferRun(ctx, ours, workers, accounts, ctx.sizes.sweepMs, policy))
+    }
+    return summariseOcc("ours", workers, accounts, ctx.sizes.sweepMs, policy, measured)
+  }
+  try {
+    await ours.call({ kind: "open", endpoint: ctx.endpoint, poolSize: OCC_POOL_SIZE })
+    const high = OCC_CONFIGS[0]!
+    for (const [index, policy] of SWEEP.entries()) {
+      if (index % 12 === 0) ctx.log(`4. OCC policy sweep, ${index + 1}-${index + 12} of ${SWEEP.length}`)
+      sweep.push(await runPolicy(high.workers, high.accounts, policy))
+    }
+    const low = OCC_CONFIGS[1]!
+    ctx.log(`4. OCC, best policies again at ${low.workers} workers × ${low.accounts} accounts`)
+    for (const policy of candidatesFrom(sweep)) confirm.push(await runPolicy(low.workers, low.accounts, policy))
+    await ours.call({ kind: "close" })
+  } finally {
+    await ours.stop()
+  }
+  return { sweep, confirm }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -503,8 +548,9 @@ export interface StormRow {
   readonly connectionsOpened: number
   readonly connectionsRefused: number
   readonly tokensSigned: number
-  /** All runs together. */
+  /** All runs together, and per run. */
   readonly errors: number
+  readonly runsErrors: ReadonlyArray<number>
   readonly errorSamples: ReadonlyArray<string>
   readonly runs: number
   /** The client process's, over both storms (one process per client for the scenario). */
@@ -574,6 +620,7 @@ export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
         connectionsRefused: median(runs.map((m) => m.stats.connectionsRefused)),
         tokensSigned: median(runs.map((m) => m.result.tokensSigned)),
         errors: runs.reduce((sum, m) => sum + m.result.errors, 0),
+        runsErrors: runs.map((m) => m.result.errors),
         errorSamples: [...new Set(runs.flatMap((m) => m.result.errorSamples))].slice(0, 5),
         runs: runs.length,
         usage

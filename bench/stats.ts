@@ -50,3 +50,25 @@ export const round = (value: number, digits = 3): number =>
   Number.isFinite(value)
     ? Number(value.toPrecision(Math.max(digits, Math.ceil(Math.log10(Math.abs(value) + 1)))))
     : value
+
+/** A ratio over runs measured side by side: its lowest, median and highest value, and each run's. */
+export interface Spread {
+  readonly min: number
+  readonly median: number
+  readonly max: number
+  readonly runs: ReadonlyArray<number>
+}
+
+/**
+ * The per-run ratios `a[i] / b[i]` of two series measured in the same repetitions (run i of each side by side), so
+ * that a verdict can be judged on the worst run and the spread shown next to the median.
+ */
+export const ratios = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): Spread => {
+  const runs = a.slice(0, Math.min(a.length, b.length)).map((value, index) => value / b[index]!)
+  return {
+    min: round(Math.min(...runs)),
+    median: round(median(runs)),
+    max: round(Math.max(...runs)),
+    runs: runs.map((value) => round(value))
+  }
+}

@@ -59,4 +59,6 @@ process.on("message", (message: { readonly id: number; readonly task: Task }) =>
     )
     .then((reply) => process.send!(reply))
 })
+// Ends through process.exit, so that a `--cpu-prof` profile (BENCH_CPU_PROF) is written.
+process.on("SIGTERM", () => process.exit(0))
 process.send!({ id: 0, ok: true, result: "ready" } satisfies Reply)
