@@ -39,8 +39,9 @@ export type ClientOptions = Pick<
 >
 
 /**
- * Opens a DSQL client from a normalised config and @effect/sql-pg's `ClientOptions`: builds the pool, checks one
- * connection with `SELECT 1` within the connect timeout, and ends the pool when the scope closes.
+ * Opens a DSQL client from a normalised config and @effect/sql-pg's `ClientOptions`: builds the pool, opens one
+ * connection within the connect timeout (TLS, the IAM token and the server's acceptance checked; the connection then
+ * stays in the pool for the first query), and ends the pool when the scope closes.
  *
  * @since 0.1.0
  * @category constructors
@@ -54,7 +55,7 @@ export const make = Effect.fn("DsqlClient.make")(function*(
     (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption("5 seconds"))
   )
   yield* Effect.tryPromise({
-    try: () => pool.query("SELECT 1"),
+    try: () => pool.connect().then((client) => client.release()),
     catch: (cause) =>
       new SqlError({
         cause,

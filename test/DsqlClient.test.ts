@@ -23,6 +23,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import pg from "pg"
 import packageJson from "../package.json" with { type: "json" }
+import { tlsOptions } from "../src/internal/pool.js"
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
 import { signToken, tlsFor } from "./utils/dsqlLocal.js"
 
@@ -508,6 +509,47 @@ describe("DsqlClient", () => {
         for (const failure of failures) {
           assert.strictEqual((failure.cause as { code?: string }).code, "57P01", failure.message)
         }
+      }))
+
+    it.effect("checks a new client by opening one connection, with no query round trip of its own", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const before = yield* server.stats
+        yield* Effect.scoped(Layer.build(clientLayer(server, { maxConnections: 2 })))
+        const after = yield* server.stats
+        assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1)
+        assert.strictEqual(after.queries - before.queries, 0)
+      }))
+
+    it.effect("gives every pool that trusts the same caPem one shared secure context", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const config = yield* DsqlConfig.make({ host: server.hostname, region: server.region, caPem: server.ca })
+        const first = tlsOptions(config).secureContext
+        assert.isDefined(first)
+        assert.strictEqual(tlsOptions(config).secureContext, first)
+      }))
+
+    it.effect("grows a refused pool again for its queued queries once the rate limit grants connections", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const before = yield* server.stats
+        // The start-up check takes the one connection of the burst; the three more the queries ask for at once are
+        // refused, and the pool serves its queue on the one it has until the rate (2/s) grants more.
+        const rows = yield* server.faults.setLimits({ connectionRatePerSecond: 2, connectionBurst: 1 }).pipe(
+          Effect.zipRight(
+            Effect.flatMap(SqlClient.SqlClient, (sql) =>
+              Effect.map(
+                Effect.forEach(Array.from({ length: 4 }), () => sql`SELECT pg_sleep(0.5)`, { concurrency: 4 }),
+                (results) => results.flat()
+              )).pipe(Effect.provide(clientLayer(server, { maxConnections: 4 })))
+          ),
+          Effect.ensuring(server.faults.reset)
+        )
+        const after = yield* server.stats
+        assert.strictEqual(rows.length, 4)
+        assert.isAtLeast(after.connectionsRefused - before.connectionsRefused, 1)
+        assert.isAtLeast(after.connectionsAccepted - before.connectionsAccepted, 2)
       }))
 
     it.effect("opens a single scoped connection with connectWithSigner", () =>

@@ -61,10 +61,25 @@ const lifetimeJitter = 0.1
 /** Given to pg-pool with a connection whose session ended, so that pg-pool closes it instead of pooling it again. */
 const sessionEnded = new Error("the server ended this connection's session")
 
+/** Secure contexts by extra CA PEM, shared by every pool of the process that trusts the same CA. */
+const secureContexts = new Map<string, Tls.SecureContext>()
+
+/**
+ * Node's roots plus `pem` in one secure context, built once per process and PEM: building one parses Node's ~150
+ * roots (tens of ms of CPU), which many pools opened at once (a storm of cold starts) would otherwise each pay.
+ */
+const secureContextFor = (pem: string): Tls.SecureContext => {
+  const cached = secureContexts.get(pem)
+  if (cached !== undefined) return cached
+  const context = Tls.createSecureContext({ ca: [...Tls.rootCertificates, pem], minVersion: "TLSv1.2" })
+  secureContexts.set(pem, context)
+  return context
+}
+
 /**
  * TLS options for verify-full against the DSQL host name: certificate chain and host name checked, SNI sent,
- * TLS 1.2 or later. Extra roots are added to Node's defaults, never replacing them, in one secure context built per
- * pool: passing `ca` instead would parse Node's ~150 roots again on every connection (tens of ms of CPU each).
+ * TLS 1.2 or later. Extra roots are added to Node's defaults, never replacing them, in one secure context shared
+ * by the process's pools: passing `ca` instead would parse Node's ~150 roots again on every connection.
  */
 export const tlsOptions = (config: DsqlConfig): Tls.ConnectionOptions => ({
   servername: config.host,
@@ -73,9 +88,7 @@ export const tlsOptions = (config: DsqlConfig): Tls.ConnectionOptions => ({
   checkServerIdentity: (_hostname, certificate) => Tls.checkServerIdentity(config.host, certificate),
   ...Option.match(config.caPem, {
     onNone: () => ({}),
-    onSome: (pem) => ({
-      secureContext: Tls.createSecureContext({ ca: [...Tls.rootCertificates, pem], minVersion: "TLSv1.2" })
-    })
+    onSome: (pem) => ({ secureContext: secureContextFor(pem) })
   })
 })
 
@@ -226,24 +239,6 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOp
     runFork(Metric.increment(DsqlMetrics.connectionsOpened))
   })
 
-  // pg-pool opens a new connection for every request that finds no idle one until `max` is reached, so under a
-  // refusal each waiting request would be handed to yet another refused attempt while the connections the pool has
-  // are released to nobody. Holding `max` at the established connections makes requests queue for those instead; the
-  // hold ends at the first request after it expires, which lets the pool try to grow again.
-  let established = 0
-  pool.on("connect", () => established++)
-  pool.on("remove", () => established--)
-  let heldUntil: number | undefined
-  const holdAtEstablishedSize = () => {
-    pool.options.max = Math.max(1, Math.min(config.maxConnections, established))
-    heldUntil = Date.now() + holdAfterRefusalMillis
-  }
-  const endExpiredHold = () => {
-    if (heldUntil === undefined || Date.now() < heldUntil) return
-    pool.options.max = config.maxConnections
-    heldUntil = undefined
-  }
-
   const poolConnect = pool.connect.bind(pool) as (callback: ConnectCallback) => void
   /**
    * One checkout from pg-pool. A connection whose session the server already ended is dropped and the checkout
@@ -262,6 +257,44 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOp
       })
     } finally {
       checkoutSpan = undefined
+    }
+  }
+
+  // pg-pool opens a new connection for every request that finds no idle one until `max` is reached, so under a
+  // refusal each waiting request would be handed to yet another refused attempt while the connections the pool has
+  // are released to nobody. Holding `max` at the established connections makes requests queue for those instead.
+  // When the hold expires, requests still queued get new connections opened for them, each handed to the queue as
+  // soon as it is up: pg-pool itself only opens one for a new request, so a pool whose requests all arrived at once
+  // would otherwise stay at its held size and serve its whole queue on those connections, however long that takes.
+  let established = 0
+  pool.on("connect", () => established++)
+  pool.on("remove", () => established--)
+  let heldUntil: number | undefined
+  let holdTimer: ReturnType<typeof setTimeout> | undefined
+  const holdAtEstablishedSize = () => {
+    pool.options.max = Math.max(1, Math.min(config.maxConnections, established))
+    heldUntil = Date.now() + holdAfterRefusalMillis
+    holdTimer ??= setTimeout(endHold, holdAfterRefusalMillis).unref()
+  }
+  const endHold = () => {
+    holdTimer = undefined
+    if (heldUntil === undefined) return
+    const left = heldUntil - Date.now()
+    if (left > 0) {
+      holdTimer = setTimeout(endHold, left).unref()
+      return
+    }
+    pool.options.max = config.maxConnections
+    heldUntil = undefined
+    const room = Math.min(pool.waitingCount, config.maxConnections - pool.totalCount)
+    for (let index = 0; index < room; index++) {
+      connectOnce(undefined, (error, client, release) => {
+        if (!error && client !== undefined) return release()
+        if (!error || !isConnectionLimitError(error)) return
+        // Refused again: tried anew when this hold ends, a retry like those of requests refused themselves.
+        holdAtEstablishedSize()
+        runFork(Metric.increment(DsqlMetrics.connectRetries))
+      })
     }
   }
 
@@ -321,7 +354,6 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOp
 
   // Checkouts go straight to pg-pool; only a refusal for DSQL's limits enters the (slower) retry path.
   const connect = (callback?: ConnectCallback) => {
-    endExpiredHold()
     const startedAt = Date.now()
     const span = currentSpan()
     const promise = new Promise<Pg.PoolClient>((resolve, reject) => {
