@@ -1,8 +1,9 @@
 /**
  * A scoped `SqlClient` for Aurora DSQL, built on @effect/sql-pg and node-postgres: a fresh IAM token for every new
  * physical connection, verify-full TLS, connections recycled before DSQL's one-hour limit, back-off on DSQL's
- * connection limits, and transactions that behave on DSQL (a failed COMMIT is a typed failure; nested
- * transactions join the outer one instead of opening a savepoint).
+ * connection limits, and transactions that behave on DSQL (a failed COMMIT, or one the server answered with
+ * `ROLLBACK`, is a typed failure; a nested transaction joins its own client's outer one instead of opening a
+ * savepoint).
  *
  * @since 0.1.0
  */
