@@ -422,6 +422,27 @@ describe("policy", () => {
         yield* query(client, "ROLLBACK")
       }))
 
+    it.scoped("ALTER TABLE ASYNC … VALIDATE CONSTRAINT validates and answers a job id recorded in sys.jobs", () =>
+      Effect.gen(function*() {
+        const { port } = yield* cluster()
+        const client = yield* connect(port)
+        const table = tableName("async_validate")
+        yield* query(client, `CREATE TABLE ${table} (id uuid PRIMARY KEY, v int)`)
+        yield* query(client, `INSERT INTO ${table} VALUES (gen_random_uuid(), 1)`)
+        yield* query(client, `ALTER TABLE ${table} ADD CONSTRAINT ${table}_positive CHECK (v > 0) NOT VALID`)
+        const validated = yield* query(client, `ALTER TABLE ASYNC ${table} VALIDATE CONSTRAINT ${table}_positive`)
+        expect(validated.command).toBe("ALTER")
+        const jobId = validated.rows[0].job_id as string
+        expect(jobId).toMatch(/^[a-z0-9]{26}$/)
+        const job = yield* query(client, "SELECT status, object_name FROM sys.jobs WHERE job_id = $1", [jobId])
+        expect(job.rows).toEqual([{ status: "completed", object_name: table }])
+        expect((yield* query(client, `CALL sys.wait_for_job('${jobId}')`)).rows).toEqual([{ succeeded: true }])
+        const constraint = yield* query(client, "SELECT convalidated FROM pg_constraint WHERE conname = $1", [
+          `${table}_positive`
+        ])
+        expect(constraint.rows).toEqual([{ convalidated: true }])
+      }))
+
     it.scoped("extended-protocol transactions follow the same rules", () =>
       Effect.gen(function*() {
         const { port } = yield* cluster()

@@ -78,6 +78,7 @@ const REFUSED: ReadonlyArray<Case> = [
   ["CREATE INDEX ASYNC {n} ON {t} (a DESC)", "0A000", "specifying sort order not supported for index keys"],
   ["CREATE INDEX ASYNC {n} ON {t} (b text_pattern_ops)", "0A000", "opclass not supported for index keys"],
   ["CREATE INDEX ASYNC public.{n} ON {t} (a)", "42601", "syntax error at or near \".\""],
+  ["ALTER TABLE ASYNC {t} ADD COLUMN c text", "42601", "syntax error at or near \"ASYNC\""],
   [
     "ALTER TABLE {t} ADD COLUMN c int NOT NULL DEFAULT 0",
     "0A000",
@@ -149,6 +150,7 @@ const ACCEPTED: ReadonlyArray<string> = [
   "ALTER TABLE {n}_parent ADD COLUMN note text",
   "ALTER TABLE {n}_parent DROP COLUMN note",
   "ALTER TABLE {n}_small ADD CONSTRAINT {n}_check CHECK (v <> '') NOT VALID",
+  "ALTER TABLE ASYNC {n}_small VALIDATE CONSTRAINT {n}_check",
   "INSERT INTO {n}_parent (qty, name) VALUES (1, 'one'), (2, repeat('x', 1000))",
   "INSERT INTO {n}_child (parent) SELECT id FROM {n}_parent",
   "SELECT {n}_twice(qty), {n}_thrice(qty), nextval('{n}_one'), nextval('{n}_big') FROM {n}_parent FOR UPDATE",

@@ -7,7 +7,7 @@
  */
 import type { Refusal } from "./rules.js"
 import { backendRules } from "./rules.js"
-import type { AsyncIndexTarget, DroppedColumns, Statement } from "./statements.js"
+import type { AsyncTarget, DroppedColumns, Statement } from "./statements.js"
 
 /** A dollar-quoted literal whose tag cannot occur in `value`: safe whatever `standard_conforming_strings` says. */
 const literal = (value: string): string => {
@@ -130,6 +130,22 @@ BEGIN
   SELECT indexrelid INTO created FROM pg_index WHERE indrelid = target AND NOT indexrelid = ANY (existing);
   PERFORM dsql_local.record_job(job, 'INDEX_BUILD', 'pg_class'::regclass::oid, created,
     (SELECT relname FROM pg_class WHERE oid = created), started);
+  RETURN job;
+END
+$body$;
+
+CREATE OR REPLACE FUNCTION dsql_local.validate_constraint_async(alter_sql text, table_schema text, table_name text)
+RETURNS text
+LANGUAGE plpgsql AS $body$
+DECLARE
+  target regclass := (CASE WHEN table_schema IS NULL THEN quote_ident(table_name)
+    ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END)::regclass;
+  started timestamptz := clock_timestamp();
+  job text := dsql_local.new_job_id();
+BEGIN
+  EXECUTE alter_sql;
+  PERFORM dsql_local.record_job(job, 'VALIDATE_CONSTRAINT', 'pg_class'::regclass::oid, target,
+    (SELECT relname FROM pg_class WHERE oid = target), started);
   RETURN job;
 END
 $body$;
@@ -468,7 +484,7 @@ export const takeSnapshotSql = "CALL dsql_local.take_snapshot()"
  * @since 0.1.0
  * @category constructors
  */
-export const createIndexAsyncSql = (indexSql: string, target: AsyncIndexTarget): string =>
+export const createIndexAsyncSql = (indexSql: string, target: AsyncTarget): string =>
   `SELECT dsql_local.create_index_async(${literal(indexSql)}, ${
     target.schema === undefined ? "NULL" : literal(target.schema)
   }, ${literal(target.table)}) AS job_id`
@@ -494,7 +510,7 @@ export const checkDropColumnsSql = (dropped: DroppedColumns): string =>
 
 /**
  * What runs on the backend instead of a statement PostgreSQL does not know, and the command tag the client gets:
- * `CREATE INDEX ASYNC` and `AWS IAM GRANT` / `REVOKE`.
+ * `CREATE INDEX ASYNC`, `ALTER TABLE ASYNC … VALIDATE CONSTRAINT` and `AWS IAM GRANT` / `REVOKE`.
  *
  * @since 0.1.0
  * @category constructors
@@ -502,6 +518,15 @@ export const checkDropColumnsSql = (dropped: DroppedColumns): string =>
 export const backendStatement = (statement: Statement): { readonly sql: string; readonly tag: string } | undefined => {
   if (statement.asyncIndex !== undefined) {
     return { sql: createIndexAsyncSql(statement.sql, statement.asyncIndex), tag: "CREATE INDEX" }
+  }
+  if (statement.asyncValidation !== undefined) {
+    const { schema, table } = statement.asyncValidation
+    return {
+      sql: `SELECT dsql_local.validate_constraint_async(${literal(statement.sql)}, ${
+        schema === undefined ? "NULL" : literal(schema)
+      }, ${literal(table)}) AS job_id`,
+      tag: "ALTER TABLE"
+    }
   }
   const mapping = statement.iamMapping
   return mapping === undefined ? undefined : {

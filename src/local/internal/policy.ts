@@ -602,6 +602,7 @@ class Session {
     if (backendRule) this.state.stats.statementsRefused++
     if (
       sent?.raises === true || backendRule || statement?.asyncIndex !== undefined ||
+      statement?.asyncValidation !== undefined ||
       statement?.iamMapping !== undefined || statement?.waitForJob === true
     ) {
       return Wire.errorResponse(Object.fromEntries(Object.entries(fields).filter(([code]) => !HELPER_NOISE.has(code))))

@@ -26,12 +26,12 @@ export type StatementKind = "ddl" | "dml" | "read" | "transaction" | "other"
 export type TransactionControl = "begin" | "commit" | "rollback"
 
 /**
- * The table a `CREATE INDEX ASYNC` builds its index on.
+ * The table an asynchronous job (`CREATE INDEX ASYNC`, `ALTER TABLE ASYNC … VALIDATE CONSTRAINT`) works on.
  *
  * @since 0.1.0
  * @category models
  */
-export interface AsyncIndexTarget {
+export interface AsyncTarget {
   readonly schema: string | undefined
   readonly table: string
 }
@@ -49,7 +49,9 @@ export interface Statement {
   readonly control: TransactionControl | undefined
   readonly refusal: Refusal | undefined
   /** Set for `CREATE [UNIQUE] INDEX ASYNC`. */
-  readonly asyncIndex: AsyncIndexTarget | undefined
+  readonly asyncIndex: AsyncTarget | undefined
+  /** Set for `ALTER TABLE ASYNC … VALIDATE CONSTRAINT`. */
+  readonly asyncValidation: AsyncTarget | undefined
   /** `CALL sys.wait_for_job(…)`, which DSQL refuses inside a transaction block. */
   readonly waitForJob: boolean
   /** Set for `ALTER TABLE … DROP COLUMN`: DSQL refuses dropping a primary-key column. */
@@ -193,7 +195,8 @@ const parseIamMapping = (sql: string): IamMapping | undefined => {
 }
 
 /**
- * Blanks DSQL's `ASYNC` in `CREATE [UNIQUE] INDEX ASYNC` (not PostgreSQL syntax) in `source`, keeping byte offsets,
+ * Blanks DSQL's `ASYNC` in `CREATE [UNIQUE] INDEX ASYNC` and `ALTER TABLE ASYNC` (not PostgreSQL syntax) in `source`,
+ * keeping byte offsets,
  * and returns where each one was. The scanner tells an unquoted identifier from a quoted one or a string.
  */
 const removeAsyncKeywords = (sql: string, source: Buffer): Array<number> => {
@@ -211,7 +214,8 @@ const removeAsyncKeywords = (sql: string, source: Buffer): Array<number> => {
     const third = tokens[index - 3]?.text.toLowerCase()
     const createIndex = previous === "index" &&
       (beforeThat === "create" || (beforeThat === "unique" && third === "create"))
-    if (!createIndex) return
+    const alterTable = previous === "table" && beforeThat === "alter"
+    if (!createIndex && !alterTable) return
     source.fill(0x20, token.start, token.end)
     positions.push(token.start)
   })
@@ -232,6 +236,7 @@ const statement = (
   control: extra.control,
   refusal: extra.refusal,
   asyncIndex: extra.asyncIndex,
+  asyncValidation: extra.asyncValidation,
   waitForJob: extra.waitForJob ?? false,
   droppedColumns: extra.droppedColumns,
   iamMapping: extra.iamMapping,
@@ -258,6 +263,15 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
         refusal: statementRefusal(node) ?? refusalInTree(node)
       })
       : statement(sql, "ddl", { refusal: statementRefusal(node) ?? Rules.indexModeRefusal })
+  }
+  if ("AlterTableStmt" in node && isAsync) {
+    const { cmds = [], relation } = node.AlterTableStmt
+    const validates = cmds.length === 1 && "AlterTableCmd" in cmds[0]! &&
+      cmds[0].AlterTableCmd.subtype === "AT_ValidateConstraint"
+    // DSQL takes ASYNC only before VALIDATE CONSTRAINT; its answer to other forms is unconfirmed.
+    return validates && relation?.relname !== undefined
+      ? statement(sql, "ddl", { asyncValidation: { schema: relation.schemaname, table: relation.relname } })
+      : statement(sql, "ddl", { refusal: { code: "42601", message: "syntax error at or near \"ASYNC\"" } })
   }
   if ("CallStmt" in node) {
     const names = Rules.nameParts(node.CallStmt.funccall?.funcname)
