@@ -104,11 +104,12 @@ export interface Options {
 
 /**
  * The default policy: up to 10 retries, 20 ms doubling to at most 1 s, half jitter, 30 s in all. Chosen from a sweep
- * of 48 policies on DsqlLocal (bench/README.md): at 32 workers on 4 hot accounts it committed 417 tx/s with no
- * give-ups, against 211 tx/s for 10 ms with full jitter and about 35 tx/s with 87% giving up for the node
- * connectors' 3 retries from 1 ms; at 32 workers on 64 accounts, 767 tx/s. A 20 ms base lets the winner of a
- * conflict commit before the losers return; some jitter keeps clients that collided from retrying in lockstep. The
- * longer budget than the official connectors' also lets schema conflicts (OC001) after concurrent DDL resolve.
+ * of 48 policies on DsqlLocal (bench/README.md): at 32 workers on 4 hot accounts it committed 115 tx/s with no
+ * give-ups, against 104 tx/s for 10 ms with full jitter and about 20 tx/s with 87–90% giving up for the node
+ * connectors' 3 retries from 1 ms; at 32 workers on 64 accounts it was the best of the 48. A 20 ms base lets the
+ * winner of a conflict commit before the losers return; some jitter keeps clients that collided from retrying in
+ * lockstep. The longer budget than the official connectors' also lets schema conflicts (OC001) after concurrent DDL
+ * resolve.
  *
  * @since 0.1.0
  * @category schedules
