@@ -30,7 +30,9 @@ const rulesRows = Object.entries(backendRules).map(([name, rule]) =>
  *   refusal aborts the backend transaction exactly like a failed statement.
  * - `dsql_local.take_snapshot()`: a no-op whose CALL takes the repeatable-read snapshot, run right after BEGIN
  *   because DSQL's snapshot is taken at BEGIN while PostgreSQL's is taken at the first statement.
- * - `dsql_local.create_index_async(index_sql, schema, table)`: builds the index, records the job, returns its id.
+ * - `dsql_local.run_async_job(sql, job_type, schema, table)`: runs `CREATE INDEX ASYNC` (job type `INDEX_BUILD`, the
+ *   object the new index) or `ALTER TABLE ASYNC … VALIDATE CONSTRAINT` (`VALIDATE_CONSTRAINT`, the object the table)
+ *   without ASYNC, records the job, returns its id.
  * - `dsql_local.rules`: the backend rules of `rules.ts` (SQLSTATE, message, DSQL's limit), raised by name with
  *   `dsql_local.refuse(rule, detail)`.
  * - The event trigger `dsql_local_rules` (installed when the setup runs as a superuser, which event triggers need):
@@ -114,38 +116,25 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $body$
   VALUES (job_id, 'completed', NULL, job_type, class_id, object_id, object_name, started, clock_timestamp())
 $body$;
 
-CREATE OR REPLACE FUNCTION dsql_local.create_index_async(index_sql text, table_schema text, table_name text)
-RETURNS text
+CREATE OR REPLACE FUNCTION dsql_local.run_async_job(
+  statement_sql text, job_type text, table_schema text, table_name text
+) RETURNS text
 LANGUAGE plpgsql AS $body$
 DECLARE
   target regclass := (CASE WHEN table_schema IS NULL THEN quote_ident(table_name)
     ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END)::regclass;
   started timestamptz := clock_timestamp();
   existing oid[];
-  created oid;
+  job_object oid := target;
   job text := dsql_local.new_job_id();
 BEGIN
   SELECT coalesce(array_agg(indexrelid), '{}') INTO existing FROM pg_index WHERE indrelid = target;
-  EXECUTE index_sql;
-  SELECT indexrelid INTO created FROM pg_index WHERE indrelid = target AND NOT indexrelid = ANY (existing);
-  PERFORM dsql_local.record_job(job, 'INDEX_BUILD', 'pg_class'::regclass::oid, created,
-    (SELECT relname FROM pg_class WHERE oid = created), started);
-  RETURN job;
-END
-$body$;
-
-CREATE OR REPLACE FUNCTION dsql_local.validate_constraint_async(alter_sql text, table_schema text, table_name text)
-RETURNS text
-LANGUAGE plpgsql AS $body$
-DECLARE
-  target regclass := (CASE WHEN table_schema IS NULL THEN quote_ident(table_name)
-    ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END)::regclass;
-  started timestamptz := clock_timestamp();
-  job text := dsql_local.new_job_id();
-BEGIN
-  EXECUTE alter_sql;
-  PERFORM dsql_local.record_job(job, 'VALIDATE_CONSTRAINT', 'pg_class'::regclass::oid, target,
-    (SELECT relname FROM pg_class WHERE oid = target), started);
+  EXECUTE statement_sql;
+  IF job_type = 'INDEX_BUILD' THEN
+    SELECT indexrelid INTO job_object FROM pg_index WHERE indrelid = target AND NOT indexrelid = ANY (existing);
+  END IF;
+  PERFORM dsql_local.record_job(job, job_type, 'pg_class'::regclass::oid, job_object,
+    (SELECT relname FROM pg_class WHERE oid = job_object), started);
   RETURN job;
 END
 $body$;
@@ -478,14 +467,9 @@ export const raiseSql = (refusal: Refusal): string =>
  */
 export const takeSnapshotSql = "CALL dsql_local.take_snapshot()"
 
-/**
- * `CREATE INDEX ASYNC` rewritten to a one-row `job_id` query (its tag is renamed `CREATE INDEX` on the way back).
- *
- * @since 0.1.0
- * @category constructors
- */
-export const createIndexAsyncSql = (indexSql: string, target: AsyncTarget): string =>
-  `SELECT dsql_local.create_index_async(${literal(indexSql)}, ${
+/** An asynchronous DSQL statement, ASYNC removed, rewritten to a one-row `job_id` query. */
+const asyncJobSql = (sql: string, jobType: string, target: AsyncTarget): string =>
+  `SELECT dsql_local.run_async_job(${literal(sql)}, ${literal(jobType)}, ${
     target.schema === undefined ? "NULL" : literal(target.schema)
   }, ${literal(target.table)}) AS job_id`
 
@@ -517,16 +501,10 @@ export const checkDropColumnsSql = (dropped: DroppedColumns): string =>
  */
 export const backendStatement = (statement: Statement): { readonly sql: string; readonly tag: string } | undefined => {
   if (statement.asyncIndex !== undefined) {
-    return { sql: createIndexAsyncSql(statement.sql, statement.asyncIndex), tag: "CREATE INDEX" }
+    return { sql: asyncJobSql(statement.sql, "INDEX_BUILD", statement.asyncIndex), tag: "CREATE INDEX" }
   }
   if (statement.asyncValidation !== undefined) {
-    const { schema, table } = statement.asyncValidation
-    return {
-      sql: `SELECT dsql_local.validate_constraint_async(${literal(statement.sql)}, ${
-        schema === undefined ? "NULL" : literal(schema)
-      }, ${literal(table)}) AS job_id`,
-      tag: "ALTER TABLE"
-    }
+    return { sql: asyncJobSql(statement.sql, "VALIDATE_CONSTRAINT", statement.asyncValidation), tag: "ALTER TABLE" }
   }
   const mapping = statement.iamMapping
   return mapping === undefined ? undefined : {
