@@ -16,5 +16,7 @@ export const sessionsOf = (server: DsqlLocal.Server, applicationName: string) =>
 /** The count once it reaches 0 (sessions end shortly after the client closed them), or after about 5 s. */
 export const sessionsLeft = (server: DsqlLocal.Server, applicationName: string) =>
   sessionsOf(server, applicationName).pipe(
-    Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("50 millis"), times: 100 })
+    // passthrough: the repeat then returns the last count, not the schedule's own output (how often it repeated),
+    // which made a session that took one poll to end read as one session left.
+    Effect.repeat({ until: (n) => n === 0, schedule: Schedule.passthrough(Schedule.spaced("50 millis")), times: 100 })
   )
