@@ -21,6 +21,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import * as DsqlMetrics from "./DsqlMetrics.js"
 import { backoff } from "./internal/backoff.js"
+import { findCause } from "./internal/causes.js"
 import { inTransactionOf } from "./internal/transaction.js"
 
 /**
@@ -53,28 +54,16 @@ export class OccConflict extends Data.TaggedError("OccConflict")<{
  */
 export const isOccConflict = (u: unknown): u is OccConflict => Predicate.isTagged(u, "OccConflict")
 
-interface DatabaseErrorLike {
-  readonly code: string
-  readonly message: string
-}
-
-const isDatabaseErrorLike = (u: unknown): u is DatabaseErrorLike =>
-  typeof u === "object" && u !== null && typeof (u as { code?: unknown }).code === "string" &&
-  typeof (u as { message?: unknown }).message === "string"
-
 const occMarker = /\b(OC00[01])\b/
 
-const findOcc = (error: unknown, depth = 0): Option.Option<{ code: OccCode; message: string }> => {
-  if (depth > 8 || typeof error !== "object" || error === null) return Option.none()
-  if (isDatabaseErrorLike(error)) {
-    const literal = error.code === "OC000" || error.code === "OC001" ? error.code : undefined
-    if (literal !== undefined || error.code === "40001") {
-      const marker = occMarker.exec(error.message)?.[1] as OccCode | undefined
-      return Option.some({ code: literal ?? marker ?? "40001", message: error.message })
-    }
-  }
-  return findOcc((error as { cause?: unknown }).cause, depth + 1)
-}
+const findOcc = (error: unknown): Option.Option<{ code: OccCode; message: string }> =>
+  Option.fromNullable(findCause(error, ({ code, message }) => {
+    if (typeof code !== "string" || typeof message !== "string") return undefined
+    const literal = code === "OC000" || code === "OC001" ? code : undefined
+    if (literal === undefined && code !== "40001") return undefined
+    const marker = occMarker.exec(message)?.[1] as OccCode | undefined
+    return { code: literal ?? marker ?? "40001", message }
+  }))
 
 /**
  * Classifies a `SqlError` (walking its cause chain to pg's `DatabaseError`) as an `OccConflict`: SQLSTATE 40001,

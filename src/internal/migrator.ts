@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Random from "effect/Random"
 import * as OccRetry from "../OccRetry.js"
+import { findCause } from "./causes.js"
 import type { AsyncJob } from "./migratorClient.js"
 
 export interface Settings {
@@ -32,18 +33,11 @@ export interface ServerError {
 const sqlState = /^[0-9A-Z]{5}$/
 
 /** The first error along `error`'s cause chain that carries a SQLSTATE. */
-export const serverErrorOf = (error: unknown): Option.Option<ServerError> => {
-  for (let current = error, depth = 0; Predicate.isObject(current) && depth < 10; depth++) {
-    if (
-      Predicate.hasProperty(current, "code") && typeof current.code === "string" && sqlState.test(current.code) &&
-      Predicate.hasProperty(current, "message") && typeof current.message === "string"
-    ) {
-      return Option.some({ code: current.code, message: current.message })
-    }
-    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
-  }
-  return Option.none()
-}
+export const serverErrorOf = (error: unknown): Option.Option<ServerError> =>
+  Option.fromNullable(
+    findCause(error, ({ code, message }) =>
+      typeof code === "string" && sqlState.test(code) && typeof message === "string" ? { code, message } : undefined)
+  )
 
 /**
  * Runs `effect` (one statement outside a transaction, or a whole transaction) retried on OCC conflicts; a conflict

@@ -16,6 +16,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import { findCause } from "./causes.js"
 
 type WithTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
 
@@ -59,13 +60,12 @@ const sessionEndedMessage = /Connection terminated unexpectedly|not queryable/
  * True when `error` says the session was gone before it could run anything: ended by the server (57P01 after an
  * administrator's `pg_terminate_backend`, a failover or the age limit), or its socket reset or closed.
  */
-const isSessionEnded = (error: unknown, depth = 0): boolean => {
-  if (depth > 8 || typeof error !== "object" || error === null) return false
-  const { cause, code, message } = error as { cause?: unknown; code?: unknown; message?: unknown }
-  if (typeof code === "string" && sessionEndedCodes.has(code)) return true
-  if (typeof message === "string" && sessionEndedMessage.test(message)) return true
-  return isSessionEnded(cause, depth + 1)
-}
+const isSessionEnded = (error: unknown): boolean =>
+  findCause(error, ({ code, message }) =>
+    (typeof code === "string" && sessionEndedCodes.has(code)) ||
+      (typeof message === "string" && sessionEndedMessage.test(message))
+      ? true
+      : undefined) === true
 
 const rolledBack = () =>
   new SqlError({
