@@ -61,6 +61,23 @@ export interface Context {
 
 const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect)
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
+/** Client sessions on the backend besides the bench's own connection. */
+const backendSessions = async (ctx: Context): Promise<number> => {
+  const { rows } = await ctx.backend.query<{ readonly sessions: string }>(
+    "SELECT count(*) AS sessions FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+  )
+  return Number(rows[0]!.sessions)
+}
+
+/**
+ * Waits until the backend is back to `idle` client sessions (DsqlLocal's own), then a little longer: a cold-pool
+ * measurement must not start while the previous one's sessions are still ending (their PostgreSQL backends exit
+ * and are reaped on the same 2 cores), or whichever client runs next pays for the one before it.
+ */
+const settle = async (ctx: Context, idle: number) => {
+  for (let polls = 0; polls < 100 && await backendSessions(ctx) > idle; polls++) await sleep(20)
+  await sleep(100)
+}
 const rotate = <A>(items: ReadonlyArray<A>, by: number): Array<A> =>
   items.map((_, index) => items[(index + by) % items.length]!)
 
@@ -160,6 +177,7 @@ export const connectionSetup = async (ctx: Context): Promise<ReadonlyArray<Setup
     variant(ctx, "pg", "raw pg (ssl.ca)", "pg")
   ]
   const children = await Promise.all(variants.map(startVariant))
+  const idleSessions = await backendSessions(ctx)
   const rows: Array<SetupRow> = []
   const connections = ctx.sizes.setupConnections
   const measure = async (latency: SetupRow["latency"], endpoint: Endpoint) => {
@@ -169,6 +187,7 @@ export const connectionSetup = async (ctx: Context): Promise<ReadonlyArray<Setup
       for (let rep = -1; rep < ctx.sizes.setupReps; rep++) {
         for (const index of rotate(variants.map((_, i) => i), Math.max(rep, 0))) {
           const v = variants[index]!
+          await settle(ctx, idleSessions)
           await run(ctx.server.resetStats)
           const { elapsedMs } = await children[index]!.call<{ elapsedMs: number }>({
             kind: "setup",
@@ -434,9 +453,11 @@ const summariseOcc = (
 export const OCC_CONFIGS = [{ workers: 32, accounts: 4 }, { workers: 32, accounts: 64 }]
 export const OCC_POOL_SIZE = 32
 
-export const SWEEP: ReadonlyArray<RetryPolicy> = [3, 10].flatMap((maxRetries) =>
-  [1, 5, 10, 20].flatMap((baseDelayMs) =>
-    [100, 1000].flatMap((maxDelayMs) => [0, 0.5, 1].map((jitter) => ({ maxRetries, baseDelayMs, maxDelayMs, jitter })))
+export const SWEEP: ReadonlyArray<RetryPolicy> = [10, 20].flatMap((maxRetries) =>
+  [10, 20, 40, 60].flatMap((baseDelayMs) =>
+    [250, 500, 1000].flatMap((maxDelayMs) =>
+      [0.5, 1].map((jitter) => ({ maxRetries, baseDelayMs, maxDelayMs, jitter }))
+    )
   )
 )
 
@@ -457,10 +478,17 @@ const candidatesFrom = (sweep: ReadonlyArray<OccRow>): Array<RetryPolicy> => {
   const best = [...sweep]
     .filter((row) => row.gaveUpShare <= 0.01)
     .sort((a, b) => b.committedPerSecond - a.committedPerSecond)
-    .slice(0, 3)
+    .slice(0, 6)
     .map((row) => row.policy as RetryPolicy)
   return best.some((policy) => samePolicy(policy, CURRENT_DEFAULTS)) ? best : [...best, CURRENT_DEFAULTS]
 }
+
+/**
+ * One unmeasured run at high contention: the pool's connections opened and the code paths compiled, so that the
+ * first measured run (in the sweep, the first policy) is not also the process's first transfer.
+ */
+const warmUp = (ctx: Context, child: Child) =>
+  transferRun(ctx, child, OCC_CONFIGS[0]!.workers, OCC_CONFIGS[0]!.accounts, ctx.sizes.sweepMs, undefined)
 
 /** Each client with its own retry defaults, at every contention level. */
 export const contention = async (ctx: Context): Promise<ReadonlyArray<OccRow>> => {
@@ -471,7 +499,10 @@ export const contention = async (ctx: Context): Promise<ReadonlyArray<OccRow>> =
   const children = await Promise.all(variants.map(startVariant))
   const rows: Array<OccRow> = []
   try {
-    for (const child of children) await child.call({ kind: "open", endpoint: ctx.endpoint, poolSize: OCC_POOL_SIZE })
+    for (const child of children) {
+      await child.call({ kind: "open", endpoint: ctx.endpoint, poolSize: OCC_POOL_SIZE })
+      await warmUp(ctx, child)
+    }
     for (const { accounts, workers } of OCC_CONFIGS) {
       ctx.log(`4. OCC, ${workers} workers on ${accounts} accounts`)
       const measured = variants.map(() => [] as Array<{ result: TransferResult; violations: number }>)
@@ -518,6 +549,7 @@ export const occSweep = async (ctx: Context): Promise<Sweep> => {
   try {
     await ours.call({ kind: "open", endpoint: ctx.endpoint, poolSize: OCC_POOL_SIZE })
     const high = OCC_CONFIGS[0]!
+    await warmUp(ctx, ours)
     for (const [index, policy] of SWEEP.entries()) {
       if (index % 12 === 0) ctx.log(`4. OCC policy sweep, ${index + 1}-${index + 12} of ${SWEEP.length}`)
       sweep.push(await runPolicy(high.workers, high.accounts, policy))
