@@ -3,6 +3,7 @@
  * results.json; DsqlLocal's counters and faults are read and set here, between runs, never during one.
  */
 import { Duration, Effect } from "effect"
+import { spawn } from "node:child_process"
 import type pg from "pg"
 import { OccRetry } from "../src/index.js"
 import type { DsqlLocal } from "../src/local/index.js"
@@ -590,6 +591,18 @@ export interface StormRow {
 }
 
 export const STORM_LIMITS = { connectionRatePerSecond: 100, connectionBurst: 100 }
+/** Busy processes competing for the 2 cores in the loaded storm variant: the client gets at most a share of a core. */
+export const STORM_BUSY_PROCESSES = 2
+
+/** Runs `use` while `count` processes spin on the CPU. */
+const withBusyCores = async <A>(count: number, use: () => Promise<A>): Promise<A> => {
+  const busy = Array.from({ length: count }, () => spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }))
+  try {
+    return await use()
+  } finally {
+    busy.forEach((process) => process.kill("SIGKILL"))
+  }
+}
 export const STORM_POOL_SIZE = 20
 
 export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
@@ -597,7 +610,8 @@ export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
     variant(ctx, "ours", "effect-dsql (caPem)", "ours"),
     variant(ctx, "ours-extra-ca", "effect-dsql (NODE_EXTRA_CA_CERTS)", "ours", { extraCa: true }),
     variant(ctx, "connector", "node-postgres connector", "connector"),
-    variant(ctx, "pg", "raw pg", "pg")
+    variant(ctx, "pg", "raw pg", "pg"),
+    variant(ctx, "ours-loaded", `effect-dsql (caPem, ${STORM_BUSY_PROCESSES} busy processes competing)`, "ours")
   ]
   const { stormFibers, stormPools, stormReps } = ctx.sizes
   const rows: Array<StormRow> = []
@@ -622,14 +636,10 @@ export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
           await run(ctx.server.faults.reset)
           await run(ctx.server.faults.setLimits(STORM_LIMITS))
           await run(ctx.server.resetStats)
-          const result = kind === "fibers"
-            ? await child.call<StormResult>({ kind: "storm", endpoint, fibers: stormFibers, poolSize: STORM_POOL_SIZE })
-            : await child.call<StormResult>({
-              kind: "coldStart",
-              endpoint,
-              pools: stormPools,
-              poolSize: STORM_POOL_SIZE
-            })
+          const result = await withBusyCores(v.id === "ours-loaded" ? STORM_BUSY_PROCESSES : 0, () =>
+            kind === "fibers"
+              ? child.call<StormResult>({ kind: "storm", endpoint, fibers: stormFibers, poolSize: STORM_POOL_SIZE })
+              : child.call<StormResult>({ kind: "coldStart", endpoint, pools: stormPools, poolSize: STORM_POOL_SIZE }))
           await sleep(300)
           measured[kind].push({ result, stats: await run(ctx.server.stats) })
         }

@@ -552,6 +552,29 @@ describe("DsqlClient", () => {
         assert.isAtLeast(after.connectionsAccepted - before.connectionsAccepted, 2)
       }))
 
+    it.effect("serves checkouts refused for the rate limit on the connection it has, not after the connect timeout", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const before = yield* server.stats
+        // The start-up check takes the burst's one connection; the next is granted only after 100 s. The three
+        // connections the queries ask for are refused, and their queries must run on the one the pool has: waiting
+        // for a grant instead, they would fail at the 3 s connect timeout with 53400.
+        const rows = yield* server.faults.setLimits({ connectionRatePerSecond: 0.01, connectionBurst: 1 }).pipe(
+          Effect.zipRight(
+            Effect.flatMap(SqlClient.SqlClient, (sql) =>
+              Effect.map(
+                Effect.forEach(Array.from({ length: 12 }), () => sql`SELECT 1 AS one`, { concurrency: 12 }),
+                (results) => results.flat()
+              )).pipe(Effect.provide(clientLayer(server, { maxConnections: 4, connectTimeout: "3 seconds" })))
+          ),
+          Effect.ensuring(server.faults.reset)
+        )
+        const after = yield* server.stats
+        assert.strictEqual(rows.length, 12)
+        assert.isAtLeast(after.connectionsRefused - before.connectionsRefused, 1)
+        assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1)
+      }))
+
     it.effect("opens a single scoped connection with connectWithSigner", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
