@@ -492,14 +492,25 @@ const stormTable = (rows: ReadonlyArray<StormRow>) =>
 const coldStartTable = (rows: ReadonlyArray<ColdStartRow>) => {
   const connector = findCold(rows, "connector")
   return table(
-    ["handler", "bundle KiB", "× connector", "ms to first answer (median)", "runs min–max", "× connector (min–max)"],
+    [
+      "handler",
+      "bundle KiB",
+      "× connector",
+      "ms to first answer (median)",
+      "runs min–max",
+      "× connector (min–max)",
+      "ms to bundle loaded (median)",
+      "CPU ms to first answer (median)"
+    ],
     rows.map((row) => [
       CLIENT_NAMES[row.client],
       kib(row.bundleBytes),
       x(row.bundleBytes / connector.bundleBytes),
       ms(row.medianMs),
       `${ms(Math.min(...row.runsMs))}–${ms(Math.max(...row.runsMs))}`,
-      xr(ratios(row.runsMs, connector.runsMs))
+      xr(ratios(row.runsMs, connector.runsMs)),
+      ms(row.medianLoadedMs),
+      ms(row.medianCpuMs)
     ])
   )
 }
