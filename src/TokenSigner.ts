@@ -138,7 +138,9 @@ const MAX_EXPIRES_IN_SECONDS = 604_800
  * until they expire.
  *
  * Each token is signed by `@aws-sdk/dsql-signer`'s `DsqlSigner` with the cached credentials; its `X-Amz-Date` is the
- * system clock's time (`DsqlSigner` reads `Date`, not Effect's `Clock`).
+ * system clock's time (`DsqlSigner` reads `Date`, not Effect's `Clock`). Each `sign` is a `TokenSigner.sign` span
+ * (`dsql.host`, `dsql.region`, `dsql.user`, `dsql.action`), the parent of the credential resolution it starts and of
+ * its failure, and counts in `dsql_tokens_signed_total` once signed.
  *
  * @since 0.1.0
  * @category constructors
