@@ -19,6 +19,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as Tracer from "effect/Tracer"
 import * as DsqlMetrics from "./DsqlMetrics.js"
 import * as internal from "./internal/credentials.js"
 
@@ -136,8 +137,10 @@ const MAX_EXPIRES_IN_SECONDS = 604_800
  * wait half the credentials' remaining lifetime (a second at least), and signing goes on with the cached credentials
  * until they expire.
  *
- * Each token is signed by `@aws-sdk/dsql-signer`'s `DsqlSigner` with the cached credentials as its credentials
- * provider; its `X-Amz-Date` is the system clock's time (`DsqlSigner` reads `Date`, not Effect's `Clock`).
+ * Each token is signed by `@aws-sdk/dsql-signer`'s `DsqlSigner` with the cached credentials; its `X-Amz-Date` is the
+ * system clock's time (`DsqlSigner` reads `Date`, not Effect's `Clock`). Each `sign` is a `TokenSigner.sign` span
+ * (`dsql.host`, `dsql.region`, `dsql.user`, `dsql.action`), the parent of the credential resolution it starts and of
+ * its failure, and counts in `dsql_tokens_signed_total` once signed.
  *
  * @since 0.1.0
  * @category constructors
@@ -148,48 +151,30 @@ export const make = (options: MakeOptions): Effect.Effect<Service> =>
       resolveCredentials(options.credentials),
       Duration.toMillis(options.refreshBefore ?? Duration.minutes(5))
     ),
-    (credentials) => {
-      const signToken = Effect.fnUntraced(function*(request: SignRequest, action: Action) {
-        const expiresIn = yield* validateRequest(request)
-        const cached = yield* credentials
-        const token = yield* Effect.tryPromise({
-          try: () => {
-            const signer = new DsqlSigner({
-              hostname: request.hostname,
-              region: request.region,
-              expiresIn,
-              credentials: () => Promise.resolve(revealCredentials(cached))
-            })
-            return action === "DbConnectAdmin" ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
-          },
-          catch: (cause) =>
-            new TokenSignerError({
-              reason: "SigningFailed",
-              message: `could not sign a DSQL token for ${request.hostname}`,
-              cause
-            })
-        })
-        yield* Metric.increment(DsqlMetrics.tokensSigned)
-        return Redacted.make(token)
-      })
-      return TokenSigner.of({
+    (credentials) =>
+      TokenSigner.of({
         sign: (request) => {
           const action = actionFor(request.user)
-          return signToken(request, action).pipe(
-            Effect.withSpan("TokenSigner.sign", {
-              attributes: {
-                "dsql.host": request.hostname,
-                "dsql.region": request.region,
-                "dsql.user": request.user,
-                "dsql.action": action
-              },
-              // a call-site stack per token would cost more than the signature itself
-              captureStackTrace: false
-            })
-          )
+          // `useSpan`, not `withSpan`: making the span the parent of every step costs more CPU than the signature
+          // itself. The steps that can report under it do so themselves: a credential resolution and any failure.
+          return Effect.useSpan("TokenSigner.sign", {
+            attributes: {
+              "dsql.host": request.hostname,
+              "dsql.region": request.region,
+              "dsql.user": request.user,
+              "dsql.action": action
+            },
+            // a call-site stack per token would cost more than the signature itself
+            captureStackTrace: false
+          }, (span) =>
+            Effect.flatMap(validateRequest(request, span), (expiresIn) =>
+              Effect.flatMap(credentials(span), (cached) =>
+                Effect.flatMap(
+                  signWithDsqlSigner(request, action, expiresIn, cached, span),
+                  (token) => Effect.as(Metric.increment(DsqlMetrics.tokensSigned), Redacted.make(token))
+                ))))
         }
       })
-    }
   )
 
 /**
@@ -272,6 +257,47 @@ export const layer: Layer.Layer<TokenSigner, ConfigError.ConfigError> = Layer.un
 const reveal = (value: Redacted.Redacted<string> | string): string =>
   Redacted.isRedacted(value) ? Redacted.value(value) : value
 
+/** One token from `@aws-sdk/dsql-signer`; a failure is reported under `span`. */
+const signWithDsqlSigner = (
+  request: SignRequest,
+  action: Action,
+  expiresIn: number,
+  credentials: internal.CachedCredentials,
+  span: Tracer.Span
+): Effect.Effect<string, TokenSignerError> =>
+  Effect.async((resume) => {
+    dsqlSignerToken(request, action, expiresIn, credentials).then(
+      (token) => resume(Effect.succeed(token)),
+      (cause) =>
+        resume(Effect.withParentSpan(
+          Effect.fail(
+            new TokenSignerError({
+              reason: "SigningFailed",
+              message: `could not sign a DSQL token for ${request.hostname}`,
+              cause
+            })
+          ),
+          span
+        ))
+    )
+  })
+
+// async: a throw from DsqlSigner's constructor becomes a rejection
+const dsqlSignerToken = async (
+  request: SignRequest,
+  action: Action,
+  expiresIn: number,
+  credentials: internal.CachedCredentials
+): Promise<string> => {
+  const signer = new DsqlSigner({
+    hostname: request.hostname,
+    region: request.region,
+    expiresIn,
+    credentials: revealCredentials(credentials)
+  })
+  return action === "DbConnectAdmin" ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
+}
+
 /** The cached credentials as `DsqlSigner` takes them: the only place their secrets leave `Redacted`. */
 const revealCredentials = (credentials: internal.CachedCredentials): AwsCredentialIdentity => ({
   accessKeyId: credentials.accessKeyId,
@@ -279,26 +305,26 @@ const revealCredentials = (credentials: internal.CachedCredentials): AwsCredenti
   ...(credentials.sessionToken === undefined ? {} : { sessionToken: Redacted.value(credentials.sessionToken) })
 })
 
-const invalidRequest = (message: string) => Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message }))
+const invalidRequest = (message: string, span: Tracer.Span) =>
+  Effect.withParentSpan(Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message })), span)
 
 // printable ASCII without space, and none of the characters that end the host part of a URL
 const isHostname = (hostname: string): boolean => /^[\x21-\x7e]+$/.test(hostname) && !/[/?#@]/.test(hostname)
 
-const validateRequest = (request: SignRequest): Effect.Effect<number, TokenSignerError> => {
+const validateRequest = (request: SignRequest, span: Tracer.Span): Effect.Effect<number, TokenSignerError> => {
   if (!isHostname(request.hostname)) {
     return invalidRequest(
-      `hostname ${JSON.stringify(request.hostname)} is not a host name: expected the DSQL endpoint host`
+      `hostname ${JSON.stringify(request.hostname)} is not a host name: expected the DSQL endpoint host`,
+      span
     )
   }
-  if (request.region.length === 0) return invalidRequest("region is empty: expected the cluster's AWS region")
-  if (request.user.length === 0) return invalidRequest("user is empty: expected a database role such as admin")
-  const seconds = Option.match(Duration.decodeUnknown(request.expiresIn), {
-    onNone: () => Number.NaN,
-    onSome: (duration) => Math.floor(Duration.toSeconds(duration))
-  })
+  if (request.region.length === 0) return invalidRequest("region is empty: expected the cluster's AWS region", span)
+  if (request.user.length === 0) return invalidRequest("user is empty: expected a database role such as admin", span)
+  const duration = Duration.decodeUnknown(request.expiresIn)
+  const seconds = Option.isSome(duration) ? Math.floor(Duration.toSeconds(duration.value)) : Number.NaN
   return seconds >= 1 && seconds <= MAX_EXPIRES_IN_SECONDS
     ? Effect.succeed(seconds)
-    : invalidRequest(`expiresIn must be between 1 second and 7 days (${MAX_EXPIRES_IN_SECONDS} s)`)
+    : invalidRequest(`expiresIn must be between 1 second and 7 days (${MAX_EXPIRES_IN_SECONDS} s)`, span)
 }
 
 const NO_CREDENTIALS_HINT = "set AWS_PROFILE / DSQL_PROFILE, environment credentials (AWS_ACCESS_KEY_ID and " +

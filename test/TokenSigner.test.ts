@@ -5,12 +5,15 @@ import {
   Cause,
   Clock,
   ConfigProvider,
+  Context,
   Duration,
   Effect,
   Exit,
   FastCheck,
+  Fiber,
   Layer,
   Metric,
+  Option,
   Redacted,
   Ref,
   Runtime,
@@ -500,6 +503,46 @@ describe("secrets", () => {
         sessionToken: Redacted.make(SESSION_TOKEN)
       }))
     ))
+})
+
+describe("TokenSigner.sign span", () => {
+  /** The name of the span the running fiber reports under, read where the fiber's context is current. */
+  const currentSpanName = () =>
+    Option.flatMap(Fiber.getCurrentFiber(), (fiber) => Context.getOption(fiber.currentContext, Tracer.ParentSpan))
+      .pipe(
+        Option.flatMap((span) => span._tag === "Span" ? Option.some(span.name) : Option.none()),
+        Option.getOrUndefined
+      )
+
+  const failureTrace = <A, R>(effect: Effect.Effect<A, TokenSigner.TokenSignerError, R>) =>
+    Effect.map(Effect.exit(Effect.withSpan(effect, "caller")), (exit) => {
+      assert(Exit.isFailure(exit), "expected a failure")
+      return Cause.pretty(exit.cause)
+    })
+
+  it.effect("is the parent of a credential resolution, and of every failure", () =>
+    Effect.gen(function*() {
+      const resolvedUnder: Array<string | undefined> = []
+      const signer = yield* TokenSigner.make({
+        credentials: () => {
+          resolvedUnder.push(currentSpanName())
+          return Promise.resolve(identity("AKIDSPAN"))
+        }
+      })
+      yield* Effect.withSpan(Effect.repeatN(signer.sign(request()), 1), "caller")
+      assert.deepStrictEqual(resolvedUnder, ["TokenSigner.sign"])
+
+      const noCredentials = yield* TokenSigner.make({ credentials: () => Promise.reject(new Error("no IMDS")) })
+      const invalid = yield* failureTrace(signer.sign(request({ expiresIn: 0 })))
+      const unavailable = yield* failureTrace(noCredentials.sign(request()))
+      const signingFailed = yield* failureTrace(Effect.flatMap(
+        TokenSigner.make({ credentials: () => Promise.resolve(identity("AKID\uD800")) }),
+        (unencodable) => unencodable.sign(request())
+      ))
+      for (const trace of [invalid, unavailable, signingFailed]) {
+        assert.match(trace, /at TokenSigner\.sign\n\s+at caller/)
+      }
+    }))
 })
 
 describe("metrics", () => {

@@ -8,7 +8,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Redacted from "effect/Redacted"
-import * as Ref from "effect/Ref"
+import type * as Tracer from "effect/Tracer"
 
 /**
  * Resolved credentials, secrets redacted, with the instant they stop working.
@@ -40,7 +40,8 @@ const backOff = (expiresAt: number, now: number): number =>
 
 /**
  * Caches what `resolve` returns and refreshes it from `refreshBeforeMillis` ahead of its expiry. Callers arriving
- * while a resolution runs wait for it and share its outcome, success or failure.
+ * while a resolution runs wait for it and share its outcome, success or failure. A resolution runs under the span
+ * passed by the caller that started it; a caller served from the cache reads it synchronously and touches no span.
  *
  * While the cached credentials remain usable, refresh attempts back off: after an attempt that failed, or that
  * returned credentials already inside the refresh window, the next one waits half their remaining lifetime (a second
@@ -52,50 +53,65 @@ const backOff = (expiresAt: number, now: number): number =>
 export const makeCredentialCache = <E>(
   resolve: Effect.Effect<CachedCredentials, E>,
   refreshBeforeMillis: number
-): Effect.Effect<Effect.Effect<CachedCredentials, E>> =>
+): Effect.Effect<(span: Tracer.AnySpan) => Effect.Effect<CachedCredentials, E>> =>
   Effect.gen(function*() {
-    const state = yield* Ref.make<CacheState<E>>({ _tag: "Empty" })
+    // written only under `lock`; a plain variable, so the common case, fresh credentials, costs no effect
+    let state: CacheState<E> = { _tag: "Empty" }
     const lock = yield* Effect.makeSemaphore(1)
 
     const usable = (current: CacheState<E>, now: number): CachedCredentials | undefined =>
       current._tag === "Cached" && isUsable(current.credentials, now) ? current.credentials : undefined
 
     const cache = (credentials: CachedCredentials, attemptAt: number | undefined) =>
-      Effect.as(Ref.set(state, { _tag: "Cached", credentials, attemptAt }), credentials)
+      Effect.sync(() => {
+        state = { _tag: "Cached", credentials, attemptAt }
+        return credentials
+      })
 
-    const attempt = (current: CacheState<E>): Effect.Effect<CachedCredentials, E> =>
-      Effect.flatMap(Effect.either(resolve), (result) =>
+    const attempt = (current: CacheState<E>, span: Tracer.AnySpan): Effect.Effect<CachedCredentials, E> =>
+      Effect.flatMap(Effect.either(Effect.withParentSpan(resolve, span)), (result) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           if (Either.isRight(result)) {
             const { expiresAt } = result.right
-            if (expiresAt === undefined) return cache(result.right, undefined)
+            if (expiresAt === undefined) {
+              return cache(result.right, undefined)
+            }
             const refreshAt = expiresAt - refreshBeforeMillis
             return cache(result.right, refreshAt > now ? refreshAt : backOff(expiresAt, now))
           }
           const previous = usable(current, now)
           if (previous === undefined) {
-            return Effect.zipRight(Ref.set(state, { _tag: "Failed", failure: result.left }), Effect.fail(result.left))
+            state = { _tag: "Failed", failure: result.left }
+            return Effect.fail(result.left)
           }
           return cache(previous, previous.expiresAt === undefined ? undefined : backOff(previous.expiresAt, now))
         }))
 
     // `seen` is the state the caller found stale; any other state under the lock is an attempt that ended meanwhile
-    const refresh = (seen: CacheState<E>): Effect.Effect<CachedCredentials, E> =>
+    const refresh = (seen: CacheState<E>, span: Tracer.AnySpan): Effect.Effect<CachedCredentials, E> =>
       lock.withPermits(1)(
-        Effect.flatMap(Ref.get(state), (current) => {
-          if (current === seen) return attempt(current)
-          if (current._tag === "Failed") return Effect.fail(current.failure)
+        Effect.suspend(() => {
+          const current = state
+          if (current === seen) {
+            return attempt(current, span)
+          }
+          if (current._tag === "Failed") {
+            return Effect.fail(current.failure)
+          }
           return Effect.flatMap(Clock.currentTimeMillis, (now) => {
             const credentials = usable(current, now)
-            return credentials === undefined ? attempt(current) : Effect.succeed(credentials)
+            return credentials === undefined ? attempt(current, span) : Effect.succeed(credentials)
           })
         })
       )
 
-    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.flatMap(Ref.get(state), (current) =>
-        current._tag === "Cached" && isUsable(current.credentials, now) &&
-          (current.attemptAt === undefined || now < current.attemptAt)
+    return (span: Tracer.AnySpan) =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const current = state
+        return current._tag === "Cached" && isUsable(current.credentials, now) &&
+            (current.attemptAt === undefined || now < current.attemptAt)
           ? Effect.succeed(current.credentials)
-          : refresh(current)))
+          : refresh(current, span)
+      })
   })

@@ -144,10 +144,10 @@ export interface DriverOptions {
 }
 
 /** The span of the fiber running now, if any: a checkout runs synchronously on the fiber that asked for it. */
-const currentSpan = (): Tracer.AnySpan | undefined =>
-  Option.getOrUndefined(
-    Option.flatMap(Fiber.getCurrentFiber(), (fiber) => Context.getOption(fiber.currentContext, Tracer.ParentSpan))
-  )
+const currentSpan = (): Tracer.AnySpan | undefined => {
+  const fiber = Fiber.getCurrentFiber()
+  return fiber._tag === "Some" ? fiber.value.currentSpan : undefined
+}
 
 /**
  * Creates the pg pool. Token signing and connect retries run on the caller's runtime, so metrics and the configured
@@ -352,23 +352,25 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOp
     }))
   }
 
-  // Checkouts go straight to pg-pool; only a refusal for DSQL's limits enters the (slower) retry path.
-  const connect = (callback?: ConnectCallback) => {
+  // Checkouts go straight to pg-pool; only a refusal for DSQL's limits enters the (slower) retry path. With a
+  // callback (as @effect/sql-pg checks out for every statement) no promise is made: it would be garbage per query.
+  function connect(): Promise<Pg.PoolClient>
+  function connect(callback: ConnectCallback): undefined
+  function connect(callback?: ConnectCallback): Promise<Pg.PoolClient> | undefined {
+    if (callback === undefined) {
+      return new Promise((resolve, reject) =>
+        connect((error, client) => {
+          if (error || client === undefined) reject(error || new Error("pg returned no client"))
+          else resolve(client)
+        })
+      )
+    }
     const startedAt = Date.now()
     const span = currentSpan()
-    const promise = new Promise<Pg.PoolClient>((resolve, reject) => {
-      const deliver: ConnectCallback = (error, client, release) => {
-        callback?.(error, client, release)
-        if (error || client === undefined) reject(error || new Error("pg returned no client"))
-        else resolve(client)
-      }
-      connectOnce(span, (error, client, release) =>
-        error && isConnectionLimitError(error)
-          ? retryAfterRefusal(error, startedAt, span, deliver)
-          : deliver(error, client, release))
-    })
-    if (callback === undefined) return promise
-    promise.catch(() => undefined)
+    connectOnce(span, (error, client, release) =>
+      error && isConnectionLimitError(error)
+        ? retryAfterRefusal(error, startedAt, span, callback)
+        : callback(error, client, release))
     return undefined
   }
   pool.connect = connect as typeof pool.connect
