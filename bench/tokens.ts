@@ -8,11 +8,14 @@ import { DsqlSigner as EffectAwsDsqlSigner } from "@effect-aws/dsql"
 import { Effect, ManagedRuntime, Redacted } from "effect"
 import { createHash, createHmac } from "node:crypto"
 import pg from "pg"
-import { TokenSigner } from "../src/index.js"
+import type { TokenSigner as TokenSignerTypes } from "../src/index.js"
 import { dialing, sslFor } from "./clients/common.js"
+import { effectDsql } from "./library.js"
 import type { Endpoint } from "./protocol.js"
 import { describeError } from "./protocol.js"
 import { median } from "./stats.js"
+
+const { TokenSigner } = effectDsql
 
 export type SignerName = "ours" | "connector" | "effectAws" | "floor" | "floorCachedKey"
 
@@ -92,7 +95,7 @@ const makeSigners = async (endpoint: Endpoint, profile: string | undefined): Pro
   const { hostname, region } = endpoint
 
   const ours = ManagedRuntime.make(TokenSigner.layerFromChain(profile === undefined ? undefined : { profile }))
-  const request: TokenSigner.SignRequest = { hostname, region, user: "admin", expiresIn: "15 minutes" }
+  const request: TokenSignerTypes.SignRequest = { hostname, region, user: "admin", expiresIn: "15 minutes" }
   const oursLoop = (deadline: number) =>
     Effect.gen(function*() {
       const signer = yield* TokenSigner.TokenSigner

@@ -6,20 +6,14 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Cause, Context, Duration, Effect, Exit, Layer, ManagedRuntime, Metric } from "effect"
 import { randomUUID } from "node:crypto"
-import { DsqlClient, DsqlMetrics, OccRetry, withOccRetry } from "../../src/index.js"
-import type {
-  BenchClient,
-  Endpoint,
-  LoadResult,
-  QueryKind,
-  RetryPolicy,
-  StormResult,
-  TransferOptions,
-  TransferResult
-} from "../protocol.js"
-import { INSERT_TABLE, KV_TABLE } from "../protocol.js"
+import type { OccRetry as OccRetryTypes } from "../../src/index.js"
+import { effectDsql } from "../library.js"
+import type { BenchClient, Endpoint, RetryPolicy, StormResult, TransferOptions, TransferResult } from "../protocol.js"
 import { makeRecorder } from "../stats.js"
-import { makeErrorLog, randomKey } from "./common.js"
+import { makeErrorLog } from "./common.js"
+import { loadEffect } from "./effectLoad.js"
+
+const { DsqlClient, DsqlMetrics, OccRetry, withOccRetry } = effectDsql
 
 /** `postgres` only for the control run that shows what direct TLS saves. */
 const sslNegotiation = process.env["BENCH_SSL_NEGOTIATION"] === "postgres" ? "postgres" : "direct"
@@ -35,44 +29,7 @@ const layerFor = (endpoint: Endpoint, poolSize: number) =>
     sslNegotiation
   })
 
-const queryFor = (sql: SqlClient.SqlClient, query: QueryKind) =>
-  Effect.suspend(() => {
-    switch (query) {
-      case "select1":
-        return sql`SELECT 1`
-      case "pkRead":
-        return sql`SELECT id, balance FROM ${sql(KV_TABLE)} WHERE id = ${randomKey()}`
-      case "insert":
-        return sql`INSERT INTO ${sql(INSERT_TABLE)} (id, payload) VALUES (${randomUUID()}, ${"bench"})`
-    }
-  })
-
-/** The load loop in Effect fibers over the `SqlClient` in context (the @effect/sql-pg reference reuses it). */
-export const loadEffect = (query: QueryKind, concurrency: number, durationMs: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const recorder = makeRecorder()
-    let errors = 0
-    const op = queryFor(sql, query)
-    const cpu = process.cpuUsage()
-    const started = performance.now()
-    const deadline = started + durationMs
-    const worker = Effect.gen(function*() {
-      while (performance.now() < deadline) {
-        const begin = performance.now()
-        const exit = yield* Effect.exit(op)
-        if (Exit.isSuccess(exit)) recorder.add(performance.now() - begin)
-        else errors++
-      }
-    })
-    yield* Effect.all(Array.from({ length: concurrency }, () => worker), { concurrency: "unbounded", discard: true })
-    const elapsedMs = performance.now() - started
-    const { system, user } = process.cpuUsage(cpu)
-    const latency = recorder.summary()
-    return { ops: latency.count, errors, elapsedMs, latency, cpuUs: user + system } satisfies LoadResult
-  })
-
-const retryOptions = (policy: RetryPolicy | undefined): OccRetry.Options | undefined =>
+const retryOptions = (policy: RetryPolicy | undefined): OccRetryTypes.Options | undefined =>
   policy === undefined ? undefined : {
     maxRetries: policy.maxRetries,
     baseDelay: Duration.millis(policy.baseDelayMs),

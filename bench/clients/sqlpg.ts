@@ -8,7 +8,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import type { BenchClient } from "../protocol.js"
-import { loadEffect } from "./ours.js"
+import { loadEffect } from "./effectLoad.js"
 import { client as rawPg, makePool } from "./pg.js"
 
 let runtime: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, unknown> | undefined
