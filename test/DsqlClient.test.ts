@@ -530,49 +530,66 @@ describe("DsqlClient", () => {
         assert.strictEqual(tlsOptions(config).secureContext, first)
       }))
 
-    it.effect("grows a refused pool again for its queued queries once the rate limit grants connections", () =>
+    /**
+     * Runs `count` copies of `query` at once on a fresh client under DsqlLocal's connection limits `limits` (reset
+     * after): the rows, and how many connections the server refused and accepted meanwhile.
+     */
+    const queriesUnderLimits = (
+      limits: { readonly connectionRatePerSecond: number; readonly connectionBurst: number },
+      count: number,
+      query: (sql: SqlClient.SqlClient) => Effect.Effect<ReadonlyArray<unknown>, SqlError>,
+      overrides: DsqlClient.ConfigInput
+    ) =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const before = yield* server.stats
-        // The start-up check takes the one connection of the burst; the three more the queries ask for at once are
-        // refused, and the pool serves its queue on the one it has until the rate (2/s) grants more.
-        const rows = yield* server.faults.setLimits({ connectionRatePerSecond: 2, connectionBurst: 1 }).pipe(
+        const rows = yield* server.faults.setLimits(limits).pipe(
           Effect.zipRight(
             Effect.flatMap(SqlClient.SqlClient, (sql) =>
               Effect.map(
-                Effect.forEach(Array.from({ length: 4 }), () => sql`SELECT pg_sleep(0.5)`, { concurrency: 4 }),
+                Effect.forEach(Array.from({ length: count }), () => query(sql), { concurrency: count }),
                 (results) => results.flat()
-              )).pipe(Effect.provide(clientLayer(server, { maxConnections: 4 })))
+              )).pipe(Effect.provide(clientLayer(server, overrides)))
           ),
           Effect.ensuring(server.faults.reset)
         )
         const after = yield* server.stats
+        return {
+          rows,
+          refused: after.connectionsRefused - before.connectionsRefused,
+          accepted: after.connectionsAccepted - before.connectionsAccepted
+        }
+      })
+
+    it.effect("grows a refused pool again for its queued queries once the rate limit grants connections", () =>
+      Effect.gen(function*() {
+        // The start-up check takes the one connection of the burst; the three more the queries ask for at once are
+        // refused, and the pool serves its queue on the one it has until the rate (2/s) grants more.
+        const { accepted, refused, rows } = yield* queriesUnderLimits(
+          { connectionRatePerSecond: 2, connectionBurst: 1 },
+          4,
+          (sql) => sql`SELECT pg_sleep(0.5)`,
+          { maxConnections: 4 }
+        )
         assert.strictEqual(rows.length, 4)
-        assert.isAtLeast(after.connectionsRefused - before.connectionsRefused, 1)
-        assert.isAtLeast(after.connectionsAccepted - before.connectionsAccepted, 2)
+        assert.isAtLeast(refused, 1)
+        assert.isAtLeast(accepted, 2)
       }))
 
     it.effect("serves checkouts refused for the rate limit on the connection it has, not after the connect timeout", () =>
       Effect.gen(function*() {
-        const server = yield* DsqlLocal.DsqlLocal
-        const before = yield* server.stats
         // The start-up check takes the burst's one connection; the next is granted only after 100 s. The three
         // connections the queries ask for are refused, and their queries must run on the one the pool has: waiting
         // for a grant instead, they would fail at the 3 s connect timeout with 53400.
-        const rows = yield* server.faults.setLimits({ connectionRatePerSecond: 0.01, connectionBurst: 1 }).pipe(
-          Effect.zipRight(
-            Effect.flatMap(SqlClient.SqlClient, (sql) =>
-              Effect.map(
-                Effect.forEach(Array.from({ length: 12 }), () => sql`SELECT 1 AS one`, { concurrency: 12 }),
-                (results) => results.flat()
-              )).pipe(Effect.provide(clientLayer(server, { maxConnections: 4, connectTimeout: "3 seconds" })))
-          ),
-          Effect.ensuring(server.faults.reset)
+        const { accepted, refused, rows } = yield* queriesUnderLimits(
+          { connectionRatePerSecond: 0.01, connectionBurst: 1 },
+          12,
+          (sql) => sql`SELECT 1 AS one`,
+          { maxConnections: 4, connectTimeout: "3 seconds" }
         )
-        const after = yield* server.stats
         assert.strictEqual(rows.length, 12)
-        assert.isAtLeast(after.connectionsRefused - before.connectionsRefused, 1)
-        assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1)
+        assert.isAtLeast(refused, 1)
+        assert.strictEqual(accepted, 1)
       }))
 
     it.effect("opens a single scoped connection with connectWithSigner", () =>
