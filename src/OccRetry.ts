@@ -94,9 +94,9 @@ export interface Options {
 /**
  * The default policy: up to 20 retries, 40 ms doubling to at most 1 s, half jitter, 30 s in all. Chosen from a sweep
  * of 48 policies on DsqlLocal, 32 workers on 4 hot accounts and then on 64 (bench/README.md): among the policies that
- * never gave up, a 40 ms base committed the most at both levels; from 20 ms down the losers of a conflict come back
- * while the winner still holds the rows and collide again, and the node connectors' 3 retries from 1 ms gave up on
- * 60–90% of the hot transfers. Some jitter keeps clients that collided from retrying in lockstep. The longer budget
+ * never gave up, a 40 ms base committed the most at both levels, with fewer attempts per commit than 10–20 ms (whose
+ * retries come back while the winner of the conflict still holds the rows), and the node connectors' 3 retries from
+ * 1 ms gave up on 60–90% of the hot transfers. Some jitter keeps clients that collided from retrying in lockstep. The longer budget
  * than the official connectors' also lets schema conflicts (OC001) after concurrent DDL resolve.
  *
  * @since 0.1.0
