@@ -30,6 +30,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import * as Internal from "./internal/migrator.js"
@@ -246,7 +247,8 @@ export const run: <R = never>(
   const ordered = [...migrations].sort(([a], [b]) => a - b)
   yield* Internal.ensureTables(sql, settings)
   const holder = `${hostname()}:${process.pid}:${randomUUID()}`
-  for (let waits = 0;; waits++) {
+  const waits = yield* Schedule.driver(Internal.leaseWait)
+  for (;;) {
     const latest = yield* Internal.latestId(sql, settings)
     if (ordered.every(([id]) => id <= latest)) {
       yield* Effect.logDebug("DsqlMigrator: nothing to apply")
@@ -254,7 +256,8 @@ export const run: <R = never>(
     }
     if (yield* Internal.claim(sql, settings, holder)) return yield* applyPending(sql, settings, holder, ordered)
     yield* Effect.logDebug("DsqlMigrator: another process holds the migration lease, waiting")
-    yield* Effect.sleep(yield* Internal.waitDelay(waits))
+    // `leaseWait` never ends: no retry count, no time bound
+    yield* Effect.orDie(waits.next(undefined))
   }
 })
 

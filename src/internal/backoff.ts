@@ -1,5 +1,6 @@
 /**
- * The one back-off schedule builder behind the connect retries (`pool.ts`) and `OccRetry.policy`.
+ * The one back-off schedule builder behind the connect retries (`pool.ts`), `OccRetry.policy` and the migrator's wait
+ * for the lease (`migrator.ts`).
  *
  * @internal
  */

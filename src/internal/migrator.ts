@@ -12,8 +12,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import * as Random from "effect/Random"
 import * as OccRetry from "../OccRetry.js"
+import { backoff } from "./backoff.js"
 import { findCause } from "./causes.js"
 import type { AsyncJob } from "./migratorClient.js"
 
@@ -188,12 +188,14 @@ export const keepLease = <E>(sql: SqlClient.SqlClient, settings: Settings, holde
     }
   })
 
-/** How long a process that found the lease taken waits before looking again: 50 ms doubling to 1 s, jittered down to half. */
-export const waitDelay = (waits: number) =>
-  Effect.map(
-    Random.nextRange(0.5, 1),
-    (jitter) => Duration.millis(Math.round(Math.min(1000, 50 * 2 ** Math.min(waits, 5)) * jitter))
-  )
+/** How long a process that found the lease taken waits before each new look: 50 ms doubling to 1 s, jittered down to half. */
+export const leaseWait = backoff({
+  base: "50 millis",
+  factor: 2,
+  maxDelay: "1 second",
+  jitter: 0.5,
+  maxElapsed: Duration.infinity
+})
 
 /** Why a migration could not be loaded. */
 export interface LoadFailure {
