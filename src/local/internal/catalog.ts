@@ -185,11 +185,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog AS $body$
   SELECT oid FROM chain WHERE base = 0
 $body$;
 
--- Column types DSQL refuses: arrays, json, jsonb, money and the other types it only knows at query time.
+-- Column types DSQL refuses: arrays, money and the other types it only knows at query time. (json and jsonb
+-- columns are stored natively since June 2026.)
 CREATE OR REPLACE FUNCTION dsql_local.is_refused_type(type_oid oid) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog AS $body$
   SELECT t.typcategory IN ('A', 'G') OR t.typtype IN ('c', 'e', 'r', 'm')
-    OR t.typname IN ('json', 'jsonb', 'money', 'xml', 'tsvector', 'tsquery')
+    OR t.typname IN ('money', 'xml', 'tsvector', 'tsquery')
+  FROM pg_type t WHERE t.oid = dsql_local.base_type(type_oid)
+$body$;
+
+-- Key types DSQL refuses: the refused column types, and JSON, which a column may hold but a key may not.
+CREATE OR REPLACE FUNCTION dsql_local.is_refused_key_type(type_oid oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog AS $body$
+  SELECT dsql_local.is_refused_type(type_oid) OR t.typname IN ('json', 'jsonb')
   FROM pg_type t WHERE t.oid = dsql_local.base_type(type_oid)
 $body$;
 
@@ -228,7 +236,8 @@ BEGIN
     CALL dsql_local.refuse('key_columns');
   END IF;
   SELECT format_type(dsql_local.base_type(a.atttypid), NULL) INTO refused FROM pg_attribute a
-  WHERE a.attrelid = index_oid AND a.attnum BETWEEN 1 AND ix.indnkeyatts AND dsql_local.is_refused_type(a.atttypid)
+  WHERE a.attrelid = index_oid AND a.attnum BETWEEN 1 AND ix.indnkeyatts
+    AND dsql_local.is_refused_key_type(a.atttypid)
   ORDER BY a.attnum LIMIT 1;
   IF refused IS NOT NULL THEN
     CALL dsql_local.refuse('key_type', refused);
