@@ -25,6 +25,7 @@
  *
  * @since 0.1.0
  */
+import { Endpoint } from "@effect-dsql/core"
 import type * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -202,8 +203,6 @@ export interface Server {
  */
 export class DsqlLocal extends Context.Tag("effect-dsql/local/DsqlLocal")<DsqlLocal, Server>() {}
 
-const clusterIdPattern = /^[a-z0-9]{26}$/
-const regionPattern = /^[a-z]{2}(-[a-z]+)+-\d+$/
 const base32 = "abcdefghijklmnopqrstuvwxyz234567"
 const redacted = "<redacted>"
 
@@ -235,10 +234,10 @@ const invalidLimit = (limits: Partial<Limits>): string | undefined =>
   )?.[0]
 
 const validate = (options: Options) => {
-  if (options.region !== undefined && !regionPattern.test(options.region)) {
+  if (options.region !== undefined && !Endpoint.isRegion(options.region)) {
     return optionsError(`region "${options.region}" is not an AWS region name like us-east-1`)
   }
-  if (options.clusterId !== undefined && !clusterIdPattern.test(options.clusterId)) {
+  if (options.clusterId !== undefined && !Endpoint.isClusterId(options.clusterId)) {
     return optionsError("clusterId must be 26 characters of [a-z0-9]")
   }
   if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) {
@@ -323,7 +322,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
   if (invalid !== undefined) return yield* invalid
   const region = options.region ?? "us-east-1"
   const clusterId = options.clusterId ?? randomClusterId()
-  const hostname = `${clusterId}.dsql.${region}.on.aws`
+  const hostname = Endpoint.endpointFor(clusterId, region)
   const address = options.listenAddress ?? "127.0.0.1"
   const accepted = options.credentials ?? [randomCredentials()]
 
