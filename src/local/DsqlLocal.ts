@@ -36,7 +36,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import { NodeInspectSymbol } from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -54,6 +53,7 @@ import { makeConnectionGate } from "./internal/limits.js"
 import type { OptionalPackage } from "./internal/packages.js"
 import { declaredVersions, loadPackages } from "./internal/packages.js"
 import { backendSessionOptions, loadParser, makeSessionPolicy } from "./internal/policy.js"
+import { hideSecrets, redacted, withoutPassword } from "./internal/secrets.js"
 import { listen } from "./internal/server.js"
 import { serveConnection } from "./internal/session.js"
 import type * as State from "./internal/state.js"
@@ -204,7 +204,6 @@ export interface Server {
 export class DsqlLocal extends Context.Tag("effect-dsql/local/DsqlLocal")<DsqlLocal, Server>() {}
 
 const base32 = "abcdefghijklmnopqrstuvwxyz234567"
-const redacted = "<redacted>"
 
 /** 26 characters of unpadded base32, like a real cluster id (a UUID's 128 bits). */
 const randomClusterId = (): string => {
@@ -260,24 +259,6 @@ const validate = (options: Options) => {
   const limit = options.limits === undefined ? undefined : invalidLimit(options.limits)
   if (limit !== undefined) return optionsError(`limits.${limit} must be a positive number`)
   return undefined
-}
-
-/** Keeps secrets out of `inspect`, `JSON.stringify` and Effect's logs, while spreading the object still copies them. */
-const hideSecrets = <A extends object>(value: A, view: () => unknown): A =>
-  Object.defineProperties(value, {
-    toJSON: { value: view, enumerable: false },
-    [NodeInspectSymbol]: { value: view, enumerable: false }
-  })
-
-const withoutPassword = (url: string): string => {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password === "") return url
-    parsed.password = redacted
-    return parsed.toString()
-  } catch {
-    return redacted
-  }
 }
 
 /** An empty value counts as unset, as a shell's `DSQL_LOCAL_BACKEND_URL=` intends. */
