@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Fiber, HashMap, Layer, Logger, Option, Ref, Tracer } from "effect"
+import { Deferred, Effect, Either, Fiber, HashMap, Layer, Logger, Option, Ref, Tracer } from "effect"
 import { DsqlMigrator } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { backendQuery, clientLayer, uniqueTable } from "./utils/client.js"
@@ -295,6 +295,49 @@ describe("DsqlMigrator on DsqlLocal", () => {
           )
           assert.isAtLeast(appliedAt.getTime(), expiresAt.getTime(), "nothing ran before the lease expired")
           assert.isBelow(finished - expiresAt.getTime(), 5_000, "the run went ahead soon after the expiry")
+        }),
+      { timeout: 60_000 }
+    )
+
+    it.effect(
+      "a lease taken over during the last migration fails the run with lease-lost and records nothing of it",
+      () =>
+        Effect.gen(function*() {
+          const server = yield* DsqlLocal.DsqlLocal
+          const table = uniqueTable("migrations")
+          const marks = uniqueTable("marks")
+          const inLast = yield* Deferred.make<void>()
+          const finishLast = yield* Deferred.make<void>()
+          const run = yield* DsqlMigrator.run({
+            loader: Migrator.fromRecord({
+              "1_create_marks": migration((sql) => sql`CREATE TABLE ${sql(marks)} (id int PRIMARY KEY)`),
+              // The last migration holds until told: only the lease's renewal can end the run before that.
+              "2_last": Effect.zipRight(Deferred.succeed(inLast, undefined), Deferred.await(finishLast))
+            }),
+            table,
+            leaseDuration: "1 second"
+          }).pipe(Effect.provide(clientLayer(server)), Effect.fork)
+          yield* Deferred.await(inLast)
+          yield* backendQuery(
+            server,
+            `UPDATE ${table}_lease SET holder = 'intruder', expires_at = now() + interval '1 hour'`
+          )
+          // The renewal (every third of the lease) notices within about 0.3 s; past 15 s, the run is let finish so
+          // that a migrator that ignores the lost lease shows what it does then.
+          const ended = yield* Fiber.await(run).pipe(Effect.timeout("15 seconds"), Effect.option)
+          yield* Deferred.succeed(finishLast, undefined)
+          const result = yield* Fiber.join(run).pipe(Effect.either)
+
+          assert.isTrue(Option.isSome(ended), "the run ended while its last migration was still running")
+          assert.isTrue(Either.isLeft(result))
+          const error = (result as Either.Left<DsqlMigrator.MigrationError, unknown>).left
+          assert.strictEqual(error.reason, "lease-lost")
+          assert.deepStrictEqual(yield* recorded(server, table), [[1, "create_marks"]])
+          assert.deepStrictEqual(
+            yield* backendQuery(server, `SELECT holder FROM ${table}_lease`),
+            [{ holder: "intruder" }],
+            "the lease it lost is left to its new holder"
+          )
         }),
       { timeout: 60_000 }
     )
