@@ -1,5 +1,6 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Statement from "@effect/sql/Statement"
 import { assert, describe, layer } from "@effect/vitest"
 import { Deferred, Effect, Either, Fiber, HashMap, Layer, Logger, Option, Ref, Tracer } from "effect"
 import { DsqlMigrator } from "effect-dsql"
@@ -245,6 +246,68 @@ describe("DsqlMigrator on DsqlLocal", () => {
           )
         }),
       { timeout: 120_000 }
+    )
+
+    it.effect(
+      "two claims that both saw the lease free: the later one, landing on a live lease, does not take it",
+      () =>
+        Effect.gen(function*() {
+          const server = yield* DsqlLocal.DsqlLocal
+          const table = uniqueTable("migrations")
+          const stock = uniqueTable("stock")
+          const leaseInsert = `INSERT INTO "${table}_lease"`
+          const secondAtClaim = yield* Deferred.make<void>()
+          const firstMigrating = yield* Deferred.make<void>()
+          const secondClaimed = yield* Deferred.make<void>()
+          const bodies = yield* Ref.make(0)
+          const loader = Migrator.fromRecord({
+            "1_create_stock": Effect.zipRight(
+              Effect.all([
+                Ref.update(bodies, (n) => n + 1),
+                Deferred.succeed(firstMigrating, undefined),
+                Deferred.await(secondClaimed)
+              ]),
+              migration((sql) => sql`CREATE TABLE IF NOT EXISTS ${sql(stock)} (id int PRIMARY KEY)`)
+            ),
+            "2_seed_stock": migration((sql) => sql`INSERT INTO ${sql(stock)} VALUES (1)`)
+          })
+          /** Holds `run`'s statements at the points below; `onClaim` runs before its first write of the lease. */
+          const interleaved = <A, E>(
+            run: Effect.Effect<A, E>,
+            onClaim: Effect.Effect<void>,
+            afterClaim: Effect.Effect<unknown>
+          ) =>
+            Effect.suspend(() => {
+              let claimed = false
+              return Statement.withTransformer(run, (statement) =>
+                Effect.suspend(() => {
+                  if (!claimed && statement.compile()[0].startsWith(leaseInsert)) {
+                    claimed = true
+                    return Effect.as(onClaim, statement)
+                  }
+                  return Effect.as(claimed ? afterClaim : Effect.void, statement)
+                }))
+            })
+          const migrate = DsqlMigrator.run({ loader, table }).pipe(Effect.provide(clientLayer(server)))
+          // The second has read the lease free and is about to write it: only then does the first claim it. The
+          // second writes once the first is migrating, and the first goes on once the second's claim has returned
+          // (its next statement is the proof).
+          const first = migrate.pipe((run) => interleaved(run, Deferred.await(secondAtClaim), Effect.void))
+          const second = migrate.pipe((run) =>
+            interleaved(
+              run,
+              Effect.zipRight(Deferred.succeed(secondAtClaim, undefined), Deferred.await(firstMigrating)),
+              Deferred.succeed(secondClaimed, undefined)
+            )
+          )
+          const [firstApplied, secondApplied] = yield* Effect.all([first, second], { concurrency: 2 })
+
+          assert.deepStrictEqual(firstApplied, [[1, "create_stock"], [2, "seed_stock"]])
+          assert.deepStrictEqual(secondApplied, [])
+          assert.strictEqual(yield* Ref.get(bodies), 1, "the first migration ran once")
+          assert.deepStrictEqual(yield* recorded(server, table), firstApplied)
+        }),
+      { timeout: 60_000 }
     )
 
     it.effect(
