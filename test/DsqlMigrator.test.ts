@@ -452,35 +452,44 @@ describe("DsqlMigrator on DsqlLocal", () => {
         assert.deepStrictEqual(yield* recorded(server, table), [[1, "first"], [2, "second"]])
       }))
 
-    it.effect("an index build that fails fails its migration, typed, naming the index; it is not recorded", () =>
+    /** Migrates a table, then an index built by `build` whose job DsqlLocal fails; the run's error. */
+    const failedIndexBuild = (build: (sql: Sql, index: string, table: string) => Effect.Effect<unknown, unknown>) =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const table = uniqueTable("migrations")
-        const orders = uniqueTable("orders")
-        const index = `${orders}_customer`
-        const result = yield* DsqlMigrator.run({
+        const accounts = uniqueTable("accounts")
+        const index = `${accounts}_email`
+        yield* server.faults.failNextAsyncJobs(1, "duplicate key value violates unique constraint")
+        const error = yield* DsqlMigrator.run({
           loader: Migrator.fromRecord({
-            "1_orders": migration((sql) => sql`CREATE TABLE ${sql(orders)} (id int PRIMARY KEY, customer text)`),
-            "2_index": Effect.zipRight(
-              migration((sql) => sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(orders)} (customer)`),
-              // DsqlLocal builds indexes at once; mark the job failed as a real build failure would.
-              backendQuery(
-                server,
-                `UPDATE sys.jobs SET status = 'failed', details = 'out of disk' WHERE object_name = '${index}'`
-              )
-            )
+            "1_accounts": migration((sql) => sql`CREATE TABLE ${sql(accounts)} (id int PRIMARY KEY, email text)`),
+            "2_index": migration((sql) => build(sql, index, accounts))
           }),
           table
-        }).pipe(Effect.provide(clientLayer(server)), Effect.either)
-
-        assert.isTrue(Either.isLeft(result))
-        const error = (result as Either.Left<DsqlMigrator.MigrationError, unknown>).left
+        }).pipe(Effect.provide(clientLayer(server)), Effect.ensuring(server.faults.reset), Effect.flip)
+        assert.instanceOf(error, DsqlMigrator.MigrationError)
         assert.strictEqual(error.reason, "index-build-failed")
-        assert.strictEqual(error.index, index)
         assert.deepStrictEqual(error.migration, [2, "index"])
-        assert.match(error.message, new RegExp(`index ${index} \\(job [a-z2-7]{26}\\) ended failed: out of disk`))
-        assert.deepStrictEqual(yield* recorded(server, table), [[1, "orders"]])
-      }))
+        assert.strictEqual(error.index, index)
+        assert.match(
+          error.message,
+          new RegExp(
+            `index ${index} \\(job [a-z2-7]{26}\\) ended failed: duplicate key value violates unique constraint`
+          )
+        )
+        assert.deepStrictEqual(yield* recorded(server, table), [[1, "accounts"]])
+      })
+
+    it.effect("an index build that fails fails its migration, typed, naming the index; it is not recorded", () =>
+      failedIndexBuild((sql, index, table) => sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(table)} (email)`))
+
+    it.effect("a failed CREATE UNIQUE INDEX ASYNC fails its migration as index-build-failed", () =>
+      failedIndexBuild((sql, index, table) => sql`CREATE UNIQUE INDEX ASYNC ${sql(index)} ON ${sql(table)} (email)`))
+
+    it.effect("a failed async index built in the migration's own transaction fails it as index-build-failed", () =>
+      failedIndexBuild((sql, index, table) =>
+        sql.withTransaction(sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(table)} (email)`)
+      ))
 
     it.effect(
       "a DDL that meets a schema conflict (OC001) while traffic runs is retried until it goes through",

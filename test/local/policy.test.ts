@@ -422,6 +422,31 @@ describe("policy", () => {
         yield* query(client, "ROLLBACK")
       }))
 
+    it.scoped("an injected job failure marks the next async job failed, its index invalid, then jobs succeed again", () =>
+      Effect.gen(function*() {
+        const { port, state } = yield* cluster()
+        const client = yield* connect(port)
+        const table = tableName("failed_job")
+        yield* query(client, `CREATE TABLE ${table} (a int, b text)`)
+        state.faults.asyncJobFailures.push("out of disk")
+        const jobOf = (result: pg.QueryResult) => result.rows[0].job_id as string
+        const failed = jobOf(yield* query(client, `CREATE UNIQUE INDEX ASYNC ${table}_a ON ${table} (a)`))
+        const next = jobOf(yield* query(client, `CREATE INDEX ASYNC ${table}_b ON ${table} (b)`))
+
+        const jobs = yield* query(
+          client,
+          `SELECT j.job_id, j.status, j.details, i.indisvalid AS valid FROM sys.jobs j
+           JOIN pg_index i ON i.indexrelid = j.object_id WHERE j.job_id = ANY ($1) ORDER BY j.object_name`,
+          [[failed, next]]
+        )
+        expect(jobs.rows).toEqual([
+          { job_id: failed, status: "failed", details: "out of disk", valid: false },
+          { job_id: next, status: "completed", details: null, valid: true }
+        ])
+        expect((yield* query(client, `CALL sys.wait_for_job('${failed}')`)).rows).toEqual([{ succeeded: false }])
+        expect(state.faults.asyncJobFailures).toEqual([])
+      }))
+
     it.scoped("ALTER TABLE ASYNC … VALIDATE CONSTRAINT validates and answers a job id recorded in sys.jobs", () =>
       Effect.gen(function*() {
         const { port } = yield* cluster()
