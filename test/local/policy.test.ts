@@ -288,6 +288,30 @@ describe("policy", () => {
         expect(state.stats.occErrors.OC001).toBe(2)
       }))
 
+    it.scoped("a COMMIT answered ROLLBACK after a failed DDL leaves the schema version: no false OC001", () =>
+      Effect.gen(function*() {
+        const { port, state } = yield* cluster()
+        const reader = yield* connect(port)
+        const raw = yield* rawSession(port)
+        const table = tableName("failed_ddl")
+        yield* query(reader, `CREATE TABLE ${table} (a int)`)
+        const version = state.schemaVersion
+        yield* query(reader, "BEGIN")
+        yield* query(reader, `SELECT * FROM ${table}`)
+
+        // Pipelined: the COMMIT leaves before the DDL's error is back, so the policy still sees an open block.
+        const seen = yield* raw.exchange([
+          queryMessage("BEGIN"),
+          queryMessage(`CREATE TABLE ${table} (a int)`),
+          queryMessage("COMMIT")
+        ], 3)
+        expect(seen).toEqual(["C:BEGIN", "Z:T", "E:42P07", "Z:E", "C:ROLLBACK", "Z:I"])
+        expect(state.schemaVersion).toBe(version)
+        expect((yield* query(reader, `SELECT * FROM ${table}`)).rows).toEqual([])
+        expect((yield* query(reader, "COMMIT")).command).toBe("COMMIT")
+        expect(state.stats.occErrors.OC001).toBe(0)
+      }))
+
     it.scoped("a DDL that waits on an open transaction fails with OC001", () =>
       Effect.gen(function*() {
         const { port } = yield* cluster()
