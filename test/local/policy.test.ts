@@ -469,6 +469,16 @@ describe("policy", () => {
         ])
         expect((yield* query(client, `CALL sys.wait_for_job('${failed}')`)).rows).toEqual([{ succeeded: false }])
         expect(state.faults.asyncJobFailures).toEqual([])
+
+        // Over the extended protocol, the answer is the one a job that succeeds gets.
+        const raw = yield* rawSession(port)
+        state.faults.asyncJobFailures.push("cancelled")
+        const seen = yield* raw.exchange([...extended(`CREATE INDEX ASYNC ${table}_ab ON ${table} (a, b)`), sync], 1)
+        expect(seen).toEqual(["1", "2", "T", "D", "C:CREATE INDEX", "Z:I"])
+        const extendedJob = yield* query(client, "SELECT status, details FROM sys.jobs WHERE object_name = $1", [
+          `${table}_ab`
+        ])
+        expect(extendedJob.rows).toEqual([{ status: "failed", details: "cancelled" }])
       }))
 
     it.scoped("ALTER TABLE ASYNC … VALIDATE CONSTRAINT validates and answers a job id recorded in sys.jobs", () =>
