@@ -4,7 +4,8 @@
  * It speaks DSQL's front door — TLS only (direct TLS or SSLRequest) with a per-run certificate authority, SNI
  * required, IAM tokens verified against the configured access keys, DSQL's connection limits and error messages —
  * and relays sessions to PostgreSQL through a policy that enforces DSQL's SQL rules. Faults (OCC conflicts, dropped
- * queries, refused connections, latency, short connection age) can be injected while it runs.
+ * queries, failed asynchronous jobs, refused connections, latency, short connection age) can be injected while it
+ * runs.
  *
  * Where DSQL's behaviour is unknown, DsqlLocal chooses: plaintext clients get FATAL `28000`
  * `unable to accept connection, ssl is required`; a connection past its age limit gets FATAL `57P01`
@@ -146,6 +147,13 @@ export interface Faults {
   readonly failCommitShare: (share: number, code?: OccCode) => Effect.Effect<void>
   /** The next `count` queries are answered by dropping their connection. */
   readonly dropNextQueries: (count: number) => Effect.Effect<void>
+  /**
+   * The next `count` asynchronous jobs (`CREATE [UNIQUE] INDEX ASYNC`, `ALTER TABLE ASYNC … VALIDATE CONSTRAINT`)
+   * fail, as a build can on DSQL: the statement still answers its job id, then `sys.jobs` says `failed` with
+   * `details` (default `injected by DsqlLocal`), `CALL sys.wait_for_job` answers `succeeded` false, and a failed
+   * index is left invalid. A job rolled back with its transaction still uses up its fault.
+   */
+  readonly failNextAsyncJobs: (count: number, details?: string) => Effect.Effect<void>
   /** New connections are closed at once, before any answer, for this long. */
   readonly refuseConnectionsFor: (duration: Duration.DurationInput) => Effect.Effect<void>
   /** Every packet of every established session is delayed this long, each way (0 turns it off); handshakes are not. */
@@ -378,6 +386,10 @@ const make = Effect.fnUntraced(function*(options: Options) {
     dropNextQueries: (count) =>
       Effect.sync(() => {
         state.faults.dropQueries = count
+      }),
+    failNextAsyncJobs: (count, details = "injected by DsqlLocal") =>
+      Effect.sync(() => {
+        for (let index = 0; index < count; index++) state.faults.asyncJobFailures.push(details)
       }),
     refuseConnectionsFor: (duration) =>
       Effect.sync(() => {
