@@ -41,6 +41,8 @@ export interface Faults {
   readonly failNextCommits: (count: number, code?: DsqlLocal.OccCode) => void
   /** That share (0..1, clamped) of later commits fails with `code` (default `OC000`); 0 turns it off. */
   readonly failCommitShare: (share: number, code?: DsqlLocal.OccCode) => void
+  /** The next `count` asynchronous jobs (`CREATE INDEX ASYNC`, …) end `failed` with `details`. */
+  readonly failNextAsyncJobs: (count: number, details?: string) => void
   /** The next `count` queries are answered by dropping their connection. */
   readonly dropNextQueries: (count: number) => void
   /** New connections are closed at once, before any answer, for this long. */
@@ -120,6 +122,7 @@ export const start = async (options?: DsqlLocal.Options): Promise<LocalServer> =
     faults: {
       failNextCommits: (count, code) => run(faults.failNextCommits(count, code)),
       failCommitShare: (share, code) => run(faults.failCommitShare(share, code)),
+      failNextAsyncJobs: (count, details) => run(faults.failNextAsyncJobs(count, details)),
       dropNextQueries: (count) => run(faults.dropNextQueries(count)),
       refuseConnectionsFor: (millis) => run(faults.refuseConnectionsFor(millis)),
       setLatency: (millis) => run(faults.setLatency(millis)),
