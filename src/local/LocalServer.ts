@@ -130,7 +130,8 @@ export const start = async (options?: DsqlLocal.Options): Promise<LocalServer> =
       setMaxTokenAge: (millis) => run(faults.setMaxTokenAge(millis)),
       setLimits: (limits) => run(faults.setLimits(limits)),
       reset: () => run(faults.reset)
-    },
+      // Both APIs offer the same faults: one added to `DsqlLocal.Faults` alone does not compile here.
+    } satisfies { readonly [K in keyof DsqlLocal.Faults]: Faults[K] },
     stop,
     [Symbol.asyncDispose]: stop
   }
