@@ -205,6 +205,14 @@ describe("DsqlConfig", () => {
         assert.strictEqual(millis(config.maxConnectionLifetime), 30 * 60_000)
       }))
 
+    it.effect("reads the same keys from a structured provider", () =>
+      Effect.gen(function*() {
+        const config = yield* DsqlConfig.config.parse(
+          ConfigProvider.fromUnknown({ DSQL: { HOST: clusterId, MAX_CONNECTIONS: "3" }, AWS_REGION: "eu-west-2" })
+        )
+        assert.deepStrictEqual([config.host, config.maxConnections], [`${clusterId}.dsql.eu-west-2.on.aws`, 3])
+      }))
+
     it.effect("composes with the application's own Config, whose keys it leaves alone", () =>
       Effect.gen(function*() {
         const app = Config.all({ dsql: DsqlConfig.config, port: Config.Port("PORT") })
