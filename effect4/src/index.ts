@@ -1,0 +1,12 @@
+/**
+ * effect-dsql for Effect 4: an Effect service layer for Amazon Aurora DSQL.
+ *
+ * @since 2.0.0
+ */
+
+/**
+ * Where and how to connect to a cluster: environment, connection string or options, one set of rules.
+ *
+ * @since 2.0.0
+ */
+export * as DsqlConfig from "./DsqlConfig.js"
