@@ -257,6 +257,21 @@ describe("transactions on DsqlLocal", () => {
         assert.strictEqual((yield* idsIn(server, table)).length, 40)
       }))
 
+    it.effect("a transaction whose BEGIN meets an ended session on each of the pool's connections still commits", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = yield* makeTable(server, "sessions_ended_one")
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.forEach(Array.from({ length: 4 }), () => sql`SELECT pg_sleep(0.05)`, { concurrency: 4 })
+          // The next four statements, the BEGINs on each pooled connection in turn, find their session gone: only
+          // the fifth attempt, on a fresh connection, can open the transaction.
+          yield* server.faults.dropNextQueries(4)
+          yield* sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (1)`)
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4, minConnections: 4 })))
+        assert.deepStrictEqual(yield* idsIn(server, table), [1])
+      }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
+
     it.effect("a session ended after BEGIN fails the transaction: the program is never run again", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
