@@ -1,7 +1,8 @@
 /**
  * What users of the pool rely on, stated so that a plausible slip fails here within seconds: one token per physical
- * connection, connections refused for DSQL's limits retried until they succeed, a refused pool held at its size, every connection's lifetime inside
- * [0.9 × lifetime, lifetime], and the region from AWS_REGION before AWS_DEFAULT_REGION.
+ * connection, connections refused for DSQL's limits retried until they succeed, a refused pool held at its size,
+ * every connection's lifetime inside [0.9 × lifetime, lifetime], and the region from AWS_REGION before
+ * AWS_DEFAULT_REGION.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
