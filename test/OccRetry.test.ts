@@ -45,6 +45,13 @@ describe("OccRetry.classify", () => {
     assert.strictEqual(Option.getOrThrow(OccRetry.classify(nested)).code, "OC001")
   })
 
+  it("takes a literal code over a marker in the message", () => {
+    for (const [code, named] of [["OC001", "OC000"], ["OC000", "OC001"]] as const) {
+      const error = new SqlError({ cause: databaseError(code, `change conflicts with another transaction (${named})`) })
+      assert.strictEqual(Option.getOrThrow(OccRetry.classify(error)).code, code)
+    }
+  })
+
   it("keeps the SqlError as cause and the server message", () => {
     const error = conflict("OC000")
     const occ = Option.getOrThrow(OccRetry.classify(error, 3))

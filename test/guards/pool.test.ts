@@ -1,7 +1,8 @@
 /**
  * What users of the pool rely on, stated so that a plausible slip fails here within seconds: one token per physical
- * connection, connections refused for DSQL's limits retried until they succeed, every connection's lifetime inside
- * [0.9 × lifetime, lifetime], and the region from AWS_REGION before AWS_DEFAULT_REGION.
+ * connection, connections refused for DSQL's limits retried until they succeed, a refused pool held at its size,
+ * every connection's lifetime inside [0.9 × lifetime, lifetime], and the region from AWS_REGION before
+ * AWS_DEFAULT_REGION.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
@@ -92,6 +93,31 @@ describe("pool", () => {
           assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1, "one attempt got through")
         }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
     }
+
+    it.effect("refused, holds at the size it has: queries queue for its connections instead of asking again", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        // the cluster takes one session: the pool's first connection
+        yield* server.faults.setLimits({ maxConnections: 1 })
+        const { before, rows } = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`SELECT 1`
+          const before = yield* server.stats
+          const rows = yield* Effect.forEach(
+            Array.from({ length: 12 }, (_, i) => i),
+            (i) => sql<{ n: number }>`SELECT ${i}::int AS n, pg_sleep(0.005)`,
+            { concurrency: 12 }
+          )
+          return { before, rows }
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4, connectTimeout: "10 seconds" })))
+        const refused = (yield* server.stats).connectionsRefused - before.connectionsRefused
+        assert.strictEqual(rows.length, 12)
+        // The pool opens connections for 3 queries, and at most one more (pg-pool fills a freed slot before it
+        // reports the refusal); from the first refusal on it holds at its one connection for a second, and the
+        // queries, done in tens of milliseconds, all run there.
+        assert.isAbove(refused, 0, "the server refused the pool's new connections")
+        assert.isAtMost(refused, 4, "refused connections asked for again while the pool held")
+      }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
 
     it.effect("signs for AWS_REGION when AWS_DEFAULT_REGION names another region", () =>
       Effect.gen(function*() {
