@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import { Backoff, SqlState } from "@effect-dsql/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
@@ -30,7 +31,7 @@ import { inTransactionOf } from "./internal/transaction.js"
  * @since 0.1.0
  * @category models
  */
-export type OccCode = "OC000" | "OC001" | "40001"
+export type OccCode = SqlState.ConflictCode
 
 /**
  * A transaction lost an optimistic concurrency conflict. `attempts` counts the attempts made, this one included;
@@ -54,15 +55,10 @@ export class OccConflict extends Data.TaggedError("OccConflict")<{
  */
 export const isOccConflict = (u: unknown): u is OccConflict => Predicate.isTagged(u, "OccConflict")
 
-const occMarker = /\b(OC00[01])\b/
-
 const findOcc = (error: unknown): Option.Option<{ code: OccCode; message: string }> =>
   Option.fromNullable(findCause(error, ({ code, message }) => {
-    if (typeof code !== "string" || typeof message !== "string") return undefined
-    const literal = code === "OC000" || code === "OC001" ? code : undefined
-    if (literal === undefined && code !== "40001") return undefined
-    const marker = occMarker.exec(message)?.[1] as OccCode | undefined
-    return { code: literal ?? marker ?? "40001", message }
+    const conflict = typeof message === "string" ? SqlState.occConflict(code, message) : undefined
+    return conflict === undefined ? undefined : { code: conflict, message: message as string }
   }))
 
 /**
@@ -92,23 +88,19 @@ export interface Options {
 }
 
 /**
- * The default policy: up to 20 retries, 40 ms doubling to at most 1 s, half jitter, 30 s in all. Chosen from a sweep
- * of 48 policies on DsqlLocal, 32 workers on 4 hot accounts and then on 64 (bench/README.md): among the policies that
- * never gave up, a 40 ms base committed the most at both levels, with fewer attempts per commit than 10–20 ms (whose
- * retries come back while the winner of the conflict still holds the rows), and the node connectors' 3 retries from
- * 1 ms gave up on 60–90% of the hot transfers. Some jitter keeps clients that collided from retrying in lockstep. The longer budget
- * than the official connectors' also lets schema conflicts (OC001) after concurrent DDL resolve.
+ * The default policy: up to 20 retries, 40 ms doubling to at most 1 s, half jitter, 30 s in all (`Backoff.occRetry`
+ * of `@effect-dsql/core`, shared with the Effect 4 line, where the sweep that chose them is told).
  *
  * @since 0.1.0
  * @category schedules
  */
 export const defaults = {
-  maxRetries: 20,
-  baseDelay: Duration.millis(40),
-  maxDelay: Duration.seconds(1),
-  factor: 2,
-  jitter: 0.5,
-  maxElapsed: Duration.seconds(30)
+  maxRetries: Backoff.occRetry.maxRetries,
+  baseDelay: Duration.millis(Backoff.occRetry.baseDelayMillis),
+  maxDelay: Duration.millis(Backoff.occRetry.maxDelayMillis),
+  factor: Backoff.occRetry.factor,
+  jitter: Backoff.occRetry.jitter,
+  maxElapsed: Duration.millis(Backoff.occRetry.maxElapsedMillis)
 } as const
 
 /**

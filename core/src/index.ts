@@ -18,3 +18,17 @@ export * as Endpoint from "./Endpoint.js"
  * @since 0.1.0
  */
 export * as Limits from "./Limits.js"
+
+/**
+ * SQLSTATE classification: OCC conflicts, transient errors, connection-limit refusals.
+ *
+ * @since 0.1.0
+ */
+export * as SqlState from "./SqlState.js"
+
+/**
+ * Back-off arithmetic and the retry policies' defaults.
+ *
+ * @since 0.1.0
+ */
+export * as Backoff from "./Backoff.js"

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Backoff, SqlState } from "@effect-dsql/core"
 import type * as Migrator from "@effect/sql/Migrator"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -13,7 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as OccRetry from "../OccRetry.js"
-import { backoff } from "./backoff.js"
+import { backoff, curve } from "./backoff.js"
 import { findCause } from "./causes.js"
 import type { AsyncJob } from "./migratorClient.js"
 
@@ -30,13 +31,11 @@ export interface ServerError {
   readonly message: string
 }
 
-const sqlState = /^[0-9A-Z]{5}$/
-
 /** The first error along `error`'s cause chain that carries a SQLSTATE. */
 export const serverErrorOf = (error: unknown): Option.Option<ServerError> =>
   Option.fromNullable(
     findCause(error, ({ code, message }) =>
-      typeof code === "string" && sqlState.test(code) && typeof message === "string" ? { code, message } : undefined)
+      SqlState.isSqlState(code) && typeof message === "string" ? { code, message } : undefined)
   )
 
 /**
@@ -189,13 +188,7 @@ export const keepLease = <E>(sql: SqlClient.SqlClient, settings: Settings, holde
   })
 
 /** How long a process that found the lease taken waits before each new look: 50 ms doubling to 1 s, jittered down to half. */
-export const leaseWait = backoff({
-  base: "50 millis",
-  factor: 2,
-  maxDelay: "1 second",
-  jitter: 0.5,
-  maxElapsed: Duration.infinity
-})
+export const leaseWait = backoff({ ...curve(Backoff.leaseWait), maxElapsed: Duration.infinity })
 
 /** Why a migration could not be loaded. */
 export interface LoadFailure {
