@@ -7,23 +7,15 @@
  *
  * @since 0.1.0
  */
-import { Backoff, SqlState } from "@effect-dsql/core"
-import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlState } from "@effect-dsql/core"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as Cause from "effect/Cause"
-import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import { dual } from "effect/Function"
-import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
-import * as Predicate from "effect/Predicate"
-import * as Schedule from "effect/Schedule"
-import * as DsqlMetrics from "./DsqlMetrics.js"
-import { backoff } from "./internal/backoff.js"
-import { findCause } from "./internal/causes.js"
-import { inTransactionOf } from "./internal/transaction.js"
+import type * as Option from "effect/Option"
+import type * as Schedule from "effect/Schedule"
+import * as Internal from "./internal/occ.js"
 
 /**
  * The code of a conflict: `OC000` (data), `OC001` (schema), or `40001` when the server gave no marker.
@@ -40,12 +32,13 @@ export type OccCode = SqlState.ConflictCode
  * @since 0.1.0
  * @category errors
  */
-export class OccConflict extends Data.TaggedError("OccConflict")<{
-  readonly code: OccCode
-  readonly message: string
-  readonly attempts: number
-  readonly cause: SqlError
-}> {}
+export const OccConflict: typeof Internal.OccConflict = Internal.OccConflict
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type OccConflict = Internal.OccConflict
 
 /**
  * True for an `OccConflict`.
@@ -53,13 +46,7 @@ export class OccConflict extends Data.TaggedError("OccConflict")<{
  * @since 0.1.0
  * @category guards
  */
-export const isOccConflict = (u: unknown): u is OccConflict => Predicate.isTagged(u, "OccConflict")
-
-const findOcc = (error: unknown): Option.Option<{ code: OccCode; message: string }> =>
-  Option.fromNullable(findCause(error, ({ code, message }) => {
-    const conflict = typeof message === "string" ? SqlState.occConflict(code, message) : undefined
-    return conflict === undefined ? undefined : { code: conflict, message: message as string }
-  }))
+export const isOccConflict: (u: unknown) => u is OccConflict = Internal.isOccConflict
 
 /**
  * Classifies a `SqlError` (walking its cause chain to pg's `DatabaseError`) as an `OccConflict`: SQLSTATE 40001,
@@ -68,8 +55,7 @@ const findOcc = (error: unknown): Option.Option<{ code: OccCode; message: string
  * @since 0.1.0
  * @category constructors
  */
-export const classify = (error: SqlError, attempts = 1): Option.Option<OccConflict> =>
-  Option.map(findOcc(error), ({ code, message }) => new OccConflict({ code, message, attempts, cause: error }))
+export const classify: (error: SqlError, attempts?: number) => Option.Option<OccConflict> = Internal.classify
 
 /**
  * Options of the retry policy. Delays grow as `baseDelay * factor^n`, each capped at `maxDelay`, then randomised
@@ -94,14 +80,7 @@ export interface Options {
  * @since 0.1.0
  * @category schedules
  */
-export const defaults = {
-  maxRetries: Backoff.occRetry.maxRetries,
-  baseDelay: Duration.millis(Backoff.occRetry.baseDelayMillis),
-  maxDelay: Duration.millis(Backoff.occRetry.maxDelayMillis),
-  factor: Backoff.occRetry.factor,
-  jitter: Backoff.occRetry.jitter,
-  maxElapsed: Duration.millis(Backoff.occRetry.maxElapsedMillis)
-} as const
+export const defaults: typeof Internal.defaults = Internal.defaults
 
 /**
  * The retry policy as a `Schedule`: continues only while its input is an `OccConflict`, and outputs the delay
@@ -110,65 +89,7 @@ export const defaults = {
  * @since 0.1.0
  * @category schedules
  */
-export const policy = (options: Options = {}): Schedule.Schedule<Duration.Duration, unknown> =>
-  backoff({
-    base: options.baseDelay ?? defaults.baseDelay,
-    factor: options.factor ?? defaults.factor,
-    maxDelay: options.maxDelay ?? defaults.maxDelay,
-    jitter: options.jitter ?? defaults.jitter,
-    maxRetries: options.maxRetries ?? defaults.maxRetries,
-    maxElapsed: options.maxElapsed ?? defaults.maxElapsed
-  }).pipe(Schedule.whileInput(isOccConflict))
-
-const toOccConflict = (attempt: number) => <E>(error: E): E | OccConflict => {
-  if (isOccConflict(error)) return new OccConflict({ ...error, attempts: attempt })
-  if (Predicate.isTagged(error, "SqlError")) {
-    return Option.getOrElse(classify(error as unknown as SqlError, attempt), () => error)
-  }
-  return error
-}
-
-/** Runs `attempt` until it succeeds, fails with something other than an `OccConflict`, or the policy gives up. */
-const retryOcc = <A, E, R>(attempt: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict, R> =>
-  Effect.gen(function*() {
-    const driver = yield* Schedule.driver(policy(options))
-    for (let n = 1;; n++) {
-      const exit = yield* attempt.pipe(
-        Effect.mapError(toOccConflict(n)),
-        Effect.tapError((error) =>
-          isOccConflict(error)
-            ? Effect.zipRight(
-              Effect.annotateCurrentSpan("dsql.occ.code", error.code),
-              Metric.increment(Metric.tagged(DsqlMetrics.occConflicts, "code", error.code))
-            )
-            : Effect.void
-        ),
-        Effect.withSpan("OccRetry.attempt", { attributes: { "dsql.occ.attempt": n } }),
-        Effect.exit
-      )
-      const conflict = Exit.isFailure(exit) ?
-        Option.filter(
-          Exit.causeOption(exit).pipe(
-            Option.flatMap(Cause.failureOption)
-          ),
-          isOccConflict
-        ) :
-        Option.none()
-      if (Option.isNone(conflict)) {
-        yield* Metric.update(DsqlMetrics.occAttempts, n)
-        return yield* exit
-      }
-      const delay = yield* Effect.option(driver.next(conflict.value))
-      if (Option.isNone(delay)) {
-        yield* Metric.increment(DsqlMetrics.occRetriesExhausted)
-        yield* Metric.update(DsqlMetrics.occAttempts, n)
-        return yield* exit
-      }
-      yield* Effect.logDebug("OCC conflict, retrying").pipe(
-        Effect.annotateLogs({ code: conflict.value.code, attempt: n, delay: Duration.format(delay.value) })
-      )
-    }
-  })
+export const policy: (options?: Options) => Schedule.Schedule<Duration.Duration, unknown> = Internal.policy
 
 /**
  * Runs `program` in one transaction on the `SqlClient` in context and, when it loses an OCC conflict, rolls back
@@ -209,16 +130,7 @@ export const withOccRetry: {
   ): <A, E, R>(
     program: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | OccConflict | SqlError, R | SqlClient.SqlClient>
-} = dual(
-  (args) => Effect.isEffect(args[0]),
-  <A, E, R>(program: Effect.Effect<A, E, R>, options?: Options) =>
-    Effect.flatMap(SqlClient.SqlClient, (sql) =>
-      Effect.flatMap(
-        inTransactionOf(sql),
-        (joined) =>
-          joined ? Effect.mapError(program, toOccConflict(1)) : retryOcc(sql.withTransaction(program), options)
-      ))
-)
+} = dual((args) => Effect.isEffect(args[0]), Internal.withOccRetry)
 
 /**
  * Runs one statement outside an explicit transaction — DDL such as `CREATE INDEX ASYNC`, or a single DML — and
@@ -242,11 +154,4 @@ export const withOccRetry: {
 export const execWithRetry: {
   <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict | SqlError, R>
   (options?: Options): <A, E, R>(statement: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OccConflict | SqlError, R>
-} = dual(
-  (args) => Effect.isEffect(args[0]),
-  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options) =>
-    Effect.flatMap(
-      Effect.serviceOption(SqlClient.TransactionConnection),
-      (open) => Option.isSome(open) ? Effect.mapError(statement, toOccConflict(1)) : retryOcc(statement, options)
-    )
-)
+} = dual((args) => Effect.isEffect(args[0]), Internal.execWithRetry)

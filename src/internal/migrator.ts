@@ -13,10 +13,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import * as OccRetry from "../OccRetry.js"
+import type * as OccRetry from "../OccRetry.js"
 import { backoff, curve } from "./backoff.js"
 import { findCause } from "./causes.js"
 import type { AsyncJob } from "./migratorClient.js"
+import * as Occ from "./occ.js"
 
 export interface Settings {
   readonly table: string
@@ -38,17 +39,11 @@ export const serverErrorOf = (error: unknown): Option.Option<ServerError> =>
       SqlState.isSqlState(code) && typeof message === "string" ? { code, message } : undefined)
   )
 
-/**
- * Runs `effect` (one statement outside a transaction, or a whole transaction) retried on OCC conflicts; a conflict
- * that outlasts the policy fails with its `SqlError`.
- */
-export const retryingOcc = <A, E, R>(
+/** `effect` retried on OCC conflicts (see `Occ.retryConflicts`); one that outlasts the policy fails with its `SqlError`. */
+export const retryingOcc: <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   options: OccRetry.Options | undefined
-): Effect.Effect<A, E | SqlError, R> =>
-  OccRetry.execWithRetry(effect, options).pipe(
-    Effect.catchIf(OccRetry.isOccConflict, (conflict) => Effect.fail(conflict.cause))
-  )
+) => Effect.Effect<A, E, R> = Occ.retryConflicts
 
 const retried = <A, E, R>(statement: Effect.Effect<A, E, R>, settings: Settings) =>
   retryingOcc(statement, settings.occRetry)
@@ -138,13 +133,13 @@ export const claim = (sql: SqlClient.SqlClient, settings: Settings, holder: stri
       settings
     )
     if (live.length > 0) return false
-    const taken = yield* OccRetry.execWithRetry(
+    const taken = yield* retryingOcc(
       sql`INSERT INTO ${lease} (id, holder, expires_at) VALUES (1, ${holder}, ${expiry(sql, settings)})
         ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
         WHERE ${lease}.expires_at < now()
         RETURNING holder`.withoutTransform,
       settings.occRetry
-    ).pipe(Effect.catchIf(OccRetry.isOccConflict, () => Effect.succeed([])))
+    ).pipe(Effect.catchIf(Occ.isConflict, () => Effect.succeed([])))
     return taken.length > 0
   })
 
