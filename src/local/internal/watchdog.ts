@@ -33,11 +33,13 @@ export interface Watchdog {
 }
 
 /**
- * The watchdog's program: `node -e watchdogProgram -- <parent pid>`, fed JSON lines on stdin. The postmaster stops
+ * The watchdog's program: `node -e watchdogProgram -- <parent pid>`, fed JSON lines on stdin, shown by `ps` as
+ * `dsql-local-watchdog`. The postmaster stops
  * its backends itself on SIGQUIT (immediate shutdown: the data is thrown away). A process whose parent died becomes
  * a zombie until PID 1 reaps it, and some PID 1s never do: a zombie counts as stopped.
  */
 const watchdogProgram = `"use strict"
+process.title = "dsql-local-watchdog"
 const fs = require("node:fs")
 const parent = Number(process.argv[1])
 const servers = new Set()
