@@ -3,7 +3,8 @@
  * ends (SIGKILL, a signal without a handler, `process.exit`, a crash, a test worker stopped), the operating system
  * closes its end of the watchdog's stdin pipe; the watchdog, a small Node.js program in its own session, reads that
  * end of file (or sees its parent change), stops the servers and programs it was told of and removes the directory.
- * A normal close says `close` first, and the watchdog exits without touching anything.
+ * A normal close says `close` first, and the watchdog exits without touching anything. PostgreSQL's own safeguard is
+ * the last resort: a postmaster whose data directory was removed shuts itself down within about a minute.
  *
  * The program is a string run with `node -e`, not a file beside this module: it then runs the same from the sources
  * (tsx), from `dist/esm`, `dist/cjs` and from a bundle, with no path to resolve.
@@ -135,6 +136,7 @@ const spawnWatchdog = Effect.async<ChildProcess.ChildProcess, DsqlLocalError>((r
     ;(child.stdin as unknown as { unref: () => void }).unref()
     resume(Effect.succeed(child))
   })
+  return Effect.sync(() => child.kill("SIGKILL"))
 })
 
 /** Tells the watchdog to exit without cleaning up, and waits (boundedly) until it has. */
