@@ -125,7 +125,9 @@ const spawnWatchdog = Effect.async<ChildProcess.ChildProcess, DsqlLocalError>((r
     // Its own session: a Ctrl-C or hang-up that reaches this process group does not stop it before it cleaned up.
     detached: true,
     stdio: ["pipe", "ignore", "ignore"],
-    env
+    env,
+    // Detached on Windows would otherwise open a console window.
+    windowsHide: true
   })
   // A watchdog that died leaves its stdin closed: writing to it is EPIPE, and the server runs on unwatched.
   child.stdin!.on("error", () => undefined)
