@@ -147,6 +147,25 @@ describe("DsqlClient", () => {
         assert.strictEqual(signerError?.reason, "CredentialsUnavailable")
       }))
 
+    it.effect("describes a failure whose cause chain loops instead of overflowing the stack", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const broker: { message: string; cause?: unknown } = { message: "credentials broker unreachable" }
+        broker.cause = { message: "retried through the broker", cause: broker }
+        const looping = Layer.succeed(
+          TokenSigner.TokenSigner,
+          TokenSigner.TokenSigner.of({
+            sign: () =>
+              Effect.fail(
+                new TokenSigner.TokenSignerError({ reason: "SigningFailed", message: "no token", cause: broker })
+              )
+          })
+        )
+        // Effect's own `Cause.pretty` overflows on a looping cause, so the failure is read without rendering it
+        const failure = yield* Effect.flip(Layer.build(clientLayer(server, {}, looping)).pipe(Effect.scoped))
+        assert.include(failure.message, "no token: credentials broker unreachable: retried through the broker")
+      }))
+
     it.effect("surfaces an expired token as a typed error with DSQL's message", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal

@@ -4,12 +4,12 @@
  *
  * @internal
  */
+import { causeChain } from "./causes.js"
 
 interface ErrorLike {
   readonly message?: unknown
   readonly code?: unknown
   readonly hint?: unknown
-  readonly cause?: unknown
 }
 
 const tlsCodes: Readonly<Record<string, string>> = {
@@ -34,20 +34,45 @@ const maxQuoted = 1_000
 const clip = (text: string): string =>
   text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters in all)`
 
-/** A readable description of why connecting failed. */
-export const describeConnectError = (error: unknown): string => {
-  const e = (typeof error === "object" && error !== null ? error : { message: String(error) }) as ErrorLike
+/** What one link of the chain says when it carries a known TLS, network or server code, which ends the description. */
+const describeCode = (link: unknown): string | undefined => {
+  if (typeof link !== "object" || link === null) return undefined
+  const e = link as ErrorLike
   const code = typeof e.code === "string" ? e.code : undefined
-  const message = clip(typeof e.message === "string" ? e.message : String(error))
-  if (code !== undefined && code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
-  if (code !== undefined && code in networkCodes) return networkCodes[code]!
-  if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
+  if (code === undefined) return undefined
+  if (code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
+  if (code in networkCodes) return networkCodes[code]!
+  if (/^[0-9A-Z]{5}$/.test(code)) {
     const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
-    return `${message} (SQLSTATE ${code})${hint}`
+    return `${messageOf(link)} (SQLSTATE ${code})${hint}`
   }
-  if (e.cause !== undefined && e.cause !== error) {
-    const inner = describeConnectError(e.cause)
-    return message.includes(inner) ? message : `${message}: ${inner}`
+  return undefined
+}
+
+const messageOf = (link: unknown): string => {
+  const message = typeof link === "object" && link !== null ? (link as ErrorLike).message : undefined
+  return clip(typeof message === "string" ? message : String(link))
+}
+
+/**
+ * A readable description of why connecting failed: the messages along the cause chain, outermost first, down to the
+ * first link with a known code (described by it), each inner part left out when the outer message already quotes it.
+ */
+export const describeConnectError = (error: unknown): string => {
+  const chain = causeChain(error)
+  let end = chain.length - 1
+  let description = messageOf(chain[end])
+  for (let depth = 0; depth < chain.length; depth++) {
+    const coded = describeCode(chain[depth])
+    if (coded !== undefined) {
+      end = depth
+      description = coded
+      break
+    }
   }
-  return message
+  for (let depth = end - 1; depth >= 0; depth--) {
+    const message = messageOf(chain[depth])
+    description = message.includes(description) ? message : `${message}: ${description}`
+  }
+  return description
 }
