@@ -556,6 +556,23 @@ describe("metrics", () => {
       assert.strictEqual((yield* Metric.value(DsqlMetrics.tokensSigned)).count - tokensBefore, 3)
       assert.strictEqual((yield* Metric.value(resolutions)).count - resolutionsBefore, 1)
     }))
+
+  it.effect("count a failed credential resolution as a failure, not as a success", () =>
+    Effect.gen(function*() {
+      const outcomes = Effect.all({
+        success: Metric.value(Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success")),
+        failure: Metric.value(Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "failure"))
+      }).pipe(Effect.map(({ failure, success }) => ({ success: success.count, failure: failure.count })))
+      const before = yield* outcomes
+      const signer = yield* TokenSigner.make({ credentials: () => Promise.reject(new Error("no credentials here")) })
+      const error = yield* failureOf(signer.sign(request()))
+      assert.strictEqual(error.reason, "CredentialsUnavailable")
+      const after = yield* outcomes
+      assert.deepStrictEqual(
+        { success: after.success - before.success, failure: after.failure - before.failure },
+        { success: 0, failure: 1 }
+      )
+    }))
 })
 
 /** Sets environment variables for the scope and restores the previous values after. */
