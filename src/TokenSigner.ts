@@ -53,6 +53,12 @@ export interface SignRequest {
   readonly user: string
   /** How long the token opens connections: 1 second to 7 days, whole seconds (fractions are dropped). */
   readonly expiresIn: Duration.DurationInput
+  /**
+   * The AWS shared-config profile the client's configuration names (`profile`, `DSQL_PROFILE`, `?profile=`): a
+   * signer over the credential chain signs with that profile's credentials; a signer over given credentials
+   * (`layerStatic`, `layerFromProvider`) ignores it.
+   */
+  readonly profile?: string | undefined
 }
 
 /**
@@ -204,38 +210,90 @@ export const layerStatic = (credentials: StaticCredentials): Layer.Layer<TokenSi
   return layerFromProvider(() => Promise.resolve(identity))
 }
 
-/** The chain signers of this process, by profile (`undefined`: the default chain). */
-const chainSigners = new Map<string | undefined, Service>()
+/** What the default chain reads from the environment, through the `ConfigProvider`. */
+const chainEnvironment = Config.all({
+  profile: Config.option(Config.string("AWS_PROFILE")),
+  accessKeyId: Config.option(Config.string("AWS_ACCESS_KEY_ID")),
+  secretAccessKey: Config.option(Config.redacted("AWS_SECRET_ACCESS_KEY")),
+  sessionToken: Config.option(Config.redacted("AWS_SESSION_TOKEN"))
+})
 
-const chainSigner = (profile: string | undefined): Effect.Effect<Service> =>
-  Effect.suspend(() => {
-    const existing = chainSigners.get(profile)
-    if (existing !== undefined) return Effect.succeed(existing)
-    return Effect.map(
-      make({ credentials: profile === undefined ? defaultProvider() : fromIni({ profile }) }),
-      (created) => {
-        const shared = chainSigners.get(profile) ?? created
-        chainSigners.set(profile, shared)
-        return shared
-      }
-    )
-  })
+type ChainEnvironment = Config.Config.Success<typeof chainEnvironment>
 
 /**
- * A `TokenSigner` over the AWS default credential chain (`defaultProvider` of `@aws-sdk/credential-provider-node`),
- * or over the shared config and credentials files' `profile` when one is given (`fromIni` of
- * `@aws-sdk/credential-provider-ini`, resolved here: `@aws-sdk/dsql-signer` ignores its own `profile` option).
+ * The credentials provider for `profile`, or for the default chain: environment keys first unless `AWS_PROFILE` is
+ * set, as in `defaultProvider`, but read from the `ConfigProvider` the signer was built with.
+ */
+const chainProvider = (profile: string | undefined, environment: ChainEnvironment): AwsCredentialIdentityProvider => {
+  if (profile !== undefined) return fromIni({ profile })
+  if (Option.isSome(environment.profile)) return defaultProvider({ profile: environment.profile.value })
+  const accessKeyId = Option.getOrElse(environment.accessKeyId, () => "")
+  const secretAccessKey = Option.match(environment.secretAccessKey, { onNone: () => "", onSome: Redacted.value })
+  if (accessKeyId === "" || secretAccessKey === "") return defaultProvider()
+  const sessionToken = Option.match(environment.sessionToken, { onNone: () => "", onSome: Redacted.value })
+  const identity: AwsCredentialIdentity = {
+    accessKeyId,
+    secretAccessKey,
+    ...(sessionToken === "" ? {} : { sessionToken })
+  }
+  return () => Promise.resolve(identity)
+}
+
+/**
+ * A signer over the credential chain, with one credential cache per profile it is asked for (`request.profile`, else
+ * `profile`), owned by this signer: another signer resolves again.
  *
- * There is one such signer per profile in the process: every `layerFromChain`, `layer` and `DsqlClient` layer or
- * `connect` over the same profile shares its chain and credential cache, so credentials are resolved once per
- * process, not once per layer or connection. As with the AWS SDK's own clients, credentials without an expiration
- * (environment keys, a profile's static keys) are read once.
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeChain = (options?: { readonly profile?: string | undefined }): Effect.Effect<Service> =>
+  Effect.map(
+    // a ConfigProvider that fails on these plain strings leaves them to the SDK's chain, which reads process.env
+    Effect.orElseSucceed(chainEnvironment, () => ({
+      profile: Option.none(),
+      accessKeyId: Option.none(),
+      secretAccessKey: Option.none(),
+      sessionToken: Option.none()
+    })),
+    (environment) => {
+      const signers = new Map<string | undefined, Service>()
+      const signerFor = (profile: string | undefined): Effect.Effect<Service> =>
+        Effect.suspend(() => {
+          const existing = signers.get(profile)
+          if (existing !== undefined) return Effect.succeed(existing)
+          return Effect.map(make({ credentials: chainProvider(profile, environment) }), (created) => {
+            // two first requests may race here: the first one stored wins, so the profile keeps one cache
+            const shared = signers.get(profile) ?? created
+            signers.set(profile, shared)
+            return shared
+          })
+        })
+      return TokenSigner.of({
+        sign: (request) =>
+          Effect.flatMap(signerFor(request.profile ?? options?.profile), (signer) => signer.sign(request))
+      })
+    }
+  )
+
+/**
+ * A `TokenSigner` over the AWS credential chain. A request that names a `profile` (the client's `profile` /
+ * `DSQL_PROFILE`), else the `profile` given here, is signed with that profile of the shared config and credentials
+ * files (`fromIni` of `@aws-sdk/credential-provider-ini`, resolved here: `@aws-sdk/dsql-signer` ignores its own
+ * `profile` option). Otherwise the default chain: environment keys (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+ * `AWS_SESSION_TOKEN`, skipped when `AWS_PROFILE` is set), read from the `ConfigProvider` when the layer is built,
+ * then `defaultProvider` of `@aws-sdk/credential-provider-node` (`AWS_PROFILE` or `default` in the shared files, SSO,
+ * `credential_process`, web identity, container and instance metadata).
+ *
+ * Credentials and their cache belong to the layer: everything the layer is provided to (a `DsqlClient` layer, every
+ * `DsqlClient.connect`) shares one resolution per profile, and a layer built again resolves again. As with the AWS
+ * SDK's own clients, credentials without an expiration (environment keys, a profile's static keys) are read once per
+ * layer.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerFromChain = (options?: { readonly profile?: string | undefined }): Layer.Layer<TokenSigner> =>
-  Layer.effect(TokenSigner, chainSigner(options?.profile))
+  Layer.effect(TokenSigner, makeChain(options))
 
 /**
  * `layerFromChain` with the profile read from `DSQL_PROFILE` when set.
