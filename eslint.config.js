@@ -2,7 +2,7 @@ import effect from "@effect/eslint-plugin"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "coverage/**", "bench/results/**"] },
+  { ignores: ["**/dist/**", "**/node_modules/**", "coverage/**", "bench/results/**"] },
   ...tseslint.configs.recommended,
   ...effect.configs.dprint,
   {
@@ -27,7 +27,7 @@ export default tseslint.config(
     }
   },
   {
-    files: ["src/**/*.ts"],
+    files: ["src/**/*.ts", "core/src/**/*.ts", "effect4/src/**/*.ts"],
     rules: { "no-console": "error" }
   }
 )

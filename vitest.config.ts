@@ -2,7 +2,8 @@ import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 import ProgressReporter from "./test/utils/progressReporter.js"
 
-const src = (path: string) => fileURLToPath(new URL(`./src/${path}`, import.meta.url))
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url))
+const src = (path: string) => here(`./src/${path}`)
 
 const progressFile = process.env["VITEST_PROGRESS_FILE"]
 
@@ -11,7 +12,8 @@ export default defineConfig({
     // Tests import the package by name, as users do, and run against the sources.
     alias: [
       { find: /^effect-dsql\/local$/, replacement: src("local/index.ts") },
-      { find: /^effect-dsql$/, replacement: src("index.ts") }
+      { find: /^effect-dsql$/, replacement: src("index.ts") },
+      { find: /^@effect-dsql\/core$/, replacement: here("./core/src/index.ts") }
     ]
   },
   test: {

@@ -1,6 +1,7 @@
 /**
  * `npm run check:install` (after `npm run build`): what `npm i effect-dsql` brings into a user's project. Packs the
- * built package, installs the tarball with its Effect peers into a fresh project and, beside it, the official
+ * built package and the shared DSQL core it depends on (`@effect-dsql/core`, a workspace not yet on the registry),
+ * installs both tarballs with the Effect peers into a fresh project and, beside it, the official
  * node-postgres connector with `pg` (the baseline a user would otherwise install), both at the versions this
  * repository's lockfile holds. Then checks that:
  *
@@ -155,8 +156,9 @@ const main = Effect.gen(function*() {
   if (!existsSync(join(root, "dist", "esm", "index.js"))) return yield* fail("no dist: run npm run build first")
   const dir = yield* tempDir
   yield* exec("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--silent"], root)
-  const tarball = readdirSync(dir).find((file) => file.endsWith(".tgz"))
-  if (tarball === undefined) return yield* fail("npm pack wrote no tarball")
+  yield* exec("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--silent"], join(root, "core"))
+  const tarballs = readdirSync(dir).filter((file) => file.endsWith(".tgz")).map((file) => join(dir, file))
+  if (tarballs.length !== 2) return yield* fail(`npm pack wrote ${tarballs.length} tarballs, not 2`)
   const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"))
   const peers = Object.keys(manifest.peerDependencies).filter((name) =>
     manifest.peerDependenciesMeta[name]?.optional !== true
@@ -166,7 +168,7 @@ const main = Effect.gen(function*() {
   const baseline = join(dir, "baseline")
   const started = Date.now()
   yield* Effect.all([
-    installProject(project, [join(dir, tarball), ...peers.map((name) => `${name}@${installedVersion(name)}`)]),
+    installProject(project, [...tarballs, ...peers.map((name) => `${name}@${installedVersion(name)}`)]),
     installProject(baseline, [`${connector}@${installedVersion(connector)}`, `pg@${installedVersion("pg")}`])
   ], { concurrency: "unbounded" })
   yield* Console.log(

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Endpoint, Limits } from "@effect-dsql/core"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -59,25 +60,20 @@ const defaults = {
   sslNegotiation: "direct"
 } as const
 
-const maxTokenSeconds = 604800
-const dsqlConnectionAgeMillis = 60 * 60_000
 const identifierMaxBytes = 63
 const applicationNameMaxLength = 63
 const driverName = `effect-dsql/${version}`
 
-const clusterIdPattern = /^[a-z0-9]{26}$/
-const endpointRegionPattern = /\.dsql[^.]*\.([^.]+)\.on\.aws$/
-const regionPattern = /^[a-z]{2}(-[a-z]+)+-\d+$/
 const hostLabelPattern = /^[a-z0-9_-]{1,63}$/
 const controlCharacters = /[\u0000-\u001f\u007f]/
 const printableAscii = /^[\x20-\x7e]+$/
 
 /** @internal */
-export const isClusterId = (s: string): boolean => clusterIdPattern.test(s)
+export const isClusterId = Endpoint.isClusterId
 
 /** @internal */
 export const regionFromEndpoint = (host: string): Option.Option<string> =>
-  Option.fromNullable(endpointRegionPattern.exec(host)?.[1])
+  Option.fromNullable(Endpoint.regionFromEndpoint(host))
 
 const invalid = (key: Key, message: string): Result<never> => Either.left(ConfigError.InvalidData(key.path, message))
 
@@ -150,15 +146,15 @@ const tokenDuration = (given: Given) =>
     (d) => {
       // Range first, in milliseconds: turning a huge duration into nanoseconds would throw.
       const ms = Duration.toMillis(d)
-      return ms >= 1000 && ms <= maxTokenSeconds * 1000 && Duration.unsafeToNanos(d) % 1_000_000_000n === 0n
+      return ms >= 1000 && ms <= Limits.maxTokenSeconds * 1000 && Duration.unsafeToNanos(d) % 1_000_000_000n === 0n
     },
-    `a whole number of seconds from 1 to ${maxTokenSeconds} (7 days, the longest an IAM token may live)`
+    `a whole number of seconds from 1 to ${Limits.maxTokenSeconds} (7 days, the longest an IAM token may live)`
   )
 
 const connectionLifetime = (given: Given) =>
   durationWhere(
     given,
-    (d) => Duration.toMillis(d) > 0 && Duration.toMillis(d) < dsqlConnectionAgeMillis,
+    (d) => Duration.toMillis(d) > 0 && Duration.toMillis(d) < Limits.maxConnectionAgeMillis,
     "above zero and under 60 minutes, because DSQL closes connections at 60 minutes"
   )
 
@@ -181,7 +177,7 @@ const profile = ({ key, value }: Given): Result<string> =>
     : invalid(key, `${key.label} must be an AWS profile name (non-empty, no control characters); got ${shown(value)}`)
 
 const region = ({ key, value }: Given): Result<string> =>
-  typeof value === "string" && regionPattern.test(value)
+  typeof value === "string" && Endpoint.isRegion(value)
     ? Either.right(value)
     : invalid(key, `${key.label} must be an AWS region in lowercase, such as us-east-1; got ${shown(value)}`)
 
@@ -310,7 +306,7 @@ const endpoint = (
   }
   return Either.map(region(chosen.value), (region) => {
     if (parsed._tag === "ClusterId") {
-      return { host: `${parsed.id}.dsql.${region}.on.aws`, clusterId: Option.some(parsed.id), region }
+      return { host: Endpoint.endpointFor(parsed.id, region), clusterId: Option.some(parsed.id), region }
     }
     const first = parsed.host.split(".")[0]
     const clusterId = Option.isSome(parsed.region) && isClusterId(first) ? Option.some(first) : Option.none()

@@ -4,7 +4,8 @@
  * It speaks DSQL's front door — TLS only (direct TLS or SSLRequest) with a per-run certificate authority, SNI
  * required, IAM tokens verified against the configured access keys, DSQL's connection limits and error messages —
  * and relays sessions to PostgreSQL through a policy that enforces DSQL's SQL rules. Faults (OCC conflicts, dropped
- * queries, refused connections, latency, short connection age) can be injected while it runs.
+ * queries, failed asynchronous jobs, refused connections, latency, short connection age) can be injected while it
+ * runs.
  *
  * Where DSQL's behaviour is unknown, DsqlLocal chooses: plaintext clients get FATAL `28000`
  * `unable to accept connection, ssl is required`; a connection past its age limit gets FATAL `57P01`
@@ -25,6 +26,7 @@
  *
  * @since 0.1.0
  */
+import { Endpoint } from "@effect-dsql/core"
 import type * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -35,7 +37,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import { NodeInspectSymbol } from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -53,6 +54,7 @@ import { makeConnectionGate } from "./internal/limits.js"
 import type { OptionalPackage } from "./internal/packages.js"
 import { declaredVersions, loadPackages } from "./internal/packages.js"
 import { backendSessionOptions, loadParser, makeSessionPolicy } from "./internal/policy.js"
+import { hideSecrets, redacted, withoutPassword } from "./internal/secrets.js"
 import { listen } from "./internal/server.js"
 import { serveConnection } from "./internal/session.js"
 import type * as State from "./internal/state.js"
@@ -145,6 +147,13 @@ export interface Faults {
   readonly failCommitShare: (share: number, code?: OccCode) => Effect.Effect<void>
   /** The next `count` queries are answered by dropping their connection. */
   readonly dropNextQueries: (count: number) => Effect.Effect<void>
+  /**
+   * The next `count` asynchronous jobs (`CREATE [UNIQUE] INDEX ASYNC`, `ALTER TABLE ASYNC … VALIDATE CONSTRAINT`)
+   * fail, as a build can on DSQL: the statement still answers its job id, then `sys.jobs` says `failed` with
+   * `details` (default `injected by DsqlLocal`), `CALL sys.wait_for_job` answers `succeeded` false, and a failed
+   * index is left invalid. A job rolled back with its transaction still uses up its fault.
+   */
+  readonly failNextAsyncJobs: (count: number, details?: string) => Effect.Effect<void>
   /** New connections are closed at once, before any answer, for this long. */
   readonly refuseConnectionsFor: (duration: Duration.DurationInput) => Effect.Effect<void>
   /** Every packet of every established session is delayed this long, each way (0 turns it off); handshakes are not. */
@@ -202,10 +211,7 @@ export interface Server {
  */
 export class DsqlLocal extends Context.Tag("effect-dsql/local/DsqlLocal")<DsqlLocal, Server>() {}
 
-const clusterIdPattern = /^[a-z0-9]{26}$/
-const regionPattern = /^[a-z]{2}(-[a-z]+)+-\d+$/
 const base32 = "abcdefghijklmnopqrstuvwxyz234567"
-const redacted = "<redacted>"
 
 /** 26 characters of unpadded base32, like a real cluster id (a UUID's 128 bits). */
 const randomClusterId = (): string => {
@@ -235,10 +241,10 @@ const invalidLimit = (limits: Partial<Limits>): string | undefined =>
   )?.[0]
 
 const validate = (options: Options) => {
-  if (options.region !== undefined && !regionPattern.test(options.region)) {
+  if (options.region !== undefined && !Endpoint.isRegion(options.region)) {
     return optionsError(`region "${options.region}" is not an AWS region name like us-east-1`)
   }
-  if (options.clusterId !== undefined && !clusterIdPattern.test(options.clusterId)) {
+  if (options.clusterId !== undefined && !Endpoint.isClusterId(options.clusterId)) {
     return optionsError("clusterId must be 26 characters of [a-z0-9]")
   }
   if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) {
@@ -261,24 +267,6 @@ const validate = (options: Options) => {
   const limit = options.limits === undefined ? undefined : invalidLimit(options.limits)
   if (limit !== undefined) return optionsError(`limits.${limit} must be a positive number`)
   return undefined
-}
-
-/** Keeps secrets out of `inspect`, `JSON.stringify` and Effect's logs, while spreading the object still copies them. */
-const hideSecrets = <A extends object>(value: A, view: () => unknown): A =>
-  Object.defineProperties(value, {
-    toJSON: { value: view, enumerable: false },
-    [NodeInspectSymbol]: { value: view, enumerable: false }
-  })
-
-const withoutPassword = (url: string): string => {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password === "") return url
-    parsed.password = redacted
-    return parsed.toString()
-  } catch {
-    return redacted
-  }
 }
 
 /** An empty value counts as unset, as a shell's `DSQL_LOCAL_BACKEND_URL=` intends. */
@@ -323,7 +311,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
   if (invalid !== undefined) return yield* invalid
   const region = options.region ?? "us-east-1"
   const clusterId = options.clusterId ?? randomClusterId()
-  const hostname = `${clusterId}.dsql.${region}.on.aws`
+  const hostname = Endpoint.endpointFor(clusterId, region)
   const address = options.listenAddress ?? "127.0.0.1"
   const accepted = options.credentials ?? [randomCredentials()]
 
@@ -398,6 +386,10 @@ const make = Effect.fnUntraced(function*(options: Options) {
     dropNextQueries: (count) =>
       Effect.sync(() => {
         state.faults.dropQueries = count
+      }),
+    failNextAsyncJobs: (count, details = "injected by DsqlLocal") =>
+      Effect.sync(() => {
+        for (let index = 0; index < count; index++) state.faults.asyncJobFailures.push(details)
       }),
     refuseConnectionsFor: (duration) =>
       Effect.sync(() => {

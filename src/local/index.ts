@@ -10,3 +10,10 @@
  * @since 0.1.0
  */
 export * as DsqlLocal from "./DsqlLocal.js"
+
+/**
+ * DsqlLocal behind promises, for code that is not an Effect 3 program.
+ *
+ * @since 0.2.0
+ */
+export * as LocalServer from "./LocalServer.js"

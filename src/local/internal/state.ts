@@ -57,6 +57,8 @@ export interface Faults {
   refuseConnectionsUntil: number
   /** Added to every packet, each way. */
   latencyMillis: number
+  /** Asynchronous jobs still to record as failed, in order: the details of each. */
+  asyncJobFailures: Array<string>
 }
 
 export interface ClusterState {
@@ -109,7 +111,8 @@ export const noFaults = (): Faults => ({
   commitFailureShare: { share: 0, code: "OC000" },
   dropQueries: 0,
   refuseConnectionsUntil: 0,
-  latencyMillis: 0
+  latencyMillis: 0,
+  asyncJobFailures: []
 })
 
 export const makeClusterState = (limits: Partial<Limits> = {}): ClusterState => ({

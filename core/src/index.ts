@@ -1,0 +1,20 @@
+/**
+ * Aurora DSQL facts shared by both lines of effect-dsql (Effect 3 and Effect 4) and by DsqlLocal: written once,
+ * with no dependency, so no DSQL rule exists in two copies.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * Cluster ids, regions and endpoint host names.
+ *
+ * @since 0.1.0
+ */
+export * as Endpoint from "./Endpoint.js"
+
+/**
+ * Token durations and connection age.
+ *
+ * @since 0.1.0
+ */
+export * as Limits from "./Limits.js"
