@@ -60,7 +60,7 @@ export const make = Effect.fn("DsqlClient.make")(function*(
     catch: (cause) =>
       new SqlError({
         cause,
-        message: `DsqlClient: could not connect to ${config.host}: ${describeConnectError(cause)}`
+        message: `DsqlClient: could not connect to ${config.host}: ${describeConnectError(cause, config.hostInput)}`
       })
   }).pipe(
     Effect.timeoutFail({

@@ -4,24 +4,17 @@
  *
  * @since 0.1.0
  */
-import { fromIni } from "@aws-sdk/credential-provider-ini"
-import { defaultProvider } from "@aws-sdk/credential-provider-node"
-import { DsqlSigner } from "@aws-sdk/dsql-signer"
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types"
-import * as Clock from "effect/Clock"
+import type { AwsCredentialIdentityProvider } from "@smithy/types"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import type * as Tracer from "effect/Tracer"
-import * as DsqlMetrics from "./DsqlMetrics.js"
-import * as internal from "./internal/credentials.js"
+import type * as Redacted from "effect/Redacted"
+import * as internal from "./internal/tokenSigner.js"
 
 /**
  * The IAM action a token is signed for.
@@ -38,7 +31,7 @@ export type Action = "DbConnect" | "DbConnectAdmin"
  * @since 0.1.0
  * @category models
  */
-export const actionFor = (user: string): Action => user === "admin" ? "DbConnectAdmin" : "DbConnect"
+export const actionFor: (user: string) => Action = internal.actionFor
 
 /**
  * What to sign a token for.
@@ -106,6 +99,8 @@ export class TokenSignerError extends Data.TaggedError("TokenSignerError")<{
   readonly cause?: unknown
 }> {}
 
+const tokenSignerError: internal.MakeError = (fields) => new TokenSignerError(fields)
+
 /**
  * Fixed AWS credentials, for `layerStatic`.
  *
@@ -134,8 +129,6 @@ export interface MakeOptions {
   readonly refreshBefore?: Duration.DurationInput | undefined
 }
 
-const MAX_EXPIRES_IN_SECONDS = 604_800
-
 /**
  * A token signer over a credentials provider. The provider is called once, then again only when the credentials
  * come within `refreshBefore` of their expiration; concurrent signatures share one call. While a refresh fails, or
@@ -151,37 +144,7 @@ const MAX_EXPIRES_IN_SECONDS = 604_800
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: MakeOptions): Effect.Effect<Service> =>
-  Effect.map(
-    internal.makeCredentialCache(
-      resolveCredentials(options.credentials),
-      Duration.toMillis(options.refreshBefore ?? Duration.minutes(5))
-    ),
-    (credentials) =>
-      TokenSigner.of({
-        sign: (request) => {
-          const action = actionFor(request.user)
-          // `useSpan`, not `withSpan`: making the span the parent of every step costs more CPU than the signature
-          // itself. The steps that can report under it do so themselves: a credential resolution and any failure.
-          return Effect.useSpan("TokenSigner.sign", {
-            attributes: {
-              "dsql.host": request.hostname,
-              "dsql.region": request.region,
-              "dsql.user": request.user,
-              "dsql.action": action
-            },
-            // a call-site stack per token would cost more than the signature itself
-            captureStackTrace: false
-          }, (span) =>
-            Effect.flatMap(validateRequest(request, span), (expiresIn) =>
-              Effect.flatMap(credentials(span), (cached) =>
-                Effect.flatMap(
-                  signWithDsqlSigner(request, action, expiresIn, cached, span),
-                  (token) => Effect.as(Metric.increment(DsqlMetrics.tokensSigned), Redacted.make(token))
-                ))))
-        }
-      })
-  )
+export const make = (options: MakeOptions): Effect.Effect<Service> => internal.make(options, tokenSignerError)
 
 /**
  * A `TokenSigner` over any credentials provider.
@@ -200,44 +163,8 @@ export const layerFromProvider = (
  * @since 0.1.0
  * @category layers
  */
-export const layerStatic = (credentials: StaticCredentials): Layer.Layer<TokenSigner> => {
-  const sessionToken = credentials.sessionToken === undefined ? undefined : reveal(credentials.sessionToken)
-  const identity: AwsCredentialIdentity = {
-    accessKeyId: credentials.accessKeyId,
-    secretAccessKey: reveal(credentials.secretAccessKey),
-    ...(sessionToken === undefined ? {} : { sessionToken })
-  }
-  return layerFromProvider(() => Promise.resolve(identity))
-}
-
-/** What the default chain reads from the environment, through the `ConfigProvider`. */
-const chainEnvironment = Config.all({
-  profile: Config.option(Config.string("AWS_PROFILE")),
-  accessKeyId: Config.option(Config.string("AWS_ACCESS_KEY_ID")),
-  secretAccessKey: Config.option(Config.redacted("AWS_SECRET_ACCESS_KEY")),
-  sessionToken: Config.option(Config.redacted("AWS_SESSION_TOKEN"))
-})
-
-type ChainEnvironment = Config.Config.Success<typeof chainEnvironment>
-
-/**
- * The credentials provider for `profile`, or for the default chain: environment keys first unless `AWS_PROFILE` is
- * set, as in `defaultProvider`, but read from the `ConfigProvider` the signer was built with.
- */
-const chainProvider = (profile: string | undefined, environment: ChainEnvironment): AwsCredentialIdentityProvider => {
-  if (profile !== undefined) return fromIni({ profile })
-  if (Option.isSome(environment.profile)) return defaultProvider({ profile: environment.profile.value })
-  const accessKeyId = Option.getOrElse(environment.accessKeyId, () => "")
-  const secretAccessKey = Option.match(environment.secretAccessKey, { onNone: () => "", onSome: Redacted.value })
-  if (accessKeyId === "" || secretAccessKey === "") return defaultProvider()
-  const sessionToken = Option.match(environment.sessionToken, { onNone: () => "", onSome: Redacted.value })
-  const identity: AwsCredentialIdentity = {
-    accessKeyId,
-    secretAccessKey,
-    ...(sessionToken === "" ? {} : { sessionToken })
-  }
-  return () => Promise.resolve(identity)
-}
+export const layerStatic = (credentials: StaticCredentials): Layer.Layer<TokenSigner> =>
+  layerFromProvider(internal.staticProvider(credentials))
 
 /**
  * A signer over the credential chain, with one credential cache per profile it is asked for (`request.profile`, else
@@ -247,33 +174,7 @@ const chainProvider = (profile: string | undefined, environment: ChainEnvironmen
  * @category constructors
  */
 export const makeChain = (options?: { readonly profile?: string | undefined }): Effect.Effect<Service> =>
-  Effect.map(
-    // a ConfigProvider that fails on these plain strings leaves them to the SDK's chain, which reads process.env
-    Effect.orElseSucceed(chainEnvironment, () => ({
-      profile: Option.none(),
-      accessKeyId: Option.none(),
-      secretAccessKey: Option.none(),
-      sessionToken: Option.none()
-    })),
-    (environment) => {
-      const signers = new Map<string | undefined, Service>()
-      const signerFor = (profile: string | undefined): Effect.Effect<Service> =>
-        Effect.suspend(() => {
-          const existing = signers.get(profile)
-          if (existing !== undefined) return Effect.succeed(existing)
-          return Effect.map(make({ credentials: chainProvider(profile, environment) }), (created) => {
-            // two first requests may race here: the first one stored wins, so the profile keeps one cache
-            const shared = signers.get(profile) ?? created
-            signers.set(profile, shared)
-            return shared
-          })
-        })
-      return TokenSigner.of({
-        sign: (request) =>
-          Effect.flatMap(signerFor(request.profile ?? options?.profile), (signer) => signer.sign(request))
-      })
-    }
-  )
+  internal.makeChain(options, tokenSignerError)
 
 /**
  * A `TokenSigner` over the AWS credential chain. A request that names a `profile` (the client's `profile` /
@@ -311,129 +212,3 @@ export const layer: Layer.Layer<TokenSigner, ConfigError.ConfigError> = Layer.un
     (profile) => layerFromChain({ profile: Option.getOrUndefined(profile) })
   )
 )
-
-const reveal = (value: Redacted.Redacted<string> | string): string =>
-  Redacted.isRedacted(value) ? Redacted.value(value) : value
-
-/** One token from `@aws-sdk/dsql-signer`; a failure is reported under `span`. */
-const signWithDsqlSigner = (
-  request: SignRequest,
-  action: Action,
-  expiresIn: number,
-  credentials: internal.CachedCredentials,
-  span: Tracer.Span
-): Effect.Effect<string, TokenSignerError> =>
-  Effect.async((resume) => {
-    dsqlSignerToken(request, action, expiresIn, credentials).then(
-      (token) => resume(Effect.succeed(token)),
-      (cause) =>
-        resume(Effect.withParentSpan(
-          Effect.fail(
-            new TokenSignerError({
-              reason: "SigningFailed",
-              message: `could not sign a DSQL token for ${request.hostname}`,
-              cause
-            })
-          ),
-          span
-        ))
-    )
-  })
-
-// async: a throw from DsqlSigner's constructor becomes a rejection
-const dsqlSignerToken = async (
-  request: SignRequest,
-  action: Action,
-  expiresIn: number,
-  credentials: internal.CachedCredentials
-): Promise<string> => {
-  const signer = new DsqlSigner({
-    hostname: request.hostname,
-    region: request.region,
-    expiresIn,
-    credentials: revealCredentials(credentials)
-  })
-  return action === "DbConnectAdmin" ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
-}
-
-/** The cached credentials as `DsqlSigner` takes them: the only place their secrets leave `Redacted`. */
-const revealCredentials = (credentials: internal.CachedCredentials): AwsCredentialIdentity => ({
-  accessKeyId: credentials.accessKeyId,
-  secretAccessKey: Redacted.value(credentials.secretAccessKey),
-  ...(credentials.sessionToken === undefined ? {} : { sessionToken: Redacted.value(credentials.sessionToken) })
-})
-
-const invalidRequest = (message: string, span: Tracer.Span) =>
-  Effect.withParentSpan(Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message })), span)
-
-// printable ASCII without space, and none of the characters that end the host part of a URL
-const isHostname = (hostname: string): boolean => /^[\x21-\x7e]+$/.test(hostname) && !/[/?#@]/.test(hostname)
-
-const validateRequest = (request: SignRequest, span: Tracer.Span): Effect.Effect<number, TokenSignerError> => {
-  if (!isHostname(request.hostname)) {
-    return invalidRequest(
-      `hostname ${JSON.stringify(request.hostname)} is not a host name: expected the DSQL endpoint host`,
-      span
-    )
-  }
-  if (request.region.length === 0) return invalidRequest("region is empty: expected the cluster's AWS region", span)
-  if (request.user.length === 0) return invalidRequest("user is empty: expected a database role such as admin", span)
-  const duration = Duration.decodeUnknown(request.expiresIn)
-  const seconds = Option.isSome(duration) ? Math.floor(Duration.toSeconds(duration.value)) : Number.NaN
-  return seconds >= 1 && seconds <= MAX_EXPIRES_IN_SECONDS
-    ? Effect.succeed(seconds)
-    : invalidRequest(`expiresIn must be between 1 second and 7 days (${MAX_EXPIRES_IN_SECONDS} s)`, span)
-}
-
-const NO_CREDENTIALS_HINT = "set AWS_PROFILE / DSQL_PROFILE, environment credentials (AWS_ACCESS_KEY_ID and " +
-  "AWS_SECRET_ACCESS_KEY), or pass credentials with TokenSigner.layerFromProvider / layerStatic"
-
-const credentialsUnavailable = (problem: string, cause?: unknown) =>
-  new TokenSignerError({ reason: "CredentialsUnavailable", message: `${problem}: ${NO_CREDENTIALS_HINT}`, cause })
-
-const successfulResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success")
-const failedResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "failure")
-
-const resolveCredentials = (
-  provider: AwsCredentialIdentityProvider
-): Effect.Effect<internal.CachedCredentials, TokenSignerError> =>
-  Effect.tryPromise({
-    try: () => provider(),
-    catch: (cause) =>
-      credentialsUnavailable(
-        cause instanceof Error ? `no AWS credentials found (${cause.message})` : "no AWS credentials found",
-        cause
-      )
-  }).pipe(
-    Effect.flatMap((identity) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        // the identity itself never goes into an error: it holds the secret key
-        if (!isNonEmptyString(identity?.accessKeyId) || !isNonEmptyString(identity?.secretAccessKey)) {
-          return Effect.fail(credentialsUnavailable("the AWS credentials provider returned no access key or secret"))
-        }
-        const expiresAt = identity.expiration?.getTime()
-        if (expiresAt !== undefined && !(expiresAt > now)) {
-          return Effect.fail(
-            credentialsUnavailable(
-              `the AWS credentials provider returned credentials that expired at ${
-                Number.isNaN(expiresAt) ? "an invalid date" : new Date(expiresAt).toISOString()
-              }`
-            )
-          )
-        }
-        return Effect.succeed({
-          accessKeyId: identity.accessKeyId,
-          secretAccessKey: Redacted.make(identity.secretAccessKey),
-          // the AWS signer leaves an empty session token out of the query
-          sessionToken: identity.sessionToken ? Redacted.make(identity.sessionToken) : undefined,
-          expiresAt
-        })
-      })
-    ),
-    Effect.tapBoth({
-      onFailure: () => Metric.increment(failedResolutions),
-      onSuccess: () => Metric.increment(successfulResolutions)
-    })
-  )
-
-const isNonEmptyString = (value: unknown): value is string => typeof value === "string" && value.length > 0

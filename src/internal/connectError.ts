@@ -23,7 +23,6 @@ const tlsCodes: Readonly<Record<string, string>> = {
 
 const networkCodes: Readonly<Record<string, string>> = {
   ECONNREFUSED: "connection refused: is the endpoint reachable on that port?",
-  ENOTFOUND: "host name not found: check DSQL_HOST",
   ETIMEDOUT: "connection timed out",
   ECONNRESET: "connection reset by the server"
 }
@@ -34,13 +33,17 @@ const maxQuoted = 1_000
 const clip = (text: string): string =>
   text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters in all)`
 
-/** What one link of the chain says when it carries a known TLS, network or server code, which ends the description. */
-const describeCode = (link: unknown): string | undefined => {
+/**
+ * What one link of the chain says when it carries a known TLS, network or server code, which ends the description;
+ * `hostInput` names where the host came from.
+ */
+const describeCode = (link: unknown, hostInput: string): string | undefined => {
   if (typeof link !== "object" || link === null) return undefined
   const e = link as ErrorLike
   const code = typeof e.code === "string" ? e.code : undefined
   if (code === undefined) return undefined
   if (code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
+  if (code === "ENOTFOUND") return `host name not found: check ${hostInput}`
   if (code in networkCodes) return networkCodes[code]!
   if (/^[0-9A-Z]{5}$/.test(code)) {
     const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
@@ -57,13 +60,14 @@ const messageOf = (link: unknown): string => {
 /**
  * A readable description of why connecting failed: the messages along the cause chain, outermost first, down to the
  * first link with a known code (described by it), each inner part left out when the outer message already quotes it.
+ * `hostInput` is the input the host came from (`DsqlConfig.hostInput`).
  */
-export const describeConnectError = (error: unknown): string => {
+export const describeConnectError = (error: unknown, hostInput = "the host"): string => {
   const chain = causeChain(error)
   let end = chain.length - 1
   let description = messageOf(chain[end])
   for (let depth = 0; depth < chain.length; depth++) {
-    const coded = describeCode(chain[depth])
+    const coded = describeCode(chain[depth], hostInput)
     if (coded !== undefined) {
       end = depth
       description = coded

@@ -357,7 +357,7 @@ const normalise = (
         `${minKey.label} (${rest.minConnections}) must not exceed ${maxKey.label} (${rest.maxConnections})`
       )
     }
-    return Either.right({ ...endpoint, ...rest })
+    return Either.right({ ...endpoint, ...rest, hostInput: hostGiven.key.label })
   })
 }
 
