@@ -119,8 +119,16 @@ describe("DsqlConfig", () => {
     it.effect("are the same from the environment and from a URL", () =>
       Effect.gen(function*() {
         const fromObject = yield* DsqlConfig.make({ host: endpoint })
-        assert.deepStrictEqual(yield* fromEnv({ DSQL_HOST: endpoint }), fromObject)
-        assert.deepStrictEqual(yield* DsqlConfig.fromUrl(`postgres://${endpoint}`), fromObject)
+        const fromEnvironment = yield* fromEnv({ DSQL_HOST: endpoint })
+        const fromUrl = yield* DsqlConfig.fromUrl(`postgres://${endpoint}`)
+        // the same config but for where the host came from, which a host not found names
+        assert.deepStrictEqual([fromObject, fromEnvironment, fromUrl].map((config) => config.hostInput), [
+          "host",
+          "DSQL_HOST",
+          "the host in url"
+        ])
+        assert.deepStrictEqual({ ...fromEnvironment, hostInput: "host" }, fromObject)
+        assert.deepStrictEqual({ ...fromUrl, hostInput: "host" }, fromObject)
       }))
 
     it.effect("never take the user from the OS USER variable", () =>

@@ -66,6 +66,8 @@ export interface Settings {
   /** PEM text with real newlines. */
   readonly caPem: string | undefined
   readonly sslNegotiation: "direct" | "postgres"
+  /** The input the host was read from, as messages name it (`DSQL_HOST`, `the host in DSQL_URL`, `host`, …). */
+  readonly hostInput: string
 }
 
 /**
@@ -495,7 +497,7 @@ const normalise = (
         `${minKey.label} (${rest.minConnections}) must not exceed ${maxKey.label} (${rest.maxConnections})`
       )
     }
-    return succeed({ ...endpoint, ...rest })
+    return succeed({ ...endpoint, ...rest, hostInput: hostGiven.key.label })
   })
 }
 

@@ -139,11 +139,19 @@ describe("DsqlConfig", () => {
         assert.strictEqual(config.sslNegotiation, "direct")
       }))
 
-    it.effect("are the same from the environment and from a URL", () =>
+    it.effect("are the same from the environment and from a URL, each naming where the host came from", () =>
       Effect.gen(function*() {
-        const fromObject = yield* DsqlConfig.make({ host: endpoint })
-        assert.deepStrictEqual(yield* fromEnv({ DSQL_HOST: endpoint }), fromObject)
-        assert.deepStrictEqual(yield* DsqlConfig.fromUrl(`postgres://${endpoint}`), fromObject)
+        const split = ({ hostInput, ...config }: DsqlConfig.DsqlConfig) => ({ config, hostInput })
+        const fromObject = split(yield* DsqlConfig.make({ host: endpoint }))
+        const fromEnvironment = split(yield* fromEnv({ DSQL_HOST: endpoint }))
+        const fromUrl = split(yield* DsqlConfig.fromUrl(`postgres://${endpoint}`))
+        assert.deepStrictEqual(fromEnvironment.config, fromObject.config)
+        assert.deepStrictEqual(fromUrl.config, fromObject.config)
+        assert.deepStrictEqual([fromObject.hostInput, fromEnvironment.hostInput, fromUrl.hostInput], [
+          "host",
+          "DSQL_HOST",
+          "the host in url"
+        ])
       }))
 
     it.effect("never take the user from the OS USER variable", () =>

@@ -482,7 +482,7 @@ export const clientLayer = (
   server: Server,
   overrides: DsqlClient.ConfigInput = {}
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
-  DsqlClient.layerConfigWithSigner({ ...clientConfig(server), ...overrides }).pipe(
+  DsqlClient.layerConfig({ ...clientConfig(server), ...overrides }).pipe(
     Layer.provide(TokenSigner.layerStatic(server.credentials))
   )
 
