@@ -73,7 +73,8 @@ export {
 
 /**
  * Counters since start (or the last `resetStats`): connections, token verdicts by reason, TLS negotiation modes,
- * handshake round trips, OCC errors and refused statements.
+ * handshake round trips, OCC errors and refused statements; and `connectionsOpen`, the connections admitted and not
+ * yet closed (a gauge, left as it is by `resetStats`: wait for 0 before lowering `maxConnections` in a test).
  *
  * - `connectionsRefused`: connections the server turned away before they were established (limits, the refuse
  *   fault, plaintext, SNI, database, token or backend refusals); clients that simply went away are not counted.
@@ -433,7 +434,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
     env,
     stats: Effect.sync(() => structuredClone(state.stats)),
     resetStats: Effect.sync(() => {
-      Object.assign(state.stats, emptyStats())
+      Object.assign(state.stats, emptyStats(), { connectionsOpen: state.stats.connectionsOpen })
     }),
     faults,
     stop: listener.stop,

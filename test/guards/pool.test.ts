@@ -12,7 +12,7 @@ import { DsqlLocal } from "effect-dsql/local"
 import type pg from "pg"
 import { makePool } from "../../src/internal/pool.js"
 import { clientLayer, recordingSigner, withEnv } from "../utils/client.js"
-import { connectPg } from "../utils/dsqlLocal.js"
+import { connectPg, untilIdle } from "../utils/dsqlLocal.js"
 
 const tokensSigned = Effect.map(Metric.value(DsqlMetrics.tokensSigned), (state) => state.count)
 
@@ -64,6 +64,7 @@ describe("pool", () => {
           let lift: Effect.Effect<void>
           if (code === "53300") {
             // the only slot, held by another client
+            yield* untilIdle(server)
             yield* server.faults.setLimits({ maxConnections: 1 })
             const holder = yield* Scope.make()
             yield* Scope.extend(connectPg(server), holder)
@@ -98,6 +99,7 @@ describe("pool", () => {
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         // the cluster takes one session: the pool's first connection
+        yield* untilIdle(server)
         yield* server.faults.setLimits({ maxConnections: 1 })
         const { before, rows } = yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient

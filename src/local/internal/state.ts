@@ -21,6 +21,8 @@ export type TokenRejection =
   | "wrong-host"
 
 export interface Stats {
+  /** Connections admitted and not yet closed: a gauge, which `resetStats` leaves as it is. */
+  connectionsOpen: number
   connectionsAccepted: number
   connectionsRefused: number
   connectionsClosedByAge: number
@@ -83,6 +85,7 @@ export const defaultLimits: Limits = {
 }
 
 export const emptyStats = (): Stats => ({
+  connectionsOpen: 0,
   connectionsAccepted: 0,
   connectionsRefused: 0,
   connectionsClosedByAge: 0,
