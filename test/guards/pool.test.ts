@@ -6,13 +6,29 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Duration, Effect, Exit, FastCheck, Fiber, Layer, Metric, Ref, Schedule, Scope } from "effect"
+import {
+  Cause,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck,
+  Fiber,
+  Layer,
+  Metric,
+  Ref,
+  Schedule,
+  Scope,
+  TestClock,
+  TestContext,
+  TestServices
+} from "effect"
 import { DsqlClient, DsqlConfig, DsqlMetrics, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import type pg from "pg"
 import { makePool } from "../../src/internal/pool.js"
 import { clientLayer, recordingSigner, withEnv } from "../utils/client.js"
 import { connectPg, untilIdle } from "../utils/dsqlLocal.js"
+import { errorResponse, issued, tlsServer } from "../utils/fakeServers.js"
 
 const tokensSigned = Effect.map(Metric.value(DsqlMetrics.tokensSigned), (state) => state.count)
 
@@ -190,4 +206,64 @@ describe("connection lifetime", () => {
       }),
     { fastCheck: { numRuns: 50 } }
   )
+})
+
+describe("connect retries", () => {
+  it.effect("after a slow refusal, retry no longer than what is left of connectTimeout", () =>
+    Effect.gen(function*() {
+      const host = "abcdefghij0123456789klmnop.dsql.us-east-1.on.aws"
+      const { ca, certificate } = yield* issued([host])
+      // The first attempt is refused after a second (real time), the others at once.
+      const slowMillis = 1_000
+      let attempts = 0
+      const port = yield* tlsServer(certificate, (socket) => {
+        const refuse = () => socket.end(errorResponse("too many connections", "53300"))
+        if (attempts++ === 0) setTimeout(refuse, slowMillis)
+        else refuse()
+      })
+      const config = yield* DsqlConfig.make({
+        host,
+        port,
+        hostAddress: "127.0.0.1",
+        caPem: ca,
+        connectTimeout: "3 seconds",
+        maxConnections: 2
+      })
+      // Built under the TestClock (provided below): the pool keeps the runtime it was built in, so the retries'
+      // back-off and their deadline wait for it.
+      const pool = yield* Effect.acquireRelease(
+        makePool(config).pipe(
+          Effect.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "unused" }))
+        ),
+        (pool) => Effect.promise(() => pool.end())
+      )
+      const checkout = yield* Effect.fork(Effect.async<void, Error>((resume) =>
+        pool.connect((error, client, release) => {
+          if (client !== undefined) {
+            release()
+            resume(Effect.void)
+          } else {
+            resume(Effect.fail(error ?? new Error("no client")))
+          }
+        })
+      ))
+      // Once the slow refusal is in, the retries wait on the TestClock (their deadline and their back-off).
+      // The refusal that came back holds the pool at its size, 1 of 2: from then on the retries wait on the TestClock.
+      for (let polls = 0; pool.options.max !== 1; polls++) {
+        if (polls === 1_000) return yield* Effect.fail(new Error("no refusal came back within 10 s"))
+        yield* TestServices.provideLive(Effect.sleep("10 millis"))
+      }
+      // At least a second of the 3 s went to the slow refusal: at most 2 s are left, and they run out here.
+      yield* TestClock.adjust(Duration.millis(3_000 - slowMillis))
+      const exit = yield* Fiber.await(checkout).pipe(
+        Effect.timeoutFail({
+          duration: "5 seconds",
+          onTimeout: () => new Error("still retrying when connectTimeout had passed since the checkout began")
+        }),
+        TestServices.provideLive
+      )
+      assert.isTrue(Exit.isFailure(exit), "no connection could be had")
+      const error = Cause.squash((exit as Exit.Failure<void, Error>).cause) as Error
+      assert.include(error.message, "too many connections")
+    }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext)))
 })
