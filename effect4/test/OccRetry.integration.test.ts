@@ -88,6 +88,23 @@ describe("OccRetry on DsqlLocal (Effect 4)", () => {
           assert.isTrue(OccRetry.isCommitOutcomeUnknown(error), String(error))
           assert.strictEqual(yield* Ref.get(attempts), 1)
         }).pipe(TestClock.withLive))
+
+      it.effect("inside a transaction of its client, withOccRetry opens nothing: the conflict reaches the outer one", () =>
+        Effect.gen(function*() {
+          const { attempts, insert, rows, server } = yield* setup
+          const sql = yield* SqlClient.SqlClient
+          const inner = yield* Ref.make(0)
+          server.faults.failNextCommits(1)
+          const nested = Effect.andThen(
+            Ref.update(inner, (n) => n + 1),
+            insert(1).pipe(OccRetry.withOccRetry({ baseDelay: "1 millis" }))
+          )
+          yield* Effect.andThen(sql`SELECT 1`, nested).pipe(OccRetry.withOccRetry({ baseDelay: "1 millis" }))
+          // One transaction per outer attempt: the inner call ran once per attempt, retrying nothing itself.
+          assert.strictEqual(yield* Ref.get(inner), 2)
+          assert.strictEqual(yield* Ref.get(attempts), 2)
+          assert.deepStrictEqual(yield* rows, [1])
+        }).pipe(TestClock.withLive))
     }
   )
 })
