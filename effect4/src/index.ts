@@ -10,3 +10,10 @@
  * @since 2.0.0
  */
 export * as DsqlConfig from "./DsqlConfig.js"
+
+/**
+ * Retrying whole transactions on OCC conflicts and transient errors.
+ *
+ * @since 2.0.0
+ */
+export * as OccRetry from "./OccRetry.js"
