@@ -5,7 +5,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, Ref } from "effect"
 import { OccRetry } from "effect-dsql"
-import { SqlClient } from "effect/sql"
+import { SqlClient, SqlError } from "effect/sql"
 import { TestClock } from "effect/testing"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
 
@@ -104,6 +104,29 @@ describe("OccRetry on DsqlLocal (Effect 4)", () => {
           assert.strictEqual(yield* Ref.get(inner), 2)
           assert.strictEqual(yield* Ref.get(attempts), 2)
           assert.deepStrictEqual(yield* rows, [1])
+        }).pipe(TestClock.withLive))
+
+      it.effect("execWithRetry, alone, retries a conflict but not a transient error (autocommit is its own COMMIT)", () =>
+        Effect.gen(function*() {
+          const tries = yield* Ref.make(0)
+          /** Fails with a server error of `code` on the first try, then succeeds. */
+          const failingOnce = (code: string, message: string) =>
+            Effect.flatMap(Ref.updateAndGet(tries, (n) => n + 1), (n) =>
+              n === 1
+                ? Effect.fail(
+                  new SqlError.SqlError({
+                    reason: new SqlError.UnknownError({ cause: Object.assign(new Error(message), { code }) })
+                  })
+                )
+                : Effect.succeed(n))
+          assert.strictEqual(
+            yield* OccRetry.execWithRetry(failingOnce("40001", "change conflicts (OC000)"), { baseDelay: "1 millis" }),
+            2
+          )
+          yield* Ref.set(tries, 0)
+          const exit = yield* Effect.exit(OccRetry.execWithRetry(failingOnce("XX000", "server unavailable")))
+          assert.strictEqual(failureOf(exit)._tag, "SqlError")
+          assert.strictEqual(yield* Ref.get(tries), 1)
         }).pipe(TestClock.withLive))
     }
   )
