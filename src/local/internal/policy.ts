@@ -492,14 +492,16 @@ class Session {
 
   /**
    * The statement between the backend checks it needs: before dropping columns, that none is in the primary key;
+   * before dropping roles, that no IAM principal is mapped to them;
    * after DML, the transaction's row count (the triggers of `catalog.ts` count the rows), in the same transaction so
    * that a statement crossing the limit is undone with it, in autocommit too.
    */
   private runChecked(statement: Statement, extended: boolean): Plan {
-    const before = statement.droppedColumns === undefined ? [] : [{
-      sql: Catalog.checkDropColumnsSql(statement.droppedColumns),
-      sent: this.sent(undefined, { hidden: true })
-    }]
+    const checks = [
+      ...(statement.droppedColumns === undefined ? [] : [Catalog.checkDropColumnsSql(statement.droppedColumns)]),
+      ...(statement.droppedRoles === undefined ? [] : [Catalog.checkDropRolesSql(statement.droppedRoles)])
+    ]
+    const before = checks.map((sql) => ({ sql, sent: this.sent(undefined, { hidden: true }) }))
     // In the extended protocol a COPY's rows arrive after its Execute, where a check would cut the copy short: its
     // rows count at the next DML statement's check instead.
     const checksRows = statement.kind === "dml" && !(extended && statement.copiesFromClient)
