@@ -18,3 +18,10 @@ export * as Endpoint from "./Endpoint.js"
  * @since 0.1.0
  */
 export * as Limits from "./Limits.js"
+
+/**
+ * The connection configuration's rules: defaults, validation, messages, connection strings, environment names.
+ *
+ * @since 0.1.0
+ */
+export * as Settings from "./Settings.js"

@@ -5,6 +5,13 @@
  */
 
 /**
+ * Where and how to connect to a cluster: environment, connection string or options, one set of rules.
+ *
+ * @since 2.0.0
+ */
+export * as DsqlConfig from "./DsqlConfig.js"
+
+/**
  * @since 2.0.0
  */
 export * as TokenSigner from "./TokenSigner.js"
