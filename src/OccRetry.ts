@@ -7,22 +7,15 @@
  *
  * @since 0.1.0
  */
-import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlState } from "@effect-dsql/core"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as Cause from "effect/Cause"
-import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import { dual } from "effect/Function"
-import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
-import * as Predicate from "effect/Predicate"
-import * as Schedule from "effect/Schedule"
-import * as DsqlMetrics from "./DsqlMetrics.js"
-import { backoff } from "./internal/backoff.js"
-import { findCause } from "./internal/causes.js"
-import { inTransactionOf } from "./internal/transaction.js"
+import type * as Option from "effect/Option"
+import type * as Schedule from "effect/Schedule"
+import * as Internal from "./internal/occ.js"
 
 /**
  * The code of a conflict: `OC000` (data), `OC001` (schema), or `40001` when the server gave no marker.
@@ -30,7 +23,7 @@ import { inTransactionOf } from "./internal/transaction.js"
  * @since 0.1.0
  * @category models
  */
-export type OccCode = "OC000" | "OC001" | "40001"
+export type OccCode = SqlState.ConflictCode
 
 /**
  * A transaction lost an optimistic concurrency conflict. `attempts` counts the attempts made, this one included;
@@ -39,12 +32,13 @@ export type OccCode = "OC000" | "OC001" | "40001"
  * @since 0.1.0
  * @category errors
  */
-export class OccConflict extends Data.TaggedError("OccConflict")<{
-  readonly code: OccCode
-  readonly message: string
-  readonly attempts: number
-  readonly cause: SqlError
-}> {}
+export const OccConflict: typeof Internal.OccConflict = Internal.OccConflict
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type OccConflict = Internal.OccConflict
 
 /**
  * True for an `OccConflict`.
@@ -52,18 +46,7 @@ export class OccConflict extends Data.TaggedError("OccConflict")<{
  * @since 0.1.0
  * @category guards
  */
-export const isOccConflict = (u: unknown): u is OccConflict => Predicate.isTagged(u, "OccConflict")
-
-const occMarker = /\b(OC00[01])\b/
-
-const findOcc = (error: unknown): Option.Option<{ code: OccCode; message: string }> =>
-  Option.fromNullable(findCause(error, ({ code, message }) => {
-    if (typeof code !== "string" || typeof message !== "string") return undefined
-    const literal = code === "OC000" || code === "OC001" ? code : undefined
-    if (literal === undefined && code !== "40001") return undefined
-    const marker = occMarker.exec(message)?.[1] as OccCode | undefined
-    return { code: literal ?? marker ?? "40001", message }
-  }))
+export const isOccConflict: (u: unknown) => u is OccConflict = Internal.isOccConflict
 
 /**
  * Classifies a `SqlError` (walking its cause chain to pg's `DatabaseError`) as an `OccConflict`: SQLSTATE 40001,
@@ -72,8 +55,7 @@ const findOcc = (error: unknown): Option.Option<{ code: OccCode; message: string
  * @since 0.1.0
  * @category constructors
  */
-export const classify = (error: SqlError, attempts = 1): Option.Option<OccConflict> =>
-  Option.map(findOcc(error), ({ code, message }) => new OccConflict({ code, message, attempts, cause: error }))
+export const classify: (error: SqlError, attempts?: number) => Option.Option<OccConflict> = Internal.classify
 
 /**
  * Options of the retry policy. Delays grow as `baseDelay * factor^n`, each capped at `maxDelay`, then randomised
@@ -92,24 +74,13 @@ export interface Options {
 }
 
 /**
- * The default policy: up to 20 retries, 40 ms doubling to at most 1 s, half jitter, 30 s in all. Chosen from a sweep
- * of 48 policies on DsqlLocal, 32 workers on 4 hot accounts and then on 64 (bench/README.md): among the policies that
- * never gave up, a 40 ms base committed the most at both levels, with fewer attempts per commit than 10–20 ms (whose
- * retries come back while the winner of the conflict still holds the rows), and the node connectors' 3 retries from
- * 1 ms gave up on 60–90% of the hot transfers. Some jitter keeps clients that collided from retrying in lockstep. The longer budget
- * than the official connectors' also lets schema conflicts (OC001) after concurrent DDL resolve.
+ * The default policy: up to 20 retries, 40 ms doubling to at most 1 s, half jitter, 30 s in all (`Backoff.occRetry`
+ * of `@effect-dsql/core`, shared with the Effect 4 line, where the sweep that chose them is told).
  *
  * @since 0.1.0
  * @category schedules
  */
-export const defaults = {
-  maxRetries: 20,
-  baseDelay: Duration.millis(40),
-  maxDelay: Duration.seconds(1),
-  factor: 2,
-  jitter: 0.5,
-  maxElapsed: Duration.seconds(30)
-} as const
+export const defaults: typeof Internal.defaults = Internal.defaults
 
 /**
  * The retry policy as a `Schedule`: continues only while its input is an `OccConflict`, and outputs the delay
@@ -118,65 +89,7 @@ export const defaults = {
  * @since 0.1.0
  * @category schedules
  */
-export const policy = (options: Options = {}): Schedule.Schedule<Duration.Duration, unknown> =>
-  backoff({
-    base: options.baseDelay ?? defaults.baseDelay,
-    factor: options.factor ?? defaults.factor,
-    maxDelay: options.maxDelay ?? defaults.maxDelay,
-    jitter: options.jitter ?? defaults.jitter,
-    maxRetries: options.maxRetries ?? defaults.maxRetries,
-    maxElapsed: options.maxElapsed ?? defaults.maxElapsed
-  }).pipe(Schedule.whileInput(isOccConflict))
-
-const toOccConflict = (attempt: number) => <E>(error: E): E | OccConflict => {
-  if (isOccConflict(error)) return new OccConflict({ ...error, attempts: attempt })
-  if (Predicate.isTagged(error, "SqlError")) {
-    return Option.getOrElse(classify(error as unknown as SqlError, attempt), () => error)
-  }
-  return error
-}
-
-/** Runs `attempt` until it succeeds, fails with something other than an `OccConflict`, or the policy gives up. */
-const retryOcc = <A, E, R>(attempt: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict, R> =>
-  Effect.gen(function*() {
-    const driver = yield* Schedule.driver(policy(options))
-    for (let n = 1;; n++) {
-      const exit = yield* attempt.pipe(
-        Effect.mapError(toOccConflict(n)),
-        Effect.tapError((error) =>
-          isOccConflict(error)
-            ? Effect.zipRight(
-              Effect.annotateCurrentSpan("dsql.occ.code", error.code),
-              Metric.increment(Metric.tagged(DsqlMetrics.occConflicts, "code", error.code))
-            )
-            : Effect.void
-        ),
-        Effect.withSpan("OccRetry.attempt", { attributes: { "dsql.occ.attempt": n } }),
-        Effect.exit
-      )
-      const conflict = Exit.isFailure(exit) ?
-        Option.filter(
-          Exit.causeOption(exit).pipe(
-            Option.flatMap(Cause.failureOption)
-          ),
-          isOccConflict
-        ) :
-        Option.none()
-      if (Option.isNone(conflict)) {
-        yield* Metric.update(DsqlMetrics.occAttempts, n)
-        return yield* exit
-      }
-      const delay = yield* Effect.option(driver.next(conflict.value))
-      if (Option.isNone(delay)) {
-        yield* Metric.increment(DsqlMetrics.occRetriesExhausted)
-        yield* Metric.update(DsqlMetrics.occAttempts, n)
-        return yield* exit
-      }
-      yield* Effect.logDebug("OCC conflict, retrying").pipe(
-        Effect.annotateLogs({ code: conflict.value.code, attempt: n, delay: Duration.format(delay.value) })
-      )
-    }
-  })
+export const policy: (options?: Options) => Schedule.Schedule<Duration.Duration, unknown> = Internal.policy
 
 /**
  * Runs `program` in one transaction on the `SqlClient` in context and, when it loses an OCC conflict, rolls back
@@ -217,16 +130,7 @@ export const withOccRetry: {
   ): <A, E, R>(
     program: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | OccConflict | SqlError, R | SqlClient.SqlClient>
-} = dual(
-  (args) => Effect.isEffect(args[0]),
-  <A, E, R>(program: Effect.Effect<A, E, R>, options?: Options) =>
-    Effect.flatMap(SqlClient.SqlClient, (sql) =>
-      Effect.flatMap(
-        inTransactionOf(sql),
-        (joined) =>
-          joined ? Effect.mapError(program, toOccConflict(1)) : retryOcc(sql.withTransaction(program), options)
-      ))
-)
+} = dual((args) => Effect.isEffect(args[0]), Internal.withOccRetry)
 
 /**
  * Runs one statement outside an explicit transaction — DDL such as `CREATE INDEX ASYNC`, or a single DML — and
@@ -250,11 +154,4 @@ export const withOccRetry: {
 export const execWithRetry: {
   <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options): Effect.Effect<A, E | OccConflict | SqlError, R>
   (options?: Options): <A, E, R>(statement: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OccConflict | SqlError, R>
-} = dual(
-  (args) => Effect.isEffect(args[0]),
-  <A, E, R>(statement: Effect.Effect<A, E, R>, options?: Options) =>
-    Effect.flatMap(
-      Effect.serviceOption(SqlClient.TransactionConnection),
-      (open) => Option.isSome(open) ? Effect.mapError(statement, toOccConflict(1)) : retryOcc(statement, options)
-    )
-)
+} = dual((args) => Effect.isEffect(args[0]), Internal.execWithRetry)

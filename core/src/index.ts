@@ -25,3 +25,17 @@ export * as Limits from "./Limits.js"
  * @since 0.1.0
  */
 export * as Settings from "./Settings.js"
+
+/**
+ * SQLSTATE classification: OCC conflicts, transient errors, connection-limit refusals.
+ *
+ * @since 0.1.0
+ */
+export * as SqlState from "./SqlState.js"
+
+/**
+ * Back-off arithmetic and the retry policies' defaults.
+ *
+ * @since 0.1.0
+ */
+export * as Backoff from "./Backoff.js"

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Backoff } from "@effect-dsql/core"
 import * as Duration from "effect/Duration"
 import * as Schedule from "effect/Schedule"
 
@@ -21,6 +22,14 @@ export interface BackoffOptions {
   readonly maxElapsed: Duration.DurationInput
 }
 
+/** A shared curve of `@effect-dsql/core` as options of `backoff`. */
+export const curve = (shared: Backoff.Curve): Pick<BackoffOptions, "base" | "factor" | "maxDelay" | "jitter"> => ({
+  base: Duration.millis(shared.baseDelayMillis),
+  factor: shared.factor,
+  maxDelay: Duration.millis(shared.maxDelayMillis),
+  jitter: shared.jitter
+})
+
 /**
  * The back-off as a `Schedule` whose output is the delay before the next attempt. The jitter applies after the cap,
  * so clients that reached `maxDelay` together still spread out; the elapsed bound counts the coming delay, so the
@@ -29,7 +38,7 @@ export interface BackoffOptions {
 export const backoff = (options: BackoffOptions): Schedule.Schedule<Duration.Duration, unknown> => {
   const maxDelay = Duration.decode(options.maxDelay)
   const maxElapsed = Duration.decode(options.maxElapsed)
-  const jitter = Math.min(1, Math.max(0, options.jitter))
+  const jitter = Backoff.clampJitter(options.jitter)
   const capped = Schedule.exponential(options.base, options.factor).pipe(
     Schedule.modifyDelay((delay) => Duration.min(delay, maxDelay))
   )

@@ -5,6 +5,8 @@
  * @internal
  */
 
+import { SqlState } from "@effect-dsql/core"
+
 interface ErrorLike {
   readonly message?: unknown
   readonly code?: unknown
@@ -41,7 +43,7 @@ export const describeConnectError = (error: unknown): string => {
   const message = clip(typeof e.message === "string" ? e.message : String(error))
   if (code !== undefined && code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
   if (code !== undefined && code in networkCodes) return networkCodes[code]!
-  if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
+  if (SqlState.isSqlState(code)) {
     const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
     return `${message} (SQLSTATE ${code})${hint}`
   }

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Backoff, SqlState } from "@effect-dsql/core"
 import type * as Migrator from "@effect/sql/Migrator"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -12,10 +13,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import * as OccRetry from "../OccRetry.js"
-import { backoff } from "./backoff.js"
+import type * as OccRetry from "../OccRetry.js"
+import { backoff, curve } from "./backoff.js"
 import { findCause } from "./causes.js"
 import type { AsyncJob } from "./migratorClient.js"
+import * as Occ from "./occ.js"
 
 export interface Settings {
   readonly table: string
@@ -30,26 +32,18 @@ export interface ServerError {
   readonly message: string
 }
 
-const sqlState = /^[0-9A-Z]{5}$/
-
 /** The first error along `error`'s cause chain that carries a SQLSTATE. */
 export const serverErrorOf = (error: unknown): Option.Option<ServerError> =>
   Option.fromNullable(
     findCause(error, ({ code, message }) =>
-      typeof code === "string" && sqlState.test(code) && typeof message === "string" ? { code, message } : undefined)
+      SqlState.isSqlState(code) && typeof message === "string" ? { code, message } : undefined)
   )
 
-/**
- * Runs `effect` (one statement outside a transaction, or a whole transaction) retried on OCC conflicts; a conflict
- * that outlasts the policy fails with its `SqlError`.
- */
-export const retryingOcc = <A, E, R>(
+/** `effect` retried on OCC conflicts (see `Occ.retryConflicts`); one that outlasts the policy fails with its `SqlError`. */
+export const retryingOcc: <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   options: OccRetry.Options | undefined
-): Effect.Effect<A, E | SqlError, R> =>
-  OccRetry.execWithRetry(effect, options).pipe(
-    Effect.catchIf(OccRetry.isOccConflict, (conflict) => Effect.fail(conflict.cause))
-  )
+) => Effect.Effect<A, E, R> = Occ.retryConflicts
 
 const retried = <A, E, R>(statement: Effect.Effect<A, E, R>, settings: Settings) =>
   retryingOcc(statement, settings.occRetry)
@@ -139,13 +133,13 @@ export const claim = (sql: SqlClient.SqlClient, settings: Settings, holder: stri
       settings
     )
     if (live.length > 0) return false
-    const taken = yield* OccRetry.execWithRetry(
+    const taken = yield* retryingOcc(
       sql`INSERT INTO ${lease} (id, holder, expires_at) VALUES (1, ${holder}, ${expiry(sql, settings)})
         ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
         WHERE ${lease}.expires_at < now()
         RETURNING holder`.withoutTransform,
       settings.occRetry
-    ).pipe(Effect.catchIf(OccRetry.isOccConflict, () => Effect.succeed([])))
+    ).pipe(Effect.catchIf(Occ.isConflict, () => Effect.succeed([])))
     return taken.length > 0
   })
 
@@ -189,13 +183,7 @@ export const keepLease = <E>(sql: SqlClient.SqlClient, settings: Settings, holde
   })
 
 /** How long a process that found the lease taken waits before each new look: 50 ms doubling to 1 s, jittered down to half. */
-export const leaseWait = backoff({
-  base: "50 millis",
-  factor: 2,
-  maxDelay: "1 second",
-  jitter: 0.5,
-  maxElapsed: Duration.infinity
-})
+export const leaseWait = backoff({ ...curve(Backoff.leaseWait), maxElapsed: Duration.infinity })
 
 /** Why a migration could not be loaded. */
 export interface LoadFailure {

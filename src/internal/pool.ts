@@ -9,6 +9,7 @@
  *
  * @internal
  */
+import { Backoff, SqlState } from "@effect-dsql/core"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -27,21 +28,18 @@ import * as Pg from "pg"
 import type { DsqlConfig } from "../DsqlConfig.js"
 import * as DsqlMetrics from "../DsqlMetrics.js"
 import { TokenSigner } from "../TokenSigner.js"
-import { backoff } from "./backoff.js"
-
-/** SQLSTATEs DSQL answers when a new connection exceeds the cluster's connection cap or rate. */
-const connectionLimitCodes: ReadonlySet<string> = new Set(["53300", "53400"])
+import { backoff, curve } from "./backoff.js"
 
 /** True for DSQL's "too many open connections" (53300) and "rate exceeded" (53400) refusals. */
 export const isConnectionLimitError = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && connectionLimitCodes.has((error as { code?: unknown }).code as string)
+  typeof error === "object" && error !== null && SqlState.isConnectionLimit((error as { code?: unknown }).code)
 
 /**
  * Back-off for new-connection attempts refused by DSQL's limits: exponential from 20 ms, each delay capped at 1 s and
  * then cut by up to half at random, no retry starting later than `budget` after the first refusal.
  */
 export const connectRetrySchedule = (budget: Duration.DurationInput) =>
-  backoff({ base: "20 millis", factor: 2, maxDelay: "1 second", jitter: 0.5, maxElapsed: budget })
+  backoff({ ...curve(Backoff.connectRetry), maxElapsed: budget })
 
 /**
  * Delay before TCP keep-alive probes an idle connection. PrivateLink endpoints and NLBs drop a flow idle for 350 s

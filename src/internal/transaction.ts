@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { SqlState } from "@effect-dsql/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
@@ -52,7 +53,8 @@ const discard = (conn: SqlConnection.Connection) =>
     pgClientOf(conn)?.end().catch(() => undefined)
   })
 
-const sessionEndedCodes: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03", "ECONNRESET", "EPIPE"])
+/** Node's codes for a socket reset or closed under a session (the server's own are `SqlState.sessionEndedCodes`). */
+const socketEndedCodes: ReadonlySet<string> = new Set(["ECONNRESET", "EPIPE"])
 /** pg's words for a socket closed under a session, and for a client that already saw it (not a connect timeout). */
 const sessionEndedMessage = /Connection terminated unexpectedly|not queryable/
 
@@ -61,11 +63,14 @@ const sessionEndedMessage = /Connection terminated unexpectedly|not queryable/
  * administrator's `pg_terminate_backend`, a failover or the age limit), or its socket reset or closed.
  */
 const isSessionEnded = (error: unknown): boolean =>
-  findCause(error, ({ code, message }) =>
-    (typeof code === "string" && sessionEndedCodes.has(code)) ||
-      (typeof message === "string" && sessionEndedMessage.test(message))
-      ? true
-      : undefined) === true
+  findCause(
+    error,
+    ({ code, message }) =>
+      SqlState.isSessionEnded(code) || (typeof code === "string" && socketEndedCodes.has(code)) ||
+        (typeof message === "string" && sessionEndedMessage.test(message))
+        ? true
+        : undefined
+  ) === true
 
 const rolledBack = () =>
   new SqlError({
