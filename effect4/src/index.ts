@@ -15,3 +15,8 @@ export * as DsqlConfig from "./DsqlConfig.js"
  * @since 2.0.0
  */
 export * as TokenSigner from "./TokenSigner.js"
+
+/**
+ * @since 2.0.0
+ */
+export * as DsqlClient from "./DsqlClient.js"
