@@ -172,16 +172,21 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       const sql = yield* open(server, { maxConnections: 2, connectTimeout: "20 seconds" }, counting)
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
-      const holder = yield* Effect.forkChild(sql.withTransaction(
+      const holder = yield* Effect.forkScoped(sql.withTransaction(
         Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
       ))
       yield* Deferred.await(holding)
       // the second statement needs a second connection, which the cluster refuses (53300) until the first is free
-      const second = yield* Effect.forkChild(TestClock.withLive(sql<{ one: number }>`SELECT 1 AS one`))
+      const second = yield* Effect.forkScoped(TestClock.withLive(sql<{ one: number }>`SELECT 1 AS one`))
       // the start-up connection, the refused attempt and at least one retry
-      yield* TestClock.withLive(Effect.gen(function*() {
-        while (attempts < 3) yield* Effect.sleep("10 millis")
-      }))
+      yield* TestClock.withLive(
+        Effect.gen(function*() {
+          while (attempts < 3) yield* Effect.sleep("10 millis")
+        }).pipe(Effect.timeoutOrElse({
+          duration: "10 seconds",
+          orElse: () => Effect.die("the refused attempt was not retried")
+        }))
+      )
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(holder)
       assert.deepStrictEqual(yield* Fiber.join(second), [{ one: 1 }])
