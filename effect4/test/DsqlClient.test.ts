@@ -281,6 +281,30 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.deepStrictEqual(yield* Effect.provide(select, fromUrl), [{ one: 1 }])
     }))
 
+  it.effect("layer reads the environment and signs with the default AWS credential chain", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const vars: Record<string, string | undefined> = {
+        AWS_ACCESS_KEY_ID: server.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
+        AWS_SESSION_TOKEN: undefined,
+        AWS_PROFILE: undefined
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]))
+          setEnv(vars)
+          return saved
+        }),
+        (saved) => Effect.sync(() => setEnv(saved))
+      )
+      const select = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`)
+      const live = DsqlClient.layer.pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: server.env })))
+      )
+      assert.deepStrictEqual(yield* Effect.provide(select, live), [{ one: 1 }])
+    }))
+
   it.effect("connectWithSigner opens exactly one connection", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal
@@ -290,3 +314,10 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.strictEqual((yield* stats).connectionsAccepted - before, 1)
     }))
 })
+
+const setEnv = (vars: Record<string, string | undefined>) => {
+  for (const [name, value] of Object.entries(vars)) {
+    if (value === undefined) delete process.env[name]
+    else process.env[name] = value
+  }
+}
