@@ -7,7 +7,6 @@
  *
  * @since 0.1.0
  */
-import { Diagnostics } from "@effect-dsql/core"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -21,6 +20,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as DsqlConfig from "./DsqlConfig.js"
+import { describeConnectError } from "./internal/connectError.js"
 import { makePool } from "./internal/pool.js"
 import { makeWithTransaction } from "./internal/transaction.js"
 import * as TokenSigner from "./TokenSigner.js"
@@ -60,7 +60,7 @@ export const make = Effect.fn("DsqlClient.make")(function*(
     catch: (cause) =>
       new SqlError({
         cause,
-        message: `DsqlClient: could not connect to ${config.host}: ${Diagnostics.describeConnectError(cause)}`
+        message: `DsqlClient: could not connect to ${config.host}: ${describeConnectError(cause)}`
       })
   }).pipe(
     Effect.timeoutFail({

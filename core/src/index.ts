@@ -39,10 +39,3 @@ export * as SqlState from "./SqlState.js"
  * @since 0.1.0
  */
 export * as Backoff from "./Backoff.js"
-
-/**
- * Driver errors in words: TLS and network failures, the server's message with its SQLSTATE and hint.
- *
- * @since 0.1.0
- */
-export * as Diagnostics from "./Diagnostics.js"

@@ -1,11 +1,11 @@
 /**
- * Turns a driver's error (the server's message, SQLSTATE and hint, a TLS or socket error) into one line a user can
- * act on, for both lines' clients. Never includes the token: driver errors carry the server's message, code and hint
- * only.
+ * Turns a failed connection attempt into one line a user can act on. Never includes the token: pg errors carry
+ * the server's message, code and hint only.
  *
- * @since 0.1.0
+ * @internal
  */
-import * as SqlState from "./SqlState.js"
+
+import { SqlState } from "@effect-dsql/core"
 
 interface ErrorLike {
   readonly message?: unknown
@@ -36,12 +36,7 @@ const maxQuoted = 1_000
 const clip = (text: string): string =>
   text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters in all)`
 
-/**
- * A readable description of a failed connection or statement: the TLS or network failure in words, or the server's
- * message with its SQLSTATE and hint, quoting at most 1,000 characters of server text; causes are followed.
- *
- * @since 0.1.0
- */
+/** A readable description of why connecting failed. */
 export const describeConnectError = (error: unknown): string => {
   const e = (typeof error === "object" && error !== null ? error : { message: String(error) }) as ErrorLike
   const code = typeof e.code === "string" ? e.code : undefined
