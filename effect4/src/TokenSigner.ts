@@ -7,7 +7,7 @@
  */
 import { fromIni, fromNodeProviderChain } from "@aws-sdk/credential-providers"
 import { DsqlSigner, type DsqlSignerConfig } from "@aws-sdk/dsql-signer"
-import { Limits } from "@effect-dsql/core"
+import { Token } from "@effect-dsql/core"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -42,7 +42,7 @@ export type AwsCredentialIdentityProvider = () => Promise<AwsCredentialIdentity>
  * @since 2.0.0
  * @category models
  */
-export type Action = "DbConnect" | "DbConnectAdmin"
+export type Action = Token.Action
 
 /**
  * The action DSQL expects for a user: `DbConnectAdmin` for exactly `admin`, `DbConnect` for every other role
@@ -51,7 +51,7 @@ export type Action = "DbConnect" | "DbConnectAdmin"
  * @since 2.0.0
  * @category models
  */
-export const actionFor = (user: string): Action => user === "admin" ? "DbConnectAdmin" : "DbConnect"
+export const actionFor: (user: string) => Action = Token.actionFor
 
 /**
  * What to sign a token for.
@@ -278,26 +278,13 @@ const revealCredentials = (credentials: internal.CachedCredentials): AwsCredenti
   ...(credentials.sessionToken === undefined ? {} : { sessionToken: Redacted.value(credentials.sessionToken) })
 })
 
-const invalidRequest = (message: string, span: Tracer.Span) =>
-  Effect.withParentSpan(Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message })), span)
-
-// printable ASCII without space, and none of the characters that end the host part of a URL
-const isHostname = (hostname: string): boolean => /^[\x21-\x7e]+$/.test(hostname) && !/[/?#@]/.test(hostname)
-
 const validateRequest = (request: SignRequest, span: Tracer.Span): Effect.Effect<number, TokenSignerError> => {
-  if (!isHostname(request.hostname)) {
-    return invalidRequest(
-      `hostname ${JSON.stringify(request.hostname)} is not a host name: expected the DSQL endpoint host`,
-      span
-    )
-  }
-  if (request.region.length === 0) return invalidRequest("region is empty: expected the cluster's AWS region", span)
-  if (request.user.length === 0) return invalidRequest("user is empty: expected a database role such as admin", span)
   const duration = Duration.fromInput(request.expiresIn)
-  const seconds = Option.isSome(duration) ? Math.floor(Duration.toSeconds(duration.value)) : Number.NaN
-  return seconds >= 1 && seconds <= Limits.maxTokenSeconds
-    ? Effect.succeed(seconds)
-    : invalidRequest(`expiresIn must be between 1 second and 7 days (${Limits.maxTokenSeconds} s)`, span)
+  const expiresInSeconds = Option.isSome(duration) ? Math.floor(Duration.toSeconds(duration.value)) : Number.NaN
+  const problem = Token.problemWith({ ...request, expiresInSeconds })
+  return problem === undefined
+    ? Effect.succeed(expiresInSeconds)
+    : Effect.withParentSpan(Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message: problem })), span)
 }
 
 const NO_CREDENTIALS_HINT = "set AWS_PROFILE / DSQL_PROFILE, environment credentials (AWS_ACCESS_KEY_ID and " +
