@@ -13,6 +13,7 @@ import * as DsqlConfig from "../src/DsqlConfig.js"
 import { connectRetryDelayMillis, jitteredLifetimeMillis } from "../src/internal/client.js"
 import * as TokenSigner from "../src/TokenSigner.js"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
+import { withEnv } from "./utils/env.js"
 
 type Server = DsqlLocal.DsqlLocal["Service"]
 
@@ -290,14 +291,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
         AWS_SESSION_TOKEN: undefined,
         AWS_PROFILE: undefined
       }
-      yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]))
-          setEnv(vars)
-          return saved
-        }),
-        (saved) => Effect.sync(() => setEnv(saved))
-      )
+      yield* withEnv(vars)
       const select = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`)
       const live = DsqlClient.layer.pipe(
         Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: server.env })))
@@ -314,10 +308,3 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.strictEqual((yield* stats).connectionsAccepted - before, 1)
     }))
 })
-
-const setEnv = (vars: Record<string, string | undefined>) => {
-  for (const [name, value] of Object.entries(vars)) {
-    if (value === undefined) delete process.env[name]
-    else process.env[name] = value
-  }
-}
