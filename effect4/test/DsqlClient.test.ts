@@ -170,7 +170,8 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
             sign: (request) => Effect.andThen(Effect.sync(() => attempts++), signer.sign(request))
           }))
       ).pipe(Layer.provide(signerFor(server)))
-      const sql = yield* open(server, { maxConnections: 2, connectTimeout: "20 seconds" }, counting)
+      // on the live clock: the pool's connect timeouts must be able to fire
+      const sql = yield* TestClock.withLive(open(server, { maxConnections: 2, connectTimeout: "20 seconds" }, counting))
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       const holder = yield* Effect.forkScoped(sql.withTransaction(
