@@ -1,7 +1,7 @@
 /**
  * Where and how to connect to an Aurora DSQL cluster, read from the environment, a connection string or an options
- * object. All three go through one normaliser, so they share defaults, validation and error messages; every bad
- * input is a `ConfigError` naming the key to fix.
+ * object. All three go through one normaliser (`Settings` in @effect-dsql/core, which the Effect 4 line uses too),
+ * so they share defaults, validation and error messages; every bad input is a `ConfigError` naming the key to fix.
  *
  * @since 0.1.0
  */
