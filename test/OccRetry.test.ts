@@ -214,10 +214,10 @@ describe("OccRetry.execWithRetry", () => {
 
 describe("withOccRetry and execWithRetry types", () => {
   const program = Effect.fail("ProgramError" as const) as Effect.Effect<number, "ProgramError", "Requirement">
-  type Retried = Effect.Effect<number, "ProgramError" | OccConflict | SqlError, "Requirement" | SqlClient.SqlClient>
-  type Executed = Effect.Effect<number, "ProgramError" | OccConflict | SqlError, "Requirement">
+  type Retried = Effect.Effect<number, "ProgramError" | OccRetry.Failure, "Requirement" | SqlClient.SqlClient>
+  type Executed = Effect.Effect<number, "ProgramError" | OccRetry.Failure, "Requirement">
 
-  it("declare SqlError and OccConflict besides the program's errors, in every form", () => {
+  it("declare SqlError, OccConflict, TransientError and CommitOutcomeUnknown besides the program's errors, in every form", () => {
     expectTypeOf(withOccRetry(program)).toEqualTypeOf<Retried>()
     expectTypeOf(withOccRetry(program, { maxRetries: 1 })).toEqualTypeOf<Retried>()
     expectTypeOf(program.pipe(withOccRetry())).toEqualTypeOf<Retried>()

@@ -5,6 +5,8 @@
  * @internal
  */
 
+import { SqlState } from "@effect-dsql/core"
+
 /** How deep a chain is followed: a cycle or a pathological chain must not loop. */
 const maxDepth = 10
 
@@ -21,3 +23,12 @@ export const findCause = <A>(
   }
   return undefined
 }
+
+/** The OCC conflict DSQL reports somewhere along `error`'s cause chain. */
+export const conflictOf = (
+  error: unknown
+): { readonly code: SqlState.ConflictCode; readonly message: string } | undefined =>
+  findCause(error, ({ code, message }) => {
+    const conflict = typeof message === "string" ? SqlState.occConflict(code, message) : undefined
+    return conflict === undefined ? undefined : { code: conflict, message: message as string }
+  })

@@ -105,6 +105,15 @@ export type Limits = State.Limits
 export type OccCode = State.OccCode
 
 /**
+ * How an injected COMMIT failure answers: an OCC conflict (`OC000`, `OC001`: SQLSTATE 40001), or `XX000` server
+ * unavailable, after which the client cannot know whether the transaction committed (DsqlLocal rolls it back).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CommitFault = State.CommitFault
+
+/**
  * How to start DsqlLocal. Everything is optional.
  *
  * - `backendUrl`: a `postgres://` URL of an existing PostgreSQL (default: env `DSQL_LOCAL_BACKEND_URL`, else an
@@ -140,8 +149,13 @@ export interface Options {
  * @category models
  */
 export interface Faults {
-  /** The next `count` commits fail with SQLSTATE 40001 and `code` (default `OC000`). */
-  readonly failNextCommits: (count: number, code?: OccCode) => Effect.Effect<void>
+  /** The next `count` commits fail with `code` (default `OC000`; see `CommitFault`), their transactions rolled back. */
+  readonly failNextCommits: (count: number, code?: CommitFault) => Effect.Effect<void>
+  /**
+   * The next `count` statements inside transaction blocks (not COMMIT or ROLLBACK) fail with `XX000` server
+   * unavailable, as during DSQL's automated recovery; like any refusal it aborts the transaction: nothing commits.
+   */
+  readonly failNextStatements: (count: number) => Effect.Effect<void>
   /** That share (0..1, clamped) of later commits fails with `code` (default `OC000`); 0 turns it off. */
   readonly failCommitShare: (share: number, code?: OccCode) => Effect.Effect<void>
   /** The next `count` queries are answered by dropping their connection. */
@@ -374,6 +388,10 @@ const make = Effect.fnUntraced(function*(options: Options) {
     failCommitShare: (share, code = "OC000") =>
       Effect.sync(() => {
         state.faults.commitFailureShare = { share: Math.min(1, Math.max(0, share)), code }
+      }),
+    failNextStatements: (count) =>
+      Effect.sync(() => {
+        state.faults.unavailableStatements = count
       }),
     dropNextQueries: (count) =>
       Effect.sync(() => {

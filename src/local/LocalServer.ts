@@ -37,8 +37,10 @@ import { hideSecrets, withoutPassword } from "./internal/secrets.js"
  * @category models
  */
 export interface Faults {
-  /** The next `count` commits fail with SQLSTATE 40001 and `code` (default `OC000`). */
-  readonly failNextCommits: (count: number, code?: DsqlLocal.OccCode) => void
+  /** The next `count` commits fail with `code` (default `OC000`), their transactions rolled back. */
+  readonly failNextCommits: (count: number, code?: DsqlLocal.CommitFault) => void
+  /** The next `count` statements inside transaction blocks fail with `XX000` server unavailable. */
+  readonly failNextStatements: (count: number) => void
   /** That share (0..1, clamped) of later commits fails with `code` (default `OC000`); 0 turns it off. */
   readonly failCommitShare: (share: number, code?: DsqlLocal.OccCode) => void
   /** The next `count` queries are answered by dropping their connection. */
@@ -120,6 +122,7 @@ export const start = async (options?: DsqlLocal.Options): Promise<LocalServer> =
     faults: {
       failNextCommits: (count, code) => run(faults.failNextCommits(count, code)),
       failCommitShare: (share, code) => run(faults.failCommitShare(share, code)),
+      failNextStatements: (count) => run(faults.failNextStatements(count)),
       dropNextQueries: (count) => run(faults.dropNextQueries(count)),
       refuseConnectionsFor: (millis) => run(faults.refuseConnectionsFor(millis)),
       setLatency: (millis) => run(faults.setLatency(millis)),

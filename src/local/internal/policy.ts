@@ -98,6 +98,9 @@ const OCC_MESSAGES: Readonly<Record<OccCode, string>> = {
 
 const occRefusal = (code: OccCode): Refusal => ({ code: "40001", message: OCC_MESSAGES[code] })
 
+/** DSQL's answer while automated recovery moves the cluster's work. */
+const unavailable: Refusal = { code: "XX000", message: "server unavailable" }
+
 /** The extended-protocol message each answer completes. */
 const COMPLETES: Readonly<Record<string, Pending["_tag"]>> = {
   "1": "Parse",
@@ -419,6 +422,10 @@ class Session {
         this.state.stats.occErrors.OC001++
         return this.refuse(occRefusal("OC001"), statement)
       }
+      if (statement.control !== "commit" && this.state.faults.unavailableStatements > 0) {
+        this.state.faults.unavailableStatements--
+        return this.refuse(unavailable, statement)
+      }
     }
     const refusal = statement.refusal ?? Rules.transactionRefusal(statement, { inBlock, ddl: txn.ddl, dml: txn.dml })
     if (refusal !== undefined) {
@@ -501,6 +508,7 @@ class Session {
       return plan
     }
     this.state.stats.commitsFailedByFault++
+    if (fault === "XX000") return this.abandon(unavailable)
     this.state.stats.occErrors[fault]++
     return this.abandon(occRefusal(fault))
   }

@@ -6,6 +6,8 @@
  */
 
 export type OccCode = "OC000" | "OC001"
+/** How an injected COMMIT failure answers: an OCC conflict (rolled back), or XX000 (outcome unknown to the client). */
+export type CommitFault = OccCode | "XX000"
 export type TlsMode = "direct" | "sslrequest"
 
 /** Why a token was refused; counted in `stats.tokensRejected`. */
@@ -48,11 +50,13 @@ export interface Limits {
 
 export interface Faults {
   /** Commits still to fail, in order. */
-  commitFailures: Array<OccCode>
+  commitFailures: Array<CommitFault>
   /** Share (0..1) of all other commits to fail, and with which code. */
   commitFailureShare: { share: number; code: OccCode }
   /** Queries still to answer by dropping the connection. */
   dropQueries: number
+  /** Statements inside a transaction block still to answer with XX000 server unavailable. */
+  unavailableStatements: number
   /** New connections are closed at once until this time (epoch ms). */
   refuseConnectionsUntil: number
   /** Added to every packet, each way. */
@@ -108,6 +112,7 @@ export const noFaults = (): Faults => ({
   commitFailures: [],
   commitFailureShare: { share: 0, code: "OC000" },
   dropQueries: 0,
+  unavailableStatements: 0,
   refuseConnectionsUntil: 0,
   latencyMillis: 0
 })
@@ -122,7 +127,7 @@ export const makeClusterState = (limits: Partial<Limits> = {}): ClusterState => 
 })
 
 /** Decides whether the commit about to run fails by injection, consuming a queued failure first. */
-export const takeCommitFault = (state: ClusterState): OccCode | undefined => {
+export const takeCommitFault = (state: ClusterState): CommitFault | undefined => {
   const queued = state.faults.commitFailures.shift()
   if (queued !== undefined) return queued
   const { code, share } = state.faults.commitFailureShare
