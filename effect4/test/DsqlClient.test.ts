@@ -11,6 +11,7 @@ import { TestClock } from "effect/testing"
 import * as DsqlClient from "../src/DsqlClient.js"
 import * as DsqlConfig from "../src/DsqlConfig.js"
 import { connectRetryDelayMillis, jitteredLifetimeMillis } from "../src/internal/client.js"
+import * as OccRetry from "../src/OccRetry.js"
 import * as TokenSigner from "../src/TokenSigner.js"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
 import { withEnv } from "./utils/env.js"
@@ -229,6 +230,25 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.include(rolledBack.message, "COMMIT was answered with ROLLBACK")
       const rows = yield* sql<{ id: number }>`SELECT id FROM ${sql(table)} ORDER BY id`
       assert.deepStrictEqual(rows, [{ id: 1 }])
+    }))
+
+  it.effect("keeps the SQLSTATE where OccRetry reads it: withOccRetry retries a COMMIT conflict to one commit", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server)
+      const table = yield* freshTable(sql)
+      let attempts = 0
+      server.faults.failNextCommits(2, "OC000")
+      yield* Effect.suspend(() => {
+        attempts++
+        return sql`INSERT INTO ${sql(table)} VALUES (1, 'once')`
+      }).pipe(
+        OccRetry.withOccRetry({ baseDelay: "1 millis" }),
+        Effect.provideService(SqlClient.SqlClient, sql),
+        TestClock.withLive
+      )
+      assert.strictEqual(attempts, 3)
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)}`, [{ id: 1 }])
     }))
 
   it.effect("joins a nested transaction to its own client's outer one, never sending SAVEPOINT", () =>
