@@ -39,3 +39,10 @@ export * as SqlState from "./SqlState.js"
  * @since 0.1.0
  */
 export * as Backoff from "./Backoff.js"
+
+/**
+ * The token's IAM action and the bounds of a signing request.
+ *
+ * @since 0.1.0
+ */
+export * as Token from "./Token.js"
