@@ -32,3 +32,10 @@ export * as DsqlClient from "./DsqlClient.js"
  * @since 2.0.0
  */
 export * as OccRetry from "./OccRetry.js"
+
+/**
+ * The retry combinator and its error classes, also at the top level as in the Effect 3 line.
+ *
+ * @since 2.0.0
+ */
+export { CommitOutcomeUnknown, OccConflict, TransientError, withOccRetry } from "./OccRetry.js"
