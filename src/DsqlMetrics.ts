@@ -7,7 +7,7 @@ import type * as Metric from "effect/Metric"
 import * as internal from "./internal/metrics.js"
 
 /**
- * Authentication tokens signed (one per new physical connection).
+ * `dsql_tokens_signed_total`: authentication tokens signed (one per new physical connection).
  *
  * @since 0.1.0
  * @category metrics
@@ -15,7 +15,7 @@ import * as internal from "./internal/metrics.js"
 export const tokensSigned: Metric.Metric.Counter<number> = internal.tokensSigned
 
 /**
- * AWS credential resolutions (the first one and each refresh before expiry).
+ * `dsql_credential_resolutions_total`: aWS credential resolutions (the first one and each refresh before expiry).
  *
  * @since 0.1.0
  * @category metrics
@@ -23,7 +23,7 @@ export const tokensSigned: Metric.Metric.Counter<number> = internal.tokensSigned
 export const credentialResolutions: Metric.Metric.Counter<number> = internal.credentialResolutions
 
 /**
- * Physical connections opened by the pool.
+ * `dsql_connections_opened_total`: physical connections opened by the pool.
  *
  * @since 0.1.0
  * @category metrics
@@ -31,7 +31,7 @@ export const credentialResolutions: Metric.Metric.Counter<number> = internal.cre
 export const connectionsOpened: Metric.Metric.Counter<number> = internal.connectionsOpened
 
 /**
- * New-connection attempts retried after DSQL's rate limit (53400) or connection cap (53300).
+ * `dsql_connect_retries_total`: new-connection attempts retried after DSQL's rate limit (53400) or connection cap (53300).
  *
  * @since 0.1.0
  * @category metrics
@@ -39,7 +39,7 @@ export const connectionsOpened: Metric.Metric.Counter<number> = internal.connect
 export const connectRetries: Metric.Metric.Counter<number> = internal.connectRetries
 
 /**
- * OCC conflicts seen, tagged with `code` (OC000, OC001 or 40001).
+ * `dsql_occ_conflicts_total`: oCC conflicts seen, tagged with `code` (OC000, OC001 or 40001).
  *
  * @since 0.1.0
  * @category metrics
@@ -47,7 +47,7 @@ export const connectRetries: Metric.Metric.Counter<number> = internal.connectRet
 export const occConflicts: Metric.Metric.Counter<number> = internal.occConflicts
 
 /**
- * Transient errors seen under `withOccRetry` (nothing committed, the transaction is run again), tagged with `code`
+ * `dsql_transient_errors_total`: transient errors seen under `withOccRetry` (nothing committed, the transaction is run again), tagged with `code`
  * (the SQLSTATE, e.g. XX000).
  *
  * @since 0.1.0
@@ -56,7 +56,7 @@ export const occConflicts: Metric.Metric.Counter<number> = internal.occConflicts
 export const transientErrors: Metric.Metric.Counter<number> = internal.transientErrors
 
 /**
- * COMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
+ * `dsql_commit_outcomes_unknown_total`: cOMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
  *
  * @since 0.1.0
  * @category metrics
@@ -64,7 +64,7 @@ export const transientErrors: Metric.Metric.Counter<number> = internal.transient
 export const commitOutcomesUnknown: Metric.Metric.Counter<number> = internal.commitOutcomesUnknown
 
 /**
- * Transactions that gave up after the retry policy ran out.
+ * `dsql_occ_retries_exhausted_total`: transactions that gave up after the retry policy ran out.
  *
  * @since 0.1.0
  * @category metrics
@@ -72,7 +72,7 @@ export const commitOutcomesUnknown: Metric.Metric.Counter<number> = internal.com
 export const occRetriesExhausted: Metric.Metric.Counter<number> = internal.occRetriesExhausted
 
 /**
- * Attempts per transaction run under `withOccRetry` (1 = committed first time).
+ * `dsql_occ_attempts`: attempts per transaction run under `withOccRetry` (1 = committed first time).
  *
  * @since 0.1.0
  * @category metrics
