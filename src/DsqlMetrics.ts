@@ -15,7 +15,7 @@ import * as internal from "./internal/metrics.js"
 export const tokensSigned: Metric.Metric.Counter<number> = internal.tokensSigned
 
 /**
- * `dsql_credential_resolutions_total`: aWS credential resolutions (the first one and each refresh before expiry).
+ * `dsql_credential_resolutions_total`: AWS credential resolutions (the first one and each refresh before expiry).
  *
  * @since 0.1.0
  * @category metrics
@@ -39,7 +39,7 @@ export const connectionsOpened: Metric.Metric.Counter<number> = internal.connect
 export const connectRetries: Metric.Metric.Counter<number> = internal.connectRetries
 
 /**
- * `dsql_occ_conflicts_total`: oCC conflicts seen, tagged with `code` (OC000, OC001 or 40001).
+ * `dsql_occ_conflicts_total`: OCC conflicts seen, tagged with `code` (OC000, OC001 or 40001).
  *
  * @since 0.1.0
  * @category metrics
@@ -56,7 +56,7 @@ export const occConflicts: Metric.Metric.Counter<number> = internal.occConflicts
 export const transientErrors: Metric.Metric.Counter<number> = internal.transientErrors
 
 /**
- * `dsql_commit_outcomes_unknown_total`: cOMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
+ * `dsql_commit_outcomes_unknown_total`: COMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
  *
  * @since 0.1.0
  * @category metrics
