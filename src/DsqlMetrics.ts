@@ -31,7 +31,8 @@ export const credentialResolutions: Metric.Metric.Counter<number> = internal.cre
 export const connectionsOpened: Metric.Metric.Counter<number> = internal.connectionsOpened
 
 /**
- * `dsql_connect_retries_total`: new-connection attempts retried after DSQL's rate limit (53400) or connection cap (53300).
+ * `dsql_connect_retries_total`: new-connection attempts retried after DSQL's rate limit (53400) or connection cap
+ * (53300).
  *
  * @since 0.1.0
  * @category metrics
@@ -47,8 +48,8 @@ export const connectRetries: Metric.Metric.Counter<number> = internal.connectRet
 export const occConflicts: Metric.Metric.Counter<number> = internal.occConflicts
 
 /**
- * `dsql_transient_errors_total`: transient errors seen under `withOccRetry` (nothing committed, the transaction is run again), tagged with `code`
- * (the SQLSTATE, e.g. XX000).
+ * `dsql_transient_errors_total`: transient errors seen under `withOccRetry` (nothing committed, the transaction is run
+ * again), tagged with `code` (the SQLSTATE, e.g. XX000).
  *
  * @since 0.1.0
  * @category metrics
@@ -56,7 +57,8 @@ export const occConflicts: Metric.Metric.Counter<number> = internal.occConflicts
 export const transientErrors: Metric.Metric.Counter<number> = internal.transientErrors
 
 /**
- * `dsql_commit_outcomes_unknown_total`: COMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
+ * `dsql_commit_outcomes_unknown_total`: COMMITs that failed otherwise than by an OCC conflict: whether the transaction
+ * committed is unknown.
  *
  * @since 0.1.0
  * @category metrics
