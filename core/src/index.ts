@@ -60,3 +60,10 @@ export * as Causes from "./Causes.js"
  * @since 0.1.0
  */
 export * as Diagnostics from "./Diagnostics.js"
+
+/**
+ * When cached AWS credentials are refreshed.
+ *
+ * @since 0.1.0
+ */
+export * as Refresh from "./Refresh.js"

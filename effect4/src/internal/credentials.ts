@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Refresh } from "@effect-dsql/core"
 import * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
@@ -29,15 +30,6 @@ type CacheState<E> =
   | { readonly _tag: "Cached"; readonly credentials: CachedCredentials; readonly attemptAt: number | undefined }
   | { readonly _tag: "Failed"; readonly failure: E }
 
-const MIN_ATTEMPT_INTERVAL_MILLIS = 1_000
-
-const isUsable = (credentials: CachedCredentials, now: number): boolean =>
-  credentials.expiresAt === undefined || now < credentials.expiresAt
-
-/** The next refresh attempt after one at `now`: half the remaining lifetime away, a second at least. */
-const backOff = (expiresAt: number, now: number): number =>
-  now + Math.max(MIN_ATTEMPT_INTERVAL_MILLIS, (expiresAt - now) / 2)
-
 /**
  * Caches what `resolve` returns and refreshes it from `refreshBeforeMillis` ahead of its expiry. Callers arriving
  * while a resolution runs wait for it and share its outcome, success or failure. A resolution runs under the span
@@ -62,7 +54,9 @@ export const makeCredentialCache = <E>(
     const lock = yield* Semaphore.make(1)
 
     const usable = (current: CacheState<E>, now: number): CachedCredentials | undefined =>
-      current._tag === "Cached" && isUsable(current.credentials, now) ? current.credentials : undefined
+      current._tag === "Cached" && Refresh.isUsable(current.credentials.expiresAt, now)
+        ? current.credentials
+        : undefined
 
     const cache = (credentials: CachedCredentials, attemptAt: number | undefined) =>
       Effect.sync(() => {
@@ -75,17 +69,17 @@ export const makeCredentialCache = <E>(
         Effect.clockWith((clock) => {
           const now = clock.currentTimeMillisUnsafe()
           if (Result.isSuccess(result)) {
-            const { expiresAt } = result.success
-            if (expiresAt === undefined) return cache(result.success, undefined)
-            const refreshAt = expiresAt - refreshBeforeMillis
-            return cache(result.success, refreshAt > now ? refreshAt : backOff(expiresAt, now))
+            return cache(result.success, Refresh.attemptAt(result.success.expiresAt, now, refreshBeforeMillis))
           }
           const previous = usable(current, now)
           if (previous === undefined) {
             state = { _tag: "Failed", failure: result.failure }
             return Effect.fail(result.failure)
           }
-          return cache(previous, previous.expiresAt === undefined ? undefined : backOff(previous.expiresAt, now))
+          return cache(
+            previous,
+            previous.expiresAt === undefined ? undefined : Refresh.backOff(previous.expiresAt, now)
+          )
         }))
 
     // `seen` is the state the caller found stale; any other state under the lock is an attempt that ended meanwhile
@@ -106,8 +100,7 @@ export const makeCredentialCache = <E>(
       Effect.clockWith((clock) => {
         const now = clock.currentTimeMillisUnsafe()
         const current = state
-        return current._tag === "Cached" && isUsable(current.credentials, now) &&
-            (current.attemptAt === undefined || now < current.attemptAt)
+        return current._tag === "Cached" && Refresh.isFresh(current.credentials.expiresAt, current.attemptAt, now)
           ? Effect.succeed(current.credentials)
           : refresh(current, span)
       })
