@@ -167,13 +167,17 @@ const makeRepository = Effect.gen(function*() {
     findAccount,
     /**
      * One transaction, run again from the top when it loses an OCC race (everything in it is database work). A
-     * typed failure (not found, insufficient funds) rolls it back; so does a conflict still lost after the budget.
+     * typed failure (not found, insufficient funds) rolls it back; so does a conflict (or a transient error) still
+     * met after the budget. A COMMIT whose outcome is unknown is a 500: the client reads the balances back.
      */
     transfer: (request: typeof Transfer.jsonCreate.Type) =>
       moveMoney(request).pipe(
         withOccRetry({ maxRetries: 8, maxElapsed: "5 seconds" }),
-        Effect.catchTag("OccConflict", (conflict) =>
-          Effect.fail(new TransferContended({ attempts: conflict.attempts, retryAfterSeconds })))
+        Effect.catchTags({
+          OccConflict: (conflict) =>
+            Effect.fail(new TransferContended({ attempts: conflict.attempts, retryAfterSeconds })),
+          TransientError: (error) => Effect.fail(new TransferContended({ attempts: error.attempts, retryAfterSeconds }))
+        })
       )
   }
 })
@@ -198,7 +202,12 @@ const TransfersLive = HttpApiBuilder.group(Api, "transfers", (handlers) =>
     const repository = yield* makeRepository
     return handlers.handle("create", ({ payload }) =>
       repository.transfer(payload).pipe(
-        Effect.catchTags({ SqlError: Effect.die, ParseError: Effect.die, NoSuchElementException: Effect.die }),
+        Effect.catchTags({
+          SqlError: Effect.die,
+          ParseError: Effect.die,
+          NoSuchElementException: Effect.die,
+          CommitOutcomeUnknown: Effect.die
+        }),
         // A 503 tells the client when to come back; the header goes on whatever response the error becomes.
         Effect.tapErrorTag("TransferContended", (error) =>
           HttpApp.appendPreResponseHandler((_request, response) =>

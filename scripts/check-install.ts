@@ -12,6 +12,9 @@
  *   peers' trees; `pg` comes with `@effect/sql-pg`) takes no more disk than the baseline;
  * - `import { DsqlClient } from "effect-dsql"` works from ESM and from CommonJS;
  * - `DsqlLocal.start` fails with a typed error naming the packages and the command that installs them.
+ *
+ * Then the same for the Effect 4 line (`effect4/`, effect-dsql 2) with its Effect 4 peers: none of DsqlLocal's
+ * packages, no install script, and each line's install holds one Effect major, its own.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Data, Effect } from "effect"
@@ -152,83 +155,150 @@ console.log(JSON.stringify(failure?._tag === "Some"
   : { unexpected: Exit.isSuccess(exit) ? "DsqlLocal started" : Cause.pretty(exit.cause) }))
 `
 
-const main = Effect.gen(function*() {
-  if (!existsSync(join(root, "dist", "esm", "index.js"))) return yield* fail("no dist: run npm run build first")
-  const dir = yield* tempDir
-  yield* exec("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--silent"], root)
-  yield* exec("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--silent"], join(root, "core"))
-  const tarballs = readdirSync(dir).filter((file) => file.endsWith(".tgz")).map((file) => join(dir, file))
-  if (tarballs.length !== 2) return yield* fail(`npm pack wrote ${tarballs.length} tarballs, not 2`)
-  const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"))
-  const peers = Object.keys(manifest.peerDependencies).filter((name) =>
-    manifest.peerDependenciesMeta[name]?.optional !== true
+/** Packs the package in each of `dirs` (built, scripts skipped) into `dest`; the tarballs' paths. */
+const pack = (dirs: ReadonlyArray<string>, dest: string) =>
+  Effect.gen(function*() {
+    mkdirSync(dest)
+    for (const dir of dirs) {
+      yield* exec("npm", ["pack", "--ignore-scripts", "--pack-destination", dest, "--silent"], dir)
+    }
+    const tarballs = readdirSync(dest).filter((file) => file.endsWith(".tgz")).map((file) => join(dest, file))
+    if (tarballs.length !== dirs.length) return yield* fail(`npm pack wrote ${tarballs.length} tarballs`)
+    return tarballs
+  })
+
+/** The required peers a package's manifest declares. */
+const requiredPeers = (manifest: {
+  readonly peerDependencies: Record<string, string>
+  readonly peerDependenciesMeta?: Record<string, { readonly optional?: boolean }>
+}) => Object.keys(manifest.peerDependencies).filter((name) => manifest.peerDependenciesMeta?.[name]?.optional !== true)
+
+/** The major versions of every copy of `effect` in an installed project. */
+const effectMajors = (packages: Record<string, LockEntry & { readonly version?: string }>) =>
+  new Set(
+    Object.entries(packages).filter(([path]) => packageName(path) === "effect").map(([, entry]) =>
+      Number(entry.version?.split(".")[0])
+    )
   )
-  const connector = "@aws/aurora-dsql-node-postgres-connector"
-  const project = join(dir, "project")
-  const baseline = join(dir, "baseline")
-  const started = Date.now()
-  yield* Effect.all([
-    installProject(project, [...tarballs, ...peers.map((name) => `${name}@${installedVersion(name)}`)]),
-    installProject(baseline, [`${connector}@${installedVersion(connector)}`, `pg@${installedVersion("pg")}`])
-  ], { concurrency: "unbounded" })
-  yield* Console.log(
-    `check:install: installed effect-dsql with ${peers.join(", ")}, and beside it ${connector} with pg, in ` +
-      `${((Date.now() - started) / 1000).toFixed(0)} s`
-  )
 
-  const packages = lockPackages(project)
-  const localPackages = Object.keys(packages).map(packageName).filter(localOnly)
-  if (localPackages.length > 0) return yield* fail(`DsqlLocal's packages were installed: ${localPackages.join(", ")}`)
-  const binaries = postgresBinaries(join(project, "node_modules"))
-  if (binaries.length > 0) return yield* fail(`PostgreSQL binaries were installed: ${binaries.join(", ")}`)
+/**
+ * What every line's production install must hold to: none of DsqlLocal's packages or PostgreSQL binaries, no install
+ * script in its tree, and one Effect major, its own. The project's lockfile packages and effect-dsql's tree.
+ */
+const checkProductionInstall = (project: string, effectMajor: number) =>
+  Effect.gen(function*() {
+    const packages = lockPackages(project)
+    const localPackages = Object.keys(packages).map(packageName).filter(localOnly)
+    if (localPackages.length > 0) return yield* fail(`DsqlLocal's packages were installed: ${localPackages.join(", ")}`)
+    const binaries = postgresBinaries(join(project, "node_modules"))
+    if (binaries.length > 0) return yield* fail(`PostgreSQL binaries were installed: ${binaries.join(", ")}`)
+    const ours = dependencyTree(packages, "node_modules/effect-dsql")
+    const withScripts = [...ours].filter((path) => packages[path]!.hasInstallScript === true).map(packageName)
+    if (withScripts.length > 0) return yield* fail(`packages with install scripts: ${withScripts.join(", ")}`)
+    const majors = [...effectMajors(packages)]
+    if (majors.length !== 1 || majors[0] !== effectMajor) {
+      return yield* fail(`effect majors installed: ${majors.join(", ")}; only ${effectMajor} belongs here`)
+    }
+    return { packages, ours }
+  })
 
-  const ours = dependencyTree(packages, "node_modules/effect-dsql")
-  const withScripts = [...ours].filter((path) => packages[path]!.hasInstallScript === true).map(packageName)
-  if (withScripts.length > 0) return yield* fail(`packages with install scripts: ${withScripts.join(", ")}`)
-
-  const effectTrees = new Set(peers.flatMap((name) => [...dependencyTree(packages, `node_modules/${name}`)]))
-  const added = [...ours].filter((path) => !effectTrees.has(path))
+/** Disk usage of the installed packages at `paths` (each without its nested node_modules). */
+const packagesSize = (project: string, paths: ReadonlyArray<string>) =>
   // the lockfile also lists optional packages for other platforms, which npm did not install
-  const packagesSize = (paths: ReadonlyArray<string>) =>
-    paths.filter((path) => existsSync(join(project, path))).reduce(
-      (total, path) => total + diskUsage(join(project, path), (inner) => basename(inner) === "node_modules"),
-      0
-    )
-  const addedBytes = packagesSize(added)
-  const baselineBytes = diskUsage(join(baseline, "node_modules"))
-  yield* Console.log(
-    `check:install: effect-dsql adds ${added.length} packages, ${megabytes(addedBytes)}, to the Effect peers' ` +
-      `${effectTrees.size} (its own tree, pg's included, is ${ours.size} packages, ${
-        megabytes(packagesSize([...ours]))
-      });` +
-      ` ${connector} with pg install ${megabytes(baselineBytes)} (sizes as du counts them)`
+  paths.filter((path) => existsSync(join(project, path))).reduce(
+    (total, path) => total + diskUsage(join(project, path), (inner) => basename(inner) === "node_modules"),
+    0
   )
-  if (addedBytes > baselineBytes) {
-    return yield* fail(`effect-dsql adds more than ${connector} with pg install`)
-  }
 
-  writeFileSync(join(project, "esm-check.mjs"), esmCheck)
-  writeFileSync(join(project, "cjs-check.cjs"), cjsCheck)
-  writeFileSync(join(project, "local-check.mjs"), localCheck)
-  yield* exec(process.execPath, ["esm-check.mjs"], project)
-  yield* exec(process.execPath, ["cjs-check.cjs"], project)
-  yield* Console.log("check:install: import { DsqlClient } from \"effect-dsql\" works from ESM and CommonJS")
-
-  const optional = Object.keys(manifest.peerDependenciesMeta)
-  const expectation = `DsqlLocal.start without ${
-    optional.join(", ")
-  } must fail with a DsqlLocalError (MissingPackages) naming them and the npm i -D command`
-  const local = JSON.parse(
-    yield* exec(process.execPath, ["local-check.mjs"], project).pipe(
-      Effect.mapError((error) => new InstallCheckError({ message: `${expectation}: ${error.message}`, cause: error }))
+const effect3Line = (dir: string) =>
+  Effect.gen(function*() {
+    if (!existsSync(join(root, "dist", "esm", "index.js"))) return yield* fail("no dist: run npm run build first")
+    const tarballs = yield* pack([root, join(root, "core")], join(dir, "effect3-tarballs"))
+    const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"))
+    const peers = requiredPeers(manifest)
+    const connector = "@aws/aurora-dsql-node-postgres-connector"
+    const project = join(dir, "project")
+    const baseline = join(dir, "baseline")
+    const started = Date.now()
+    yield* Effect.all([
+      installProject(project, [...tarballs, ...peers.map((name) => `${name}@${installedVersion(name)}`)]),
+      installProject(baseline, [`${connector}@${installedVersion(connector)}`, `pg@${installedVersion("pg")}`])
+    ], { concurrency: "unbounded" })
+    yield* Console.log(
+      `check:install: installed effect-dsql with ${peers.join(", ")}, and beside it ${connector} with pg, in ` +
+        `${((Date.now() - started) / 1000).toFixed(0)} s`
     )
-  )
-  const named = typeof local.message === "string" && local.message.includes("npm i -D ") &&
-    optional.every((name) => local.message.includes(name))
-  if (local.tag !== "DsqlLocalError" || local.reason !== "MissingPackages" || !named) {
-    return yield* fail(`${expectation}, got ${JSON.stringify(local)}`)
-  }
-  yield* Console.log(`check:install: DsqlLocal.start without its packages fails typed: ${local.message}`)
+
+    const { ours, packages } = yield* checkProductionInstall(project, 3)
+    const effectTrees = new Set(peers.flatMap((name) => [...dependencyTree(packages, `node_modules/${name}`)]))
+    const added = [...ours].filter((path) => !effectTrees.has(path))
+    const addedBytes = packagesSize(project, added)
+    const baselineBytes = diskUsage(join(baseline, "node_modules"))
+    yield* Console.log(
+      `check:install: effect-dsql adds ${added.length} packages, ${megabytes(addedBytes)}, to the Effect peers' ` +
+        `${effectTrees.size} (its own tree, pg's included, is ${ours.size} packages, ${
+          megabytes(packagesSize(project, [...ours]))
+        });` +
+        ` ${connector} with pg install ${megabytes(baselineBytes)} (sizes as du counts them)`
+    )
+    if (addedBytes > baselineBytes) {
+      return yield* fail(`effect-dsql adds more than ${connector} with pg install`)
+    }
+
+    writeFileSync(join(project, "esm-check.mjs"), esmCheck)
+    writeFileSync(join(project, "cjs-check.cjs"), cjsCheck)
+    writeFileSync(join(project, "local-check.mjs"), localCheck)
+    yield* exec(process.execPath, ["esm-check.mjs"], project)
+    yield* exec(process.execPath, ["cjs-check.cjs"], project)
+    yield* Console.log("check:install: import { DsqlClient } from \"effect-dsql\" works from ESM and CommonJS")
+
+    const optional = Object.keys(manifest.peerDependenciesMeta)
+    const expectation = `DsqlLocal.start without ${
+      optional.join(", ")
+    } must fail with a DsqlLocalError (MissingPackages) naming them and the npm i -D command`
+    const local = JSON.parse(
+      yield* exec(process.execPath, ["local-check.mjs"], project).pipe(
+        Effect.mapError((error) => new InstallCheckError({ message: `${expectation}: ${error.message}`, cause: error }))
+      )
+    )
+    const named = typeof local.message === "string" && local.message.includes("npm i -D ") &&
+      optional.every((name) => local.message.includes(name))
+    if (local.tag !== "DsqlLocalError" || local.reason !== "MissingPackages" || !named) {
+      return yield* fail(`${expectation}, got ${JSON.stringify(local)}`)
+    }
+    yield* Console.log(`check:install: DsqlLocal.start without its packages fails typed: ${local.message}`)
+  })
+
+const effect4Esm = `import * as EffectDsql from "effect-dsql"
+const missing = ["DsqlConfig"].filter((name) => typeof EffectDsql[name] !== "object")
+if (missing.length > 0) throw new Error("missing from effect-dsql 2: " + missing.join(", "))
+`
+
+/** The Effect 4 line, `effect-dsql` 2 (ESM only): packed with the core, installed with its Effect 4 peers. */
+const effect4Line = (dir: string) =>
+  Effect.gen(function*() {
+    const line = join(root, "effect4")
+    if (!existsSync(join(line, "dist", "index.js"))) return yield* fail("no effect4/dist: run npm run build first")
+    const tarballs = yield* pack([line, join(root, "core")], join(dir, "effect4-tarballs"))
+    const peers = requiredPeers(JSON.parse(readFileSync(join(line, "package.json"), "utf8")))
+    const project = join(dir, "project4")
+    // The Effect 4 peers are installed under effect4/, where the Effect 3 ones at the root would shadow them.
+    const version = (name: string) =>
+      JSON.parse(readFileSync(join(line, "node_modules", name, "package.json"), "utf8")).version
+    yield* installProject(project, [...tarballs, ...peers.map((name) => `${name}@${version(name)}`)])
+    const { ours } = yield* checkProductionInstall(project, 4)
+    writeFileSync(join(project, "esm-check.mjs"), effect4Esm)
+    yield* exec(process.execPath, ["esm-check.mjs"], project)
+    yield* Console.log(
+      `check:install: effect-dsql 2 installs with ${peers.join(", ")} and Effect 4 alone; its own tree is ` +
+        `${ours.size} packages, ${megabytes(packagesSize(project, [...ours]))}; its ESM import works`
+    )
+  })
+
+const main = Effect.gen(function*() {
+  const dir = yield* tempDir
+  yield* effect3Line(dir)
+  yield* effect4Line(dir)
 })
 
 NodeRuntime.runMain(main.pipe(Effect.scoped))

@@ -60,7 +60,7 @@ export const make = Effect.fn("DsqlClient.make")(function*(
     catch: (cause) =>
       new SqlError({
         cause,
-        message: `DsqlClient: could not connect to ${config.host}: ${describeConnectError(cause)}`
+        message: `DsqlClient: could not connect to ${config.host}: ${describeConnectError(cause, config.hostInput)}`
       })
   }).pipe(
     Effect.timeoutFail({
@@ -93,24 +93,30 @@ export const make = Effect.fn("DsqlClient.make")(function*(
 const toContext = (client: PgClient.PgClient) =>
   Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
 
-const fromConfigWithSigner = (
-  config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>,
-  options?: ClientOptions
-): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  Layer.scopedContext(Effect.map(Effect.flatMap(config, (resolved) => make(resolved, options)), toContext)).pipe(
-    Layer.provide(Reactivity.layer)
+/**
+ * The `TokenSigner` in context, else a signer over the credential chain made for this client and released with it:
+ * the profile of each token comes from the client's configuration either way.
+ */
+const withSigner = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, Exclude<R, TokenSigner.TokenSigner>> =>
+  Effect.flatMap(
+    Effect.serviceOption(TokenSigner.TokenSigner),
+    (signer) =>
+      Effect.provideServiceEffect(
+        effect,
+        TokenSigner.TokenSigner,
+        Option.match(signer, { onNone: () => TokenSigner.makeChain(), onSome: Effect.succeed })
+      )
   )
 
 const fromConfig = (
   config: Effect.Effect<DsqlConfig.DsqlConfig, ConfigError.ConfigError>,
   options?: ClientOptions
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
-  Layer.unwrapEffect(
-    Effect.map(config, (resolved) =>
-      fromConfigWithSigner(Effect.succeed(resolved), options).pipe(
-        Layer.provide(TokenSigner.layerFromChain({ profile: Option.getOrUndefined(resolved.profile) }))
-      ))
-  )
+  Layer.scopedContext(
+    Effect.map(withSigner(Effect.flatMap(config, (resolved) => make(resolved, options))), toContext)
+  ).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * Options for `layerConfig`: each field a plain value or a `Config` of it.
@@ -144,8 +150,10 @@ const resolveUrl = (url: string, overrides?: Omit<DsqlConfig.Options, "url" | "h
   Effect.flatMap(DsqlConfig.awsRegion, (fallbackRegion) => DsqlConfig.fromUrl(url, overrides, fallbackRegion))
 
 /**
- * The client configured from the environment (`DSQL_HOST` or `DSQL_URL`, … — see `DsqlConfig.config`), with
- * credentials from the default AWS chain or `DSQL_PROFILE`. Provides `SqlClient` and `PgClient`.
+ * The client configured from the environment (`DsqlConfig.config`: `DSQL_HOST` or `DSQL_URL`, …). Provides
+ * `SqlClient` and `PgClient`. Tokens are signed by the `TokenSigner` provided to the layer, if any
+ * (`Layer.provide(TokenSigner.layerStatic(…))`), else by a `TokenSigner.layerFromChain` of the layer's own; either
+ * way for the configured profile (`DSQL_PROFILE`).
  *
  * @example
  * ```ts
@@ -168,8 +176,9 @@ export const layer: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigE
   fromConfig(DsqlConfig.config)
 
 /**
- * `layer` with the `TokenSigner` left to you (e.g. `TokenSigner.layerStatic` or `layerFromProvider`).
+ * `layer`, typed to require the `TokenSigner`.
  *
+ * @deprecated `layer` signs with the `TokenSigner` provided to it: use `layer.pipe(Layer.provide(signer))`.
  * @since 0.1.0
  * @category layers
  */
@@ -177,10 +186,11 @@ export const layerWithSigner: Layer.Layer<
   PgClient.PgClient | SqlClient.SqlClient,
   ConfigError.ConfigError | SqlError,
   TokenSigner.TokenSigner
-> = fromConfigWithSigner(DsqlConfig.config)
+> = layer
 
 /**
- * The client from explicit options, each a plain value or a `Config`, and @effect/sql-pg's `ClientOptions`.
+ * The client from explicit options, each a plain value or a `Config`, and @effect/sql-pg's `ClientOptions`; signs as
+ * `layer` does.
  *
  * @example
  * ```ts
@@ -203,20 +213,25 @@ export const layerConfig = (
   fromConfig(resolveInput(input), options)
 
 /**
- * `layerConfig` with the `TokenSigner` left to you.
+ * `layerConfig`, typed to require the `TokenSigner`.
  *
+ * @deprecated `layerConfig` signs with the `TokenSigner` provided to it: use `layerConfig(…).pipe(Layer.provide(…))`.
  * @since 0.1.0
  * @category layers
  */
-export const layerConfigWithSigner = (
+export const layerConfigWithSigner: (
   input: ConfigInput,
   options?: ClientOptions
-): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  fromConfigWithSigner(resolveInput(input), options)
+) => Layer.Layer<
+  PgClient.PgClient | SqlClient.SqlClient,
+  ConfigError.ConfigError | SqlError,
+  TokenSigner.TokenSigner
+> = layerConfig
 
 /**
  * The client from a connection string: `dsql://admin@<cluster>.dsql.us-east-1.on.aws/postgres`,
- * `postgres://…?region=…&profile=…&tokenDurationSecs=…`, with `ClientOptions` as in `layerConfig`.
+ * `postgres://…?region=…&profile=…&tokenDurationSecs=…`, with `ClientOptions` as in `layerConfig`; signs as `layer`
+ * does.
  *
  * @since 0.1.0
  * @category layers
@@ -229,17 +244,21 @@ export const layerFromUrl = (
   fromConfig(resolveUrl(url, overrides), options)
 
 /**
- * `layerFromUrl` with the `TokenSigner` left to you.
+ * `layerFromUrl`, typed to require the `TokenSigner`.
  *
+ * @deprecated `layerFromUrl` signs with the `TokenSigner` provided to it: use `layerFromUrl(…).pipe(Layer.provide(…))`.
  * @since 0.1.0
  * @category layers
  */
-export const layerFromUrlWithSigner = (
+export const layerFromUrlWithSigner: (
   url: string,
   overrides?: Omit<DsqlConfig.Options, "url" | "host">,
   options?: ClientOptions
-): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  fromConfigWithSigner(resolveUrl(url, overrides), options)
+) => Layer.Layer<
+  PgClient.PgClient | SqlClient.SqlClient,
+  ConfigError.ConfigError | SqlError,
+  TokenSigner.TokenSigner
+> = layerFromUrl
 
 /**
  * Options for `connect`: those of `layerConfig` but the pool sizes, each a plain value or a `Config`.
@@ -250,39 +269,24 @@ export const layerFromUrlWithSigner = (
 export type ConnectInput = Omit<ConfigInput, "maxConnections" | "minConnections">
 
 /**
- * One connection for scripts (the Go connector's `dsql.Connect`), with the same token and TLS rules as the pool,
- * using the `TokenSigner` in context, and `ClientOptions` as in `layerConfig`. Closed when the scope closes; replaced
- * transparently when it reaches its lifetime.
+ * One connection for scripts (the Go connector's `dsql.Connect`), with the same token and TLS rules as the pool and
+ * `ClientOptions` as in `layerConfig`. Closed when the scope closes; replaced transparently when it reaches its
+ * lifetime. Tokens are signed by the `TokenSigner` in context, if any, else by a credential chain made for this
+ * connection: provide one signer (`TokenSigner.layer`) to code that connects per request, so that credentials are
+ * resolved once, not once per connection.
  *
  * @example
  * ```ts
  * import { DsqlClient, TokenSigner } from "effect-dsql"
  * import { Config, Effect } from "effect"
  *
- * const program = Effect.gen(function*() {
- *   const sql = yield* DsqlClient.connectWithSigner({ host: Config.string("DSQL_HOST") })
+ * const perRequest = Effect.gen(function*() {
+ *   const sql = yield* DsqlClient.connect({ host: Config.string("DSQL_HOST") })
  *   return yield* sql`SELECT now()`
- * }).pipe(Effect.scoped, Effect.provide(TokenSigner.layer))
- * ```
+ * }).pipe(Effect.scoped)
  *
- * @since 0.1.0
- * @category constructors
- */
-export const connectWithSigner = (
-  input: ConnectInput,
-  options?: ClientOptions
-): Effect.Effect<
-  PgClient.PgClient,
-  ConfigError.ConfigError | SqlError,
-  Scope.Scope | TokenSigner.TokenSigner
-> =>
-  resolveInput({ ...input, maxConnections: 1, minConnections: 1 }).pipe(
-    Effect.flatMap((config) => make(config, options)),
-    Effect.provide(Reactivity.layer)
-  )
-
-/**
- * `connectWithSigner` with credentials from the default AWS chain, or the configured profile.
+ * const server = Effect.forEach([1, 2, 3], () => perRequest).pipe(Effect.provide(TokenSigner.layer))
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -292,10 +296,23 @@ export const connect = (
   options?: ClientOptions
 ): Effect.Effect<PgClient.PgClient, ConfigError.ConfigError | SqlError, Scope.Scope> =>
   resolveInput({ ...input, maxConnections: 1, minConnections: 1 }).pipe(
-    Effect.flatMap((config) =>
-      make(config, options).pipe(
-        Effect.provide(Reactivity.layer),
-        Effect.provide(TokenSigner.layerFromChain({ profile: Option.getOrUndefined(config.profile) }))
-      )
-    )
+    Effect.flatMap((config) => make(config, options)),
+    withSigner,
+    Effect.provide(Reactivity.layer)
   )
+
+/**
+ * `connect`, typed to require the `TokenSigner`.
+ *
+ * @deprecated `connect` signs with the `TokenSigner` in context: use `connect`.
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connectWithSigner: (
+  input: ConnectInput,
+  options?: ClientOptions
+) => Effect.Effect<
+  PgClient.PgClient,
+  ConfigError.ConfigError | SqlError,
+  Scope.Scope | TokenSigner.TokenSigner
+> = connect

@@ -1,7 +1,7 @@
 /**
  * Where and how to connect to an Aurora DSQL cluster, read from the environment, a connection string or an options
- * object. All three go through one normaliser, so they share defaults, validation and error messages; every bad
- * input is a `ConfigError` naming the key to fix.
+ * object. All three go through one normaliser (`Settings` in @effect-dsql/core, which the Effect 4 line uses too),
+ * so they share defaults, validation and error messages; every bad input is a `ConfigError` naming the key to fix.
  *
  * @since 0.1.0
  */
@@ -54,6 +54,11 @@ export interface DsqlConfig {
   readonly caPem: Option.Option<string>
   /** `"direct"` (default): TLS first with ALPN `postgresql`; `"postgres"`: the classic SSLRequest. */
   readonly sslNegotiation: "direct" | "postgres"
+  /**
+   * The input the host was read from, as messages name it (`DSQL_HOST`, `the host in DSQL_URL`, `host`, `the host in
+   * url`), so that a host not found points there; absent from a config built by hand.
+   */
+  readonly hostInput?: string | undefined
 }
 
 /**

@@ -57,6 +57,27 @@ export const occConflicts = Metric.counter("dsql_occ_conflicts_total", {
 })
 
 /**
+ * Transient errors seen under `withOccRetry` (nothing committed, the transaction is run again), tagged with `code`
+ * (the SQLSTATE, e.g. XX000).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const transientErrors = Metric.counter("dsql_transient_errors_total", {
+  description: "transient errors seen before COMMIT (the transaction was retried)"
+})
+
+/**
+ * COMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const commitOutcomesUnknown = Metric.counter("dsql_commit_outcomes_unknown_total", {
+  description: "COMMITs whose outcome is unknown"
+})
+
+/**
  * Transactions that gave up after the retry policy ran out.
  *
  * @since 0.1.0

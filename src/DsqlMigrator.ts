@@ -124,7 +124,7 @@ const applyMigration = (
   migration: Effect.Effect<unknown, unknown, SqlClient.SqlClient>
 ) =>
   Effect.gen(function*() {
-    const jobs = yield* Ref.make<ReadonlyArray<MigratorClient.AsyncJob>>([])
+    const jobs = yield* Ref.make<ReadonlyArray<Internal.AsyncJob>>([])
     const client = yield* Option.match(MigratorClient.make(sql, jobs, settings.occRetry), {
       onNone: () =>
         Effect.fail(

@@ -4,24 +4,17 @@
  *
  * @since 0.1.0
  */
-import { fromIni } from "@aws-sdk/credential-provider-ini"
-import { defaultProvider } from "@aws-sdk/credential-provider-node"
-import { DsqlSigner } from "@aws-sdk/dsql-signer"
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types"
-import * as Clock from "effect/Clock"
+import type { AwsCredentialIdentityProvider } from "@smithy/types"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import type * as Tracer from "effect/Tracer"
-import * as DsqlMetrics from "./DsqlMetrics.js"
-import * as internal from "./internal/credentials.js"
+import type * as Redacted from "effect/Redacted"
+import * as internal from "./internal/tokenSigner.js"
 
 /**
  * The IAM action a token is signed for.
@@ -38,7 +31,7 @@ export type Action = "DbConnect" | "DbConnectAdmin"
  * @since 0.1.0
  * @category models
  */
-export const actionFor = (user: string): Action => user === "admin" ? "DbConnectAdmin" : "DbConnect"
+export const actionFor: (user: string) => Action = internal.actionFor
 
 /**
  * What to sign a token for.
@@ -53,6 +46,12 @@ export interface SignRequest {
   readonly user: string
   /** How long the token opens connections: 1 second to 7 days, whole seconds (fractions are dropped). */
   readonly expiresIn: Duration.DurationInput
+  /**
+   * The AWS shared-config profile the client's configuration names (`profile`, `DSQL_PROFILE`, `?profile=`): a
+   * signer over the credential chain signs with that profile's credentials; a signer over given credentials
+   * (`layerStatic`, `layerFromProvider`) ignores it.
+   */
+  readonly profile?: string | undefined
 }
 
 /**
@@ -100,6 +99,8 @@ export class TokenSignerError extends Data.TaggedError("TokenSignerError")<{
   readonly cause?: unknown
 }> {}
 
+const tokenSignerError: internal.MakeError = (fields) => new TokenSignerError(fields)
+
 /**
  * Fixed AWS credentials, for `layerStatic`.
  *
@@ -128,8 +129,6 @@ export interface MakeOptions {
   readonly refreshBefore?: Duration.DurationInput | undefined
 }
 
-const MAX_EXPIRES_IN_SECONDS = 604_800
-
 /**
  * A token signer over a credentials provider. The provider is called once, then again only when the credentials
  * come within `refreshBefore` of their expiration; concurrent signatures share one call. While a refresh fails, or
@@ -145,37 +144,7 @@ const MAX_EXPIRES_IN_SECONDS = 604_800
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: MakeOptions): Effect.Effect<Service> =>
-  Effect.map(
-    internal.makeCredentialCache(
-      resolveCredentials(options.credentials),
-      Duration.toMillis(options.refreshBefore ?? Duration.minutes(5))
-    ),
-    (credentials) =>
-      TokenSigner.of({
-        sign: (request) => {
-          const action = actionFor(request.user)
-          // `useSpan`, not `withSpan`: making the span the parent of every step costs more CPU than the signature
-          // itself. The steps that can report under it do so themselves: a credential resolution and any failure.
-          return Effect.useSpan("TokenSigner.sign", {
-            attributes: {
-              "dsql.host": request.hostname,
-              "dsql.region": request.region,
-              "dsql.user": request.user,
-              "dsql.action": action
-            },
-            // a call-site stack per token would cost more than the signature itself
-            captureStackTrace: false
-          }, (span) =>
-            Effect.flatMap(validateRequest(request, span), (expiresIn) =>
-              Effect.flatMap(credentials(span), (cached) =>
-                Effect.flatMap(
-                  signWithDsqlSigner(request, action, expiresIn, cached, span),
-                  (token) => Effect.as(Metric.increment(DsqlMetrics.tokensSigned), Redacted.make(token))
-                ))))
-        }
-      })
-  )
+export const make = (options: MakeOptions): Effect.Effect<Service> => internal.make(options, tokenSignerError)
 
 /**
  * A `TokenSigner` over any credentials provider.
@@ -194,48 +163,38 @@ export const layerFromProvider = (
  * @since 0.1.0
  * @category layers
  */
-export const layerStatic = (credentials: StaticCredentials): Layer.Layer<TokenSigner> => {
-  const sessionToken = credentials.sessionToken === undefined ? undefined : reveal(credentials.sessionToken)
-  const identity: AwsCredentialIdentity = {
-    accessKeyId: credentials.accessKeyId,
-    secretAccessKey: reveal(credentials.secretAccessKey),
-    ...(sessionToken === undefined ? {} : { sessionToken })
-  }
-  return layerFromProvider(() => Promise.resolve(identity))
-}
-
-/** The chain signers of this process, by profile (`undefined`: the default chain). */
-const chainSigners = new Map<string | undefined, Service>()
-
-const chainSigner = (profile: string | undefined): Effect.Effect<Service> =>
-  Effect.suspend(() => {
-    const existing = chainSigners.get(profile)
-    if (existing !== undefined) return Effect.succeed(existing)
-    return Effect.map(
-      make({ credentials: profile === undefined ? defaultProvider() : fromIni({ profile }) }),
-      (created) => {
-        const shared = chainSigners.get(profile) ?? created
-        chainSigners.set(profile, shared)
-        return shared
-      }
-    )
-  })
+export const layerStatic = (credentials: StaticCredentials): Layer.Layer<TokenSigner> =>
+  layerFromProvider(internal.staticProvider(credentials))
 
 /**
- * A `TokenSigner` over the AWS default credential chain (`defaultProvider` of `@aws-sdk/credential-provider-node`),
- * or over the shared config and credentials files' `profile` when one is given (`fromIni` of
- * `@aws-sdk/credential-provider-ini`, resolved here: `@aws-sdk/dsql-signer` ignores its own `profile` option).
+ * A signer over the credential chain, with one credential cache per profile it is asked for (`request.profile`, else
+ * `profile`), owned by this signer: another signer resolves again.
  *
- * There is one such signer per profile in the process: every `layerFromChain`, `layer` and `DsqlClient` layer or
- * `connect` over the same profile shares its chain and credential cache, so credentials are resolved once per
- * process, not once per layer or connection. As with the AWS SDK's own clients, credentials without an expiration
- * (environment keys, a profile's static keys) are read once.
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeChain = (options?: { readonly profile?: string | undefined }): Effect.Effect<Service> =>
+  internal.makeChain(options, tokenSignerError)
+
+/**
+ * A `TokenSigner` over the AWS credential chain. A request that names a `profile` (the client's `profile` /
+ * `DSQL_PROFILE`), else the `profile` given here, is signed with that profile of the shared config and credentials
+ * files (`fromIni` of `@aws-sdk/credential-provider-ini`, resolved here: `@aws-sdk/dsql-signer` ignores its own
+ * `profile` option). Otherwise the default chain: environment keys (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+ * `AWS_SESSION_TOKEN`, skipped when `AWS_PROFILE` is set), read from the `ConfigProvider` when the layer is built,
+ * then `defaultProvider` of `@aws-sdk/credential-provider-node` (`AWS_PROFILE` or `default` in the shared files, SSO,
+ * `credential_process`, web identity, container and instance metadata).
+ *
+ * Credentials and their cache belong to the layer: everything the layer is provided to (a `DsqlClient` layer, every
+ * `DsqlClient.connect`) shares one resolution per profile, and a layer built again resolves again. As with the AWS
+ * SDK's own clients, credentials without an expiration (environment keys, a profile's static keys) are read once per
+ * layer.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerFromChain = (options?: { readonly profile?: string | undefined }): Layer.Layer<TokenSigner> =>
-  Layer.effect(TokenSigner, chainSigner(options?.profile))
+  Layer.effect(TokenSigner, makeChain(options))
 
 /**
  * `layerFromChain` with the profile read from `DSQL_PROFILE` when set.
@@ -253,129 +212,3 @@ export const layer: Layer.Layer<TokenSigner, ConfigError.ConfigError> = Layer.un
     (profile) => layerFromChain({ profile: Option.getOrUndefined(profile) })
   )
 )
-
-const reveal = (value: Redacted.Redacted<string> | string): string =>
-  Redacted.isRedacted(value) ? Redacted.value(value) : value
-
-/** One token from `@aws-sdk/dsql-signer`; a failure is reported under `span`. */
-const signWithDsqlSigner = (
-  request: SignRequest,
-  action: Action,
-  expiresIn: number,
-  credentials: internal.CachedCredentials,
-  span: Tracer.Span
-): Effect.Effect<string, TokenSignerError> =>
-  Effect.async((resume) => {
-    dsqlSignerToken(request, action, expiresIn, credentials).then(
-      (token) => resume(Effect.succeed(token)),
-      (cause) =>
-        resume(Effect.withParentSpan(
-          Effect.fail(
-            new TokenSignerError({
-              reason: "SigningFailed",
-              message: `could not sign a DSQL token for ${request.hostname}`,
-              cause
-            })
-          ),
-          span
-        ))
-    )
-  })
-
-// async: a throw from DsqlSigner's constructor becomes a rejection
-const dsqlSignerToken = async (
-  request: SignRequest,
-  action: Action,
-  expiresIn: number,
-  credentials: internal.CachedCredentials
-): Promise<string> => {
-  const signer = new DsqlSigner({
-    hostname: request.hostname,
-    region: request.region,
-    expiresIn,
-    credentials: revealCredentials(credentials)
-  })
-  return action === "DbConnectAdmin" ? signer.getDbConnectAdminAuthToken() : signer.getDbConnectAuthToken()
-}
-
-/** The cached credentials as `DsqlSigner` takes them: the only place their secrets leave `Redacted`. */
-const revealCredentials = (credentials: internal.CachedCredentials): AwsCredentialIdentity => ({
-  accessKeyId: credentials.accessKeyId,
-  secretAccessKey: Redacted.value(credentials.secretAccessKey),
-  ...(credentials.sessionToken === undefined ? {} : { sessionToken: Redacted.value(credentials.sessionToken) })
-})
-
-const invalidRequest = (message: string, span: Tracer.Span) =>
-  Effect.withParentSpan(Effect.fail(new TokenSignerError({ reason: "InvalidRequest", message })), span)
-
-// printable ASCII without space, and none of the characters that end the host part of a URL
-const isHostname = (hostname: string): boolean => /^[\x21-\x7e]+$/.test(hostname) && !/[/?#@]/.test(hostname)
-
-const validateRequest = (request: SignRequest, span: Tracer.Span): Effect.Effect<number, TokenSignerError> => {
-  if (!isHostname(request.hostname)) {
-    return invalidRequest(
-      `hostname ${JSON.stringify(request.hostname)} is not a host name: expected the DSQL endpoint host`,
-      span
-    )
-  }
-  if (request.region.length === 0) return invalidRequest("region is empty: expected the cluster's AWS region", span)
-  if (request.user.length === 0) return invalidRequest("user is empty: expected a database role such as admin", span)
-  const duration = Duration.decodeUnknown(request.expiresIn)
-  const seconds = Option.isSome(duration) ? Math.floor(Duration.toSeconds(duration.value)) : Number.NaN
-  return seconds >= 1 && seconds <= MAX_EXPIRES_IN_SECONDS
-    ? Effect.succeed(seconds)
-    : invalidRequest(`expiresIn must be between 1 second and 7 days (${MAX_EXPIRES_IN_SECONDS} s)`, span)
-}
-
-const NO_CREDENTIALS_HINT = "set AWS_PROFILE / DSQL_PROFILE, environment credentials (AWS_ACCESS_KEY_ID and " +
-  "AWS_SECRET_ACCESS_KEY), or pass credentials with TokenSigner.layerFromProvider / layerStatic"
-
-const credentialsUnavailable = (problem: string, cause?: unknown) =>
-  new TokenSignerError({ reason: "CredentialsUnavailable", message: `${problem}: ${NO_CREDENTIALS_HINT}`, cause })
-
-const successfulResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success")
-const failedResolutions = Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "failure")
-
-const resolveCredentials = (
-  provider: AwsCredentialIdentityProvider
-): Effect.Effect<internal.CachedCredentials, TokenSignerError> =>
-  Effect.tryPromise({
-    try: () => provider(),
-    catch: (cause) =>
-      credentialsUnavailable(
-        cause instanceof Error ? `no AWS credentials found (${cause.message})` : "no AWS credentials found",
-        cause
-      )
-  }).pipe(
-    Effect.flatMap((identity) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        // the identity itself never goes into an error: it holds the secret key
-        if (!isNonEmptyString(identity?.accessKeyId) || !isNonEmptyString(identity?.secretAccessKey)) {
-          return Effect.fail(credentialsUnavailable("the AWS credentials provider returned no access key or secret"))
-        }
-        const expiresAt = identity.expiration?.getTime()
-        if (expiresAt !== undefined && !(expiresAt > now)) {
-          return Effect.fail(
-            credentialsUnavailable(
-              `the AWS credentials provider returned credentials that expired at ${
-                Number.isNaN(expiresAt) ? "an invalid date" : new Date(expiresAt).toISOString()
-              }`
-            )
-          )
-        }
-        return Effect.succeed({
-          accessKeyId: identity.accessKeyId,
-          secretAccessKey: Redacted.make(identity.secretAccessKey),
-          // the AWS signer leaves an empty session token out of the query
-          sessionToken: identity.sessionToken ? Redacted.make(identity.sessionToken) : undefined,
-          expiresAt
-        })
-      })
-    ),
-    Effect.tapBoth({
-      onFailure: () => Metric.increment(failedResolutions),
-      onSuccess: () => Metric.increment(successfulResolutions)
-    })
-  )
-
-const isNonEmptyString = (value: unknown): value is string => typeof value === "string" && value.length > 0

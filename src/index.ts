@@ -37,4 +37,4 @@ export * as TokenSigner from "./TokenSigner.js"
 /**
  * @since 0.1.0
  */
-export { OccConflict, withOccRetry } from "./OccRetry.js"
+export { CommitOutcomeUnknown, OccConflict, TransientError, withOccRetry } from "./OccRetry.js"

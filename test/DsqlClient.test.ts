@@ -3,6 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it, layer, vi } from "@effect/vitest"
 import {
   Cause,
+  ConfigProvider,
   Duration,
   Effect,
   Either,
@@ -23,6 +24,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import pg from "pg"
 import packageJson from "../package.json" with { type: "json" }
+import { describeConnectError } from "../src/internal/connectError.js"
 import { tlsOptions } from "../src/internal/pool.js"
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
 import { signToken, tlsFor } from "./utils/dsqlLocal.js"
@@ -145,6 +147,25 @@ describe("DsqlClient", () => {
         const signerError = (error.cause as { cause?: { _tag?: string; reason?: string } }).cause
         assert.strictEqual(signerError?._tag, "TokenSignerError")
         assert.strictEqual(signerError?.reason, "CredentialsUnavailable")
+      }))
+
+    it.effect("describes a failure whose cause chain loops instead of overflowing the stack", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const broker: { message: string; cause?: unknown } = { message: "credentials broker unreachable" }
+        broker.cause = { message: "retried through the broker", cause: broker }
+        const looping = Layer.succeed(
+          TokenSigner.TokenSigner,
+          TokenSigner.TokenSigner.of({
+            sign: () =>
+              Effect.fail(
+                new TokenSigner.TokenSignerError({ reason: "SigningFailed", message: "no token", cause: broker })
+              )
+          })
+        )
+        // Effect's own `Cause.pretty` overflows on a looping cause, so the failure is read without rendering it
+        const failure = yield* Effect.flip(Layer.build(clientLayer(server, {}, looping)).pipe(Effect.scoped))
+        assert.include(failure.message, "no token: credentials broker unreachable: retried through the broker")
       }))
 
     it.effect("surfaces an expired token as a typed error with DSQL's message", () =>
@@ -641,5 +662,29 @@ describe("DsqlClient without a server", () => {
         ).pipe(Effect.scoped)
       )
       assert.include(String((failureOf(exit) as SqlError).message), "connection refused")
+    }))
+  it.effect("names the input the host came from when the host is not found", () =>
+    Effect.gen(function*() {
+      const notFound = Object.assign(new Error("getaddrinfo ENOTFOUND orders.internal.example.com"), {
+        code: "ENOTFOUND"
+      })
+      const host = "orders.internal.example.com"
+      const fromEnvironment = (env: Record<string, string>) =>
+        Effect.withConfigProvider(
+          DsqlConfig.config,
+          ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })
+        )
+      const configs = [
+        yield* DsqlConfig.make({ host, region: "us-east-1" }),
+        yield* DsqlConfig.fromUrl(`postgres://${host}?region=us-east-1`),
+        yield* fromEnvironment({ DSQL_HOST: host, DSQL_REGION: "us-east-1" }),
+        yield* fromEnvironment({ DSQL_URL: `postgres://${host}?region=us-east-1` })
+      ]
+      assert.deepStrictEqual(configs.map((config) => describeConnectError(notFound, config.hostInput)), [
+        "host name not found: check host",
+        "host name not found: check the host in url",
+        "host name not found: check DSQL_HOST",
+        "host name not found: check the host in DSQL_URL"
+      ])
     }))
 })

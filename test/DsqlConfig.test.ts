@@ -4,6 +4,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Option from "effect/Option"
@@ -118,8 +119,16 @@ describe("DsqlConfig", () => {
     it.effect("are the same from the environment and from a URL", () =>
       Effect.gen(function*() {
         const fromObject = yield* DsqlConfig.make({ host: endpoint })
-        assert.deepStrictEqual(yield* fromEnv({ DSQL_HOST: endpoint }), fromObject)
-        assert.deepStrictEqual(yield* DsqlConfig.fromUrl(`postgres://${endpoint}`), fromObject)
+        const fromEnvironment = yield* fromEnv({ DSQL_HOST: endpoint })
+        const fromUrl = yield* DsqlConfig.fromUrl(`postgres://${endpoint}`)
+        // the same config but for where the host came from, which a host not found names
+        assert.deepStrictEqual([fromObject, fromEnvironment, fromUrl].map((config) => config.hostInput), [
+          "host",
+          "DSQL_HOST",
+          "the host in url"
+        ])
+        assert.deepStrictEqual({ ...fromEnvironment, hostInput: "host" }, fromObject)
+        assert.deepStrictEqual({ ...fromUrl, hostInput: "host" }, fromObject)
       }))
 
     it.effect("never take the user from the OS USER variable", () =>
@@ -376,6 +385,8 @@ describe("DsqlConfig", () => {
       ["localhost", "us-east-1", { host: "localhost", clusterId: Option.none() }],
       ["db.internal", "us-gov-west-1", { host: "db.internal", clusterId: Option.none(), region: "us-gov-west-1" }],
       ["dsql_local", "us-east-1", { host: "dsql_local", clusterId: Option.none() }],
+      // a first label shaped like a cluster id names one only in a DSQL endpoint
+      [`${clusterId}.db.internal`, "us-east-1", { host: `${clusterId}.db.internal`, clusterId: Option.none() }],
       [clusterId, "eu-central-1", { host: `${clusterId}.dsql.eu-central-1.on.aws`, clusterId: Option.some(clusterId) }],
       ["0".repeat(26), "us-east-1", { host: `${"0".repeat(26)}.dsql.us-east-1.on.aws` }]
     ]
@@ -383,7 +394,10 @@ describe("DsqlConfig", () => {
       Effect.gen(function*() {
         const config = yield* DsqlConfig.make({ host, region })
         for (const [name, value] of Object.entries(expected)) {
-          assert.deepStrictEqual(config[name as keyof DsqlConfig.DsqlConfig], value, name)
+          const actual = config[name as keyof DsqlConfig.DsqlConfig]
+          // chai's deep equality takes any Some for equal to Option.none(): Options are compared by Equal
+          if (Option.isOption(value)) assert.isTrue(Equal.equals(actual, value), `${name}: ${String(actual)}`)
+          else assert.deepStrictEqual(actual, value, name)
         }
       }))
 

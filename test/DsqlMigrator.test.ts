@@ -1,7 +1,8 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Statement from "@effect/sql/Statement"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Fiber, HashMap, Layer, Logger, Option, Ref, Tracer } from "effect"
+import { Deferred, Effect, Either, Fiber, HashMap, Layer, Logger, Option, Ref, Tracer } from "effect"
 import { DsqlMigrator } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { backendQuery, clientLayer, uniqueTable } from "./utils/client.js"
@@ -248,6 +249,68 @@ describe("DsqlMigrator on DsqlLocal", () => {
     )
 
     it.effect(
+      "two claims that both saw the lease free: the later one, landing on a live lease, does not take it",
+      () =>
+        Effect.gen(function*() {
+          const server = yield* DsqlLocal.DsqlLocal
+          const table = uniqueTable("migrations")
+          const stock = uniqueTable("stock")
+          const leaseInsert = `INSERT INTO "${table}_lease"`
+          const secondAtClaim = yield* Deferred.make<void>()
+          const firstMigrating = yield* Deferred.make<void>()
+          const secondClaimed = yield* Deferred.make<void>()
+          const bodies = yield* Ref.make(0)
+          const loader = Migrator.fromRecord({
+            "1_create_stock": Effect.zipRight(
+              Effect.all([
+                Ref.update(bodies, (n) => n + 1),
+                Deferred.succeed(firstMigrating, undefined),
+                Deferred.await(secondClaimed)
+              ]),
+              migration((sql) => sql`CREATE TABLE IF NOT EXISTS ${sql(stock)} (id int PRIMARY KEY)`)
+            ),
+            "2_seed_stock": migration((sql) => sql`INSERT INTO ${sql(stock)} VALUES (1)`)
+          })
+          /** Holds `run`'s statements at the points below; `onClaim` runs before its first write of the lease. */
+          const interleaved = <A, E>(
+            run: Effect.Effect<A, E>,
+            onClaim: Effect.Effect<void>,
+            afterClaim: Effect.Effect<unknown>
+          ) =>
+            Effect.suspend(() => {
+              let claimed = false
+              return Statement.withTransformer(run, (statement) =>
+                Effect.suspend(() => {
+                  if (!claimed && statement.compile()[0].startsWith(leaseInsert)) {
+                    claimed = true
+                    return Effect.as(onClaim, statement)
+                  }
+                  return Effect.as(claimed ? afterClaim : Effect.void, statement)
+                }))
+            })
+          const migrate = DsqlMigrator.run({ loader, table }).pipe(Effect.provide(clientLayer(server)))
+          // The second has read the lease free and is about to write it: only then does the first claim it. The
+          // second writes once the first is migrating, and the first goes on once the second's claim has returned
+          // (its next statement is the proof).
+          const first = migrate.pipe((run) => interleaved(run, Deferred.await(secondAtClaim), Effect.void))
+          const second = migrate.pipe((run) =>
+            interleaved(
+              run,
+              Effect.zipRight(Deferred.succeed(secondAtClaim, undefined), Deferred.await(firstMigrating)),
+              Deferred.succeed(secondClaimed, undefined)
+            )
+          )
+          const [firstApplied, secondApplied] = yield* Effect.all([first, second], { concurrency: 2 })
+
+          assert.deepStrictEqual(firstApplied, [[1, "create_stock"], [2, "seed_stock"]])
+          assert.deepStrictEqual(secondApplied, [])
+          assert.strictEqual(yield* Ref.get(bodies), 1, "the first migration ran once")
+          assert.deepStrictEqual(yield* recorded(server, table), firstApplied)
+        }),
+      { timeout: 60_000 }
+    )
+
+    it.effect(
       "a holder killed mid-run leaves its lease behind: the next run waits for its expiry, then migrates",
       () =>
         Effect.gen(function*() {
@@ -299,6 +362,49 @@ describe("DsqlMigrator on DsqlLocal", () => {
       { timeout: 60_000 }
     )
 
+    it.effect(
+      "a lease taken over during the last migration fails the run with lease-lost and records nothing of it",
+      () =>
+        Effect.gen(function*() {
+          const server = yield* DsqlLocal.DsqlLocal
+          const table = uniqueTable("migrations")
+          const marks = uniqueTable("marks")
+          const inLast = yield* Deferred.make<void>()
+          const finishLast = yield* Deferred.make<void>()
+          const run = yield* DsqlMigrator.run({
+            loader: Migrator.fromRecord({
+              "1_create_marks": migration((sql) => sql`CREATE TABLE ${sql(marks)} (id int PRIMARY KEY)`),
+              // The last migration holds until told: only the lease's renewal can end the run before that.
+              "2_last": Effect.zipRight(Deferred.succeed(inLast, undefined), Deferred.await(finishLast))
+            }),
+            table,
+            leaseDuration: "1 second"
+          }).pipe(Effect.provide(clientLayer(server)), Effect.fork)
+          yield* Deferred.await(inLast)
+          yield* backendQuery(
+            server,
+            `UPDATE ${table}_lease SET holder = 'intruder', expires_at = now() + interval '1 hour'`
+          )
+          // The renewal (every third of the lease) notices within about 0.3 s; past 15 s, the run is let finish so
+          // that a migrator that ignores the lost lease shows what it does then.
+          const ended = yield* Fiber.await(run).pipe(Effect.timeout("15 seconds"), Effect.option)
+          yield* Deferred.succeed(finishLast, undefined)
+          const result = yield* Fiber.join(run).pipe(Effect.either)
+
+          assert.isTrue(Option.isSome(ended), "the run ended while its last migration was still running")
+          assert.isTrue(Either.isLeft(result))
+          const error = (result as Either.Left<DsqlMigrator.MigrationError, unknown>).left
+          assert.strictEqual(error.reason, "lease-lost")
+          assert.deepStrictEqual(yield* recorded(server, table), [[1, "create_marks"]])
+          assert.deepStrictEqual(
+            yield* backendQuery(server, `SELECT holder FROM ${table}_lease`),
+            [{ holder: "intruder" }],
+            "the lease it lost is left to its new holder"
+          )
+        }),
+      { timeout: 60_000 }
+    )
+
     it.effect("a statement DSQL refuses fails the migration, typed with DSQL's message; a fixed rerun resumes at it", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
@@ -346,35 +452,44 @@ describe("DsqlMigrator on DsqlLocal", () => {
         assert.deepStrictEqual(yield* recorded(server, table), [[1, "first"], [2, "second"]])
       }))
 
-    it.effect("an index build that fails fails its migration, typed, naming the index; it is not recorded", () =>
+    /** Migrates a table, then an index built by `build` whose job DsqlLocal fails; the run's error. */
+    const failedIndexBuild = (build: (sql: Sql, index: string, table: string) => Effect.Effect<unknown, unknown>) =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const table = uniqueTable("migrations")
-        const orders = uniqueTable("orders")
-        const index = `${orders}_customer`
-        const result = yield* DsqlMigrator.run({
+        const accounts = uniqueTable("accounts")
+        const index = `${accounts}_email`
+        yield* server.faults.failNextAsyncJobs(1, "duplicate key value violates unique constraint")
+        const error = yield* DsqlMigrator.run({
           loader: Migrator.fromRecord({
-            "1_orders": migration((sql) => sql`CREATE TABLE ${sql(orders)} (id int PRIMARY KEY, customer text)`),
-            "2_index": Effect.zipRight(
-              migration((sql) => sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(orders)} (customer)`),
-              // DsqlLocal builds indexes at once; mark the job failed as a real build failure would.
-              backendQuery(
-                server,
-                `UPDATE sys.jobs SET status = 'failed', details = 'out of disk' WHERE object_name = '${index}'`
-              )
-            )
+            "1_accounts": migration((sql) => sql`CREATE TABLE ${sql(accounts)} (id int PRIMARY KEY, email text)`),
+            "2_index": migration((sql) => build(sql, index, accounts))
           }),
           table
-        }).pipe(Effect.provide(clientLayer(server)), Effect.either)
-
-        assert.isTrue(Either.isLeft(result))
-        const error = (result as Either.Left<DsqlMigrator.MigrationError, unknown>).left
+        }).pipe(Effect.provide(clientLayer(server)), Effect.ensuring(server.faults.reset), Effect.flip)
+        assert.instanceOf(error, DsqlMigrator.MigrationError)
         assert.strictEqual(error.reason, "index-build-failed")
-        assert.strictEqual(error.index, index)
         assert.deepStrictEqual(error.migration, [2, "index"])
-        assert.match(error.message, new RegExp(`index ${index} \\(job [a-z2-7]{26}\\) ended failed: out of disk`))
-        assert.deepStrictEqual(yield* recorded(server, table), [[1, "orders"]])
-      }))
+        assert.strictEqual(error.index, index)
+        assert.match(
+          error.message,
+          new RegExp(
+            `index ${index} \\(job [a-z2-7]{26}\\) ended failed: duplicate key value violates unique constraint`
+          )
+        )
+        assert.deepStrictEqual(yield* recorded(server, table), [[1, "accounts"]])
+      })
+
+    it.effect("an index build that fails fails its migration, typed, naming the index; it is not recorded", () =>
+      failedIndexBuild((sql, index, table) => sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(table)} (email)`))
+
+    it.effect("a failed CREATE UNIQUE INDEX ASYNC fails its migration as index-build-failed", () =>
+      failedIndexBuild((sql, index, table) => sql`CREATE UNIQUE INDEX ASYNC ${sql(index)} ON ${sql(table)} (email)`))
+
+    it.effect("a failed async index built in the migration's own transaction fails it as index-build-failed", () =>
+      failedIndexBuild((sql, index, table) =>
+        sql.withTransaction(sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(table)} (email)`)
+      ))
 
     it.effect(
       "a DDL that meets a schema conflict (OC001) while traffic runs is retried until it goes through",

@@ -45,6 +45,13 @@ describe("OccRetry.classify", () => {
     assert.strictEqual(Option.getOrThrow(OccRetry.classify(nested)).code, "OC001")
   })
 
+  it("takes a literal code over a marker in the message", () => {
+    for (const [code, named] of [["OC001", "OC000"], ["OC000", "OC001"]] as const) {
+      const error = new SqlError({ cause: databaseError(code, `change conflicts with another transaction (${named})`) })
+      assert.strictEqual(Option.getOrThrow(OccRetry.classify(error)).code, code)
+    }
+  })
+
   it("keeps the SqlError as cause and the server message", () => {
     const error = conflict("OC000")
     const occ = Option.getOrThrow(OccRetry.classify(error, 3))
@@ -214,10 +221,10 @@ describe("OccRetry.execWithRetry", () => {
 
 describe("withOccRetry and execWithRetry types", () => {
   const program = Effect.fail("ProgramError" as const) as Effect.Effect<number, "ProgramError", "Requirement">
-  type Retried = Effect.Effect<number, "ProgramError" | OccConflict | SqlError, "Requirement" | SqlClient.SqlClient>
-  type Executed = Effect.Effect<number, "ProgramError" | OccConflict | SqlError, "Requirement">
+  type Retried = Effect.Effect<number, "ProgramError" | OccRetry.Failure, "Requirement" | SqlClient.SqlClient>
+  type Executed = Effect.Effect<number, "ProgramError" | OccRetry.Failure, "Requirement">
 
-  it("declare SqlError and OccConflict besides the program's errors, in every form", () => {
+  it("declare SqlError, OccConflict, TransientError and CommitOutcomeUnknown besides the program's errors, in every form", () => {
     expectTypeOf(withOccRetry(program)).toEqualTypeOf<Retried>()
     expectTypeOf(withOccRetry(program, { maxRetries: 1 })).toEqualTypeOf<Retried>()
     expectTypeOf(program.pipe(withOccRetry())).toEqualTypeOf<Retried>()

@@ -1,4 +1,5 @@
 import { DsqlSigner } from "@aws-sdk/dsql-signer"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer, vi } from "@effect/vitest"
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types"
 import {
@@ -556,6 +557,23 @@ describe("metrics", () => {
       assert.strictEqual((yield* Metric.value(DsqlMetrics.tokensSigned)).count - tokensBefore, 3)
       assert.strictEqual((yield* Metric.value(resolutions)).count - resolutionsBefore, 1)
     }))
+
+  it.effect("count a failed credential resolution as a failure, not as a success", () =>
+    Effect.gen(function*() {
+      const outcomes = Effect.all({
+        success: Metric.value(Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success")),
+        failure: Metric.value(Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "failure"))
+      }).pipe(Effect.map(({ failure, success }) => ({ success: success.count, failure: failure.count })))
+      const before = yield* outcomes
+      const signer = yield* TokenSigner.make({ credentials: () => Promise.reject(new Error("no credentials here")) })
+      const error = yield* failureOf(signer.sign(request()))
+      assert.strictEqual(error.reason, "CredentialsUnavailable")
+      const after = yield* outcomes
+      assert.deepStrictEqual(
+        { success: after.success - before.success, failure: after.failure - before.failure },
+        { success: 0, failure: 1 }
+      )
+    }))
 })
 
 /** Sets environment variables for the scope and restores the previous values after. */
@@ -614,6 +632,12 @@ aws_access_key_id = AKIDCONFIGPROFILE
 aws_secret_access_key = ${SECRET}
 `
 
+/** A `ConfigProvider` holding only `vars` (and the test secret key), as the environment a chain is built in. */
+const environment = (vars: Record<string, string>) =>
+  Layer.setConfigProvider(
+    ConfigProvider.fromMap(new Map(Object.entries({ AWS_SECRET_ACCESS_KEY: SECRET, ...vars })), { pathDelim: "_" })
+  )
+
 const successfulResolutions = Metric.value(Metric.tagged(DsqlMetrics.credentialResolutions, "outcome", "success"))
   .pipe(Effect.map((state) => state.count))
 
@@ -628,21 +652,38 @@ describe("layers", () => {
       assert.strictEqual(params(token).get("X-Amz-Security-Token"), SESSION_TOKEN)
     }))
 
-  it.scoped("layerFromChain() and layer without DSQL_PROFILE share one default chain (environment first)", () =>
+  it.scoped("a chain layer provided once resolves once, and built again resolves again (environment first)", () =>
     Effect.gen(function*() {
       yield* sharedCredentialsFiles(PROFILES)
-      yield* withEnv({ AWS_ACCESS_KEY_ID: "AKIDFROMENV", AWS_SECRET_ACCESS_KEY: SECRET })
       const before = yield* successfulResolutions
-      const config = ConfigProvider.fromMap(new Map(), { pathDelim: "_" })
-      const layers = [
-        TokenSigner.layerFromChain(),
-        TokenSigner.layerFromChain(),
-        TokenSigner.layer.pipe(Layer.provide(Layer.setConfigProvider(config)))
-      ]
-      for (const signerLayer of layers) {
-        assert.strictEqual(accessKeyOf(yield* sign(request()).pipe(Effect.provide(signerLayer))), "AKIDFROMENV")
-      }
+      const once = TokenSigner.layerFromChain().pipe(Layer.provide(environment({ AWS_ACCESS_KEY_ID: "AKIDFIRST" })))
+      const keys = yield* Effect.all([sign(request()), sign(request()), sign(request())]).pipe(Effect.provide(once))
+      assert.deepStrictEqual(keys.map(accessKeyOf), ["AKIDFIRST", "AKIDFIRST", "AKIDFIRST"])
       assert.strictEqual((yield* successfulResolutions) - before, 1)
+      const again = TokenSigner.layer.pipe(Layer.provide(environment({ AWS_ACCESS_KEY_ID: "AKIDSECOND" })))
+      assert.strictEqual(accessKeyOf(yield* sign(request()).pipe(Effect.provide(again))), "AKIDSECOND")
+      assert.strictEqual((yield* successfulResolutions) - before, 2)
+    }))
+
+  it.scoped("the chain signs for the request's profile, else its own, and skips environment keys under AWS_PROFILE", () =>
+    Effect.gen(function*() {
+      yield* sharedCredentialsFiles(PROFILES)
+      const keyOf = (signerRequest: TokenSigner.SignRequest, chain: Layer.Layer<TokenSigner.TokenSigner>) =>
+        Effect.map(sign(signerRequest).pipe(Effect.provide(chain)), accessKeyOf)
+      const withKeys = environment({ AWS_ACCESS_KEY_ID: "AKIDFROMENV" })
+      const chain = TokenSigner.layerFromChain().pipe(Layer.provide(withKeys))
+      assert.strictEqual(yield* keyOf(request(), chain), "AKIDFROMENV")
+      assert.strictEqual(yield* keyOf(request({ profile: "dsql-token-signer-test" }), chain), "AKIDNAMEDPROFILE")
+      const configured = TokenSigner.layerFromChain({ profile: "dsql-token-signer-config" }).pipe(
+        Layer.provide(withKeys)
+      )
+      assert.strictEqual(yield* keyOf(request(), configured), "AKIDCONFIGPROFILE")
+      assert.strictEqual(yield* keyOf(request({ profile: "dsql-token-signer-test" }), configured), "AKIDNAMEDPROFILE")
+      const underProfile = environment({ AWS_ACCESS_KEY_ID: "AKIDFROMENV", AWS_PROFILE: "dsql-token-signer-test" })
+      assert.strictEqual(
+        yield* keyOf(request(), TokenSigner.layerFromChain().pipe(Layer.provide(underProfile))),
+        "AKIDNAMEDPROFILE"
+      )
     }))
 
   it.scoped("layerFromChain with an unknown profile fails with an actionable CredentialsUnavailable", () =>
@@ -703,26 +744,66 @@ const countingProcessProfile = (server: DsqlLocal.Server, profile: string) =>
     return { runs: Effect.sync(() => fs.readFileSync(runs, "utf8").split("\n").filter((line) => line !== "").length) }
   })
 
-layer(DsqlLocal.layer(), { excludeTestServices: true })("DsqlClient.connect", (it) => {
-  it.scoped("two connections over one profile resolve its credential chain once", () =>
+const currentUser = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ user: string }>`SELECT current_user AS user`)
+
+/** `DsqlClient.layer` configured by `server.env` alone, as a process whose environment it is would be. */
+const fromServerEnvironment = (server: DsqlLocal.Server) =>
+  DsqlClient.layer.pipe(
+    Layer.provide(
+      Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(server.env)), { pathDelim: "_" }))
+    )
+  )
+
+layer(DsqlLocal.layer(), { excludeTestServices: true })("signers belong to their layers, on DsqlLocal", (it) => {
+  it.scoped("connect called 100 times under one signer resolves the profile its config names once", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal
       const profile = "dsql-token-signer-process"
       const { runs } = yield* countingProcessProfile(server, profile)
-      for (let i = 0; i < 2; i++) {
-        const [row] = yield* Effect.scoped(Effect.flatMap(
-          DsqlClient.connect({
-            host: server.hostname,
-            port: server.port,
-            region: server.region,
-            hostAddress: server.address,
-            caPem: server.ca,
-            profile
-          }),
-          (sql) => sql<{ one: number }>`SELECT 1 AS one`
-        ))
-        assert.deepStrictEqual(row, { one: 1 })
-      }
+      const perRequest = Effect.scoped(Effect.flatMap(
+        DsqlClient.connect({ ...DsqlLocal.clientConfig(server), profile }),
+        (sql) => sql<{ one: number }>`SELECT 1 AS one`
+      ))
+      const rows = yield* Effect.all(Array.from({ length: 100 }, () => perRequest), { concurrency: 10 }).pipe(
+        Effect.provide(TokenSigner.layerFromChain())
+      )
+      assert.deepStrictEqual(rows.flat(), Array.from({ length: 100 }, () => ({ one: 1 })))
       assert.strictEqual(yield* runs, 1)
+    }))
+
+  it.scoped("two servers with different keys, each reached through DsqlClient.layer from its own environment", () =>
+    Effect.gen(function*() {
+      const first = yield* DsqlLocal.DsqlLocal
+      const second = yield* DsqlLocal.start({ backendUrl: first.backendUrl })
+      assert.notStrictEqual(first.credentials.accessKeyId, second.credentials.accessKeyId)
+      for (const server of [first, second, first]) {
+        assert.deepStrictEqual(yield* currentUser.pipe(Effect.provide(fromServerEnvironment(server))), [{
+          user: "admin"
+        }])
+      }
+      const atOnce = yield* Effect.all(
+        [first, second].map((server) => currentUser.pipe(Effect.provide(fromServerEnvironment(server)))),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(atOnce, [[{ user: "admin" }], [{ user: "admin" }]])
+    }))
+
+  it.scoped("two layers with different static credentials in one process, at once", () =>
+    Effect.gen(function*() {
+      const first = yield* DsqlLocal.DsqlLocal
+      const second = yield* DsqlLocal.start({ backendUrl: first.backendUrl })
+      const atOnce = yield* Effect.all(
+        [first, second].map((server) =>
+          currentUser.pipe(
+            Effect.provide(
+              DsqlClient.layerConfig(DsqlLocal.clientConfig(server)).pipe(
+                Layer.provide(TokenSigner.layerStatic(server.credentials))
+              )
+            )
+          )
+        ),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(atOnce, [[{ user: "admin" }], [{ user: "admin" }]])
     }))
 })

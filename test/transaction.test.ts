@@ -1,10 +1,11 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Cause, Context, Effect, Exit, Layer, Option, Ref } from "effect"
-import { OccRetry, withOccRetry } from "effect-dsql"
+import { DsqlClient, OccRetry, TokenSigner, withOccRetry } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import * as ChildProcess from "node:child_process"
 import { backendQuery, clientLayer, uniqueTable } from "./utils/client.js"
+import { errorResponse, issued, pgServer } from "./utils/fakeServers.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
   assert.isTrue(Exit.isFailure(exit), "expected a failure")
@@ -257,6 +258,21 @@ describe("transactions on DsqlLocal", () => {
         assert.strictEqual((yield* idsIn(server, table)).length, 40)
       }))
 
+    it.effect("a transaction whose BEGIN meets an ended session on each of the pool's connections still commits", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const table = yield* makeTable(server, "sessions_ended_one")
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.forEach(Array.from({ length: 4 }), () => sql`SELECT pg_sleep(0.05)`, { concurrency: 4 })
+          // The next four statements, the BEGINs on each pooled connection in turn, find their session gone: only
+          // the fifth attempt, on a fresh connection, can open the transaction.
+          yield* server.faults.dropNextQueries(4)
+          yield* sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (1)`)
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4, minConnections: 4 })))
+        assert.deepStrictEqual(yield* idsIn(server, table), [1])
+      }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
+
     it.effect("a session ended after BEGIN fails the transaction: the program is never run again", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
@@ -276,4 +292,35 @@ describe("transactions on DsqlLocal", () => {
         assert.deepStrictEqual(yield* idsIn(server, table), [])
       }))
   })
+})
+
+describe("transactions on a fake server", () => {
+  it.scopedLive("a ROLLBACK answered with an error ends its connection: the next query opens a new one", () =>
+    Effect.gen(function*() {
+      const hostname = "abcdefghij0123456789klmnop.dsql.us-east-1.on.aws"
+      const { ca, certificate } = yield* issued([hostname])
+      const server = yield* pgServer(
+        certificate,
+        (query) => query === "ROLLBACK" ? errorResponse("the rollback failed", "XX000", "ERROR") : undefined
+      )
+      const exit = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const exit = yield* Effect.exit(sql.withTransaction(Effect.fail("program failed")))
+        assert.strictEqual(server.connections(), 1)
+        yield* sql`SELECT 1`
+        return exit
+      }).pipe(
+        Effect.provide(
+          DsqlClient.layerConfigWithSigner({
+            host: hostname,
+            port: server.port,
+            hostAddress: "127.0.0.1",
+            caPem: ca,
+            maxConnections: 1
+          }).pipe(Layer.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "unused" })))
+        )
+      )
+      assert.strictEqual(failureOf(exit), "program failed", "the program's failure, whatever became of the ROLLBACK")
+      assert.strictEqual(server.connections(), 2, "the session whose ROLLBACK failed was not used again")
+    }))
 })

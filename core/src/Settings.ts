@@ -2,7 +2,7 @@
  * The rules of a connection configuration, written once for both lines: defaults, the validation of every field and
  * its message, host / cluster id / region resolution, connection strings, the `DSQL_*` environment names and
  * `application_name`. Each input form (options object, connection string, environment) only says where a value came
- * from (its {@link Key}); each line turns the plain {@link Result} into its own `Config` types.
+ * from (its key and the label messages use); each line turns the plain {@link Result} into its own `Config` types.
  *
  * @since 0.1.0
  */
@@ -66,6 +66,8 @@ export interface Settings {
   /** PEM text with real newlines. */
   readonly caPem: string | undefined
   readonly sslNegotiation: "direct" | "postgres"
+  /** The input the host was read from, as messages name it (`DSQL_HOST`, `the host in DSQL_URL`, `host`, …). */
+  readonly hostInput: string
 }
 
 /**
@@ -495,7 +497,7 @@ const normalise = (
         `${minKey.label} (${rest.minConnections}) must not exceed ${maxKey.label} (${rest.maxConnections})`
       )
     }
-    return succeed({ ...endpoint, ...rest })
+    return succeed({ ...endpoint, ...rest, hostInput: hostGiven.key.label })
   })
 }
 
@@ -655,6 +657,12 @@ const envSource: Source = {
  * @example
  * ```ts
  * import { Settings } from "@effect-dsql/core"
+ *
+ * const line: Settings.Line = {
+ *   driverName: "my-driver/1.0.0",
+ *   durationMillis: (value) => (typeof value === "number" ? value : undefined),
+ *   showDuration: () => undefined
+ * }
  * Settings.fromOptions({ host: "abcdefghijklmnopqrstuvwxyz", region: "us-east-1" }, undefined, line)
  * // { _tag: "Success", value: { host: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws", … } }
  * ```

@@ -26,6 +26,36 @@ export const sqlStatePattern: RegExp = /^[0-9A-Z]{5}$/
 export const isSqlState = (code: unknown): code is string => typeof code === "string" && sqlStatePattern.test(code)
 
 /**
+ * A server error: its SQLSTATE and its message.
+ *
+ * @since 0.1.0
+ */
+export interface ServerError {
+  readonly code: string
+  readonly message: string
+}
+
+/** How deep a cause chain is followed: a cycle or a pathological chain must not loop. */
+const maxCauseDepth = 10
+
+/**
+ * The first error along `error`'s `cause` chain (`error` included) that carries a SQLSTATE `code` and a `message`:
+ * node-postgres keeps its `DatabaseError` as the cause of @effect/sql's `SqlError`; @effect/sql-pg 4 keeps the
+ * server's fields one level deeper (`SqlError.reason.cause`). Stops after 10 levels, so a cycle cannot loop.
+ *
+ * @since 0.1.0
+ */
+export const serverError = (error: unknown): ServerError | undefined => {
+  let current = error
+  for (let depth = 0; typeof current === "object" && current !== null && depth < maxCauseDepth; depth++) {
+    const { code, message } = current as { readonly code?: unknown; readonly message?: unknown }
+    if (isSqlState(code) && typeof message === "string") return { code, message }
+    current = (current as { readonly cause?: unknown }).cause
+  }
+  return undefined
+}
+
+/**
  * PostgreSQL's `serialization_failure`: DSQL answers it, with `(OC000)` or `(OC001)` in the message, to the loser of
  * an optimistic concurrency conflict. The transaction was rolled back.
  *

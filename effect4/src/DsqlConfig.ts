@@ -54,6 +54,11 @@ export interface DsqlConfig {
   readonly caPem: Option.Option<string>
   /** `"direct"` (default): TLS first with ALPN `postgresql`; `"postgres"`: the classic SSLRequest. */
   readonly sslNegotiation: "direct" | "postgres"
+  /**
+   * The input the host was read from, as messages name it (`DSQL_HOST`, `the host in DSQL_URL`, `host`, `the host in
+   * url`), so that a host not found points there; absent from a config built by hand.
+   */
+  readonly hostInput?: string | undefined
 }
 
 /**

@@ -20,3 +20,10 @@ export * as TokenSigner from "./TokenSigner.js"
  * @since 2.0.0
  */
 export * as DsqlClient from "./DsqlClient.js"
+
+/**
+ * Retrying whole transactions on OCC conflicts and transient errors.
+ *
+ * @since 2.0.0
+ */
+export * as OccRetry from "./OccRetry.js"

@@ -2,35 +2,23 @@
  * The Effect 4 line reaches DsqlLocal without Effect 3 in its own code: the promise API's server, and
  * `@effect/sql-pg` 4 signing each connection with `@aws-sdk/dsql-signer`.
  */
-import { DsqlSigner } from "@aws-sdk/dsql-signer"
-import { PgClient } from "@effect/sql-pg"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
 
-const client = Layer.unwrap(Effect.gen(function*() {
-  const server = yield* DsqlLocal.DsqlLocal
-  const signer = new DsqlSigner({ hostname: server.hostname, region: server.region, credentials: server.credentials })
-  return PgClient.layer({
-    host: server.address,
-    port: server.port,
-    username: "admin",
-    database: "postgres",
-    password: Effect.promise(() => signer.getDbConnectAdminAuthToken()).pipe(Effect.map(Redacted.make)),
-    ssl: { ca: server.ca, servername: server.hostname }
-  })
-}))
-
 describe("DsqlLocal under Effect 4", () => {
-  layer(Layer.provideMerge(client, DsqlLocal.layer()), { timeout: "120 seconds" })("with @effect/sql-pg 4", (it) => {
-    it.effect("answers a query over verify-full TLS with a signed token per connection", () =>
-      Effect.gen(function*() {
-        const server = yield* DsqlLocal.DsqlLocal
-        const sql = yield* SqlClient.SqlClient
-        const rows = yield* sql<{ greeting: string }>`SELECT 'Hello, DSQL!' AS greeting`
-        assert.deepStrictEqual(rows, [{ greeting: "Hello, DSQL!" }])
-        assert.isAtLeast(server.stats().tokensVerified, 1)
-      }))
-  })
+  layer(Layer.provideMerge(DsqlLocal.pgClient, DsqlLocal.layer()), { timeout: "120 seconds" })(
+    "with @effect/sql-pg 4",
+    (it) => {
+      it.effect("answers a query over verify-full TLS with a signed token per connection", () =>
+        Effect.gen(function*() {
+          const server = yield* DsqlLocal.DsqlLocal
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql<{ greeting: string }>`SELECT 'Hello, DSQL!' AS greeting`
+          assert.deepStrictEqual(rows, [{ greeting: "Hello, DSQL!" }])
+          assert.isAtLeast(server.stats().tokensVerified, 1)
+        }))
+    }
+  )
 })

@@ -4,14 +4,13 @@
  *
  * @internal
  */
-
 import { SqlState } from "@effect-dsql/core"
+import { causeChain } from "./causes.js"
 
 interface ErrorLike {
   readonly message?: unknown
   readonly code?: unknown
   readonly hint?: unknown
-  readonly cause?: unknown
 }
 
 const tlsCodes: Readonly<Record<string, string>> = {
@@ -25,7 +24,6 @@ const tlsCodes: Readonly<Record<string, string>> = {
 
 const networkCodes: Readonly<Record<string, string>> = {
   ECONNREFUSED: "connection refused: is the endpoint reachable on that port?",
-  ENOTFOUND: "host name not found: check DSQL_HOST",
   ETIMEDOUT: "connection timed out",
   ECONNRESET: "connection reset by the server"
 }
@@ -36,20 +34,50 @@ const maxQuoted = 1_000
 const clip = (text: string): string =>
   text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters in all)`
 
-/** A readable description of why connecting failed. */
-export const describeConnectError = (error: unknown): string => {
-  const e = (typeof error === "object" && error !== null ? error : { message: String(error) }) as ErrorLike
+/**
+ * What one link of the chain says when it carries a known TLS, network or server code, which ends the description;
+ * `hostInput` names where the host came from.
+ */
+const describeCode = (link: unknown, hostInput: string): string | undefined => {
+  if (typeof link !== "object" || link === null) return undefined
+  const e = link as ErrorLike
   const code = typeof e.code === "string" ? e.code : undefined
-  const message = clip(typeof e.message === "string" ? e.message : String(error))
-  if (code !== undefined && code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
-  if (code !== undefined && code in networkCodes) return networkCodes[code]!
+  if (code === undefined) return undefined
+  if (code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
+  if (code === "ENOTFOUND") return `host name not found: check ${hostInput}`
+  if (code in networkCodes) return networkCodes[code]!
   if (SqlState.isSqlState(code)) {
     const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
-    return `${message} (SQLSTATE ${code})${hint}`
+    return `${messageOf(link)} (SQLSTATE ${code})${hint}`
   }
-  if (e.cause !== undefined && e.cause !== error) {
-    const inner = describeConnectError(e.cause)
-    return message.includes(inner) ? message : `${message}: ${inner}`
+  return undefined
+}
+
+const messageOf = (link: unknown): string => {
+  const message = typeof link === "object" && link !== null ? (link as ErrorLike).message : undefined
+  return clip(typeof message === "string" ? message : String(link))
+}
+
+/**
+ * A readable description of why connecting failed: the messages along the cause chain, outermost first, down to the
+ * first link with a known code (described by it), each inner part left out when the outer message already quotes it.
+ * `hostInput` is the input the host came from (`DsqlConfig.hostInput`).
+ */
+export const describeConnectError = (error: unknown, hostInput = "the host"): string => {
+  const chain = causeChain(error)
+  let end = chain.length - 1
+  let description = messageOf(chain[end])
+  for (let depth = 0; depth < chain.length; depth++) {
+    const coded = describeCode(chain[depth], hostInput)
+    if (coded !== undefined) {
+      end = depth
+      description = coded
+      break
+    }
   }
-  return message
+  for (let depth = end - 1; depth >= 0; depth--) {
+    const message = messageOf(chain[depth])
+    description = message.includes(description) ? message : `${message}: ${description}`
+  }
+  return description
 }

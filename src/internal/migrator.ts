@@ -16,7 +16,6 @@ import * as Predicate from "effect/Predicate"
 import type * as OccRetry from "../OccRetry.js"
 import { backoff, curve } from "./backoff.js"
 import { findCause } from "./causes.js"
-import type { AsyncJob } from "./migratorClient.js"
 import * as Occ from "./occ.js"
 
 export interface Settings {
@@ -208,6 +207,13 @@ export const loadMigration = ([id, name, load]: Migrator.ResolvedMigration) =>
         : `Default export was not an Effect for migration "${id}_${name}"`
     })
   })
+
+/** A job started by one of a migration's statements (collected by the migration client, see `migratorClient.ts`). */
+export interface AsyncJob {
+  readonly jobId: string
+  /** The index (or constraint) the statement names, when it could be read from the SQL. */
+  readonly object: string | undefined
+}
 
 /** A job that did not succeed, with what `sys.jobs` says about it. */
 export interface FailedJob {

@@ -18,14 +18,8 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Ref from "effect/Ref"
 import type * as OccRetry from "../OccRetry.js"
+import type { AsyncJob } from "./migrator.js"
 import { retryingOcc } from "./migrator.js"
-
-/** A job started by one of a migration's statements. */
-export interface AsyncJob {
-  readonly jobId: string
-  /** The index (or constraint) the statement names, when it could be read from the SQL. */
-  readonly object: string | undefined
-}
 
 type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 

@@ -170,7 +170,8 @@ export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOp
         hostname: config.host,
         region: config.region,
         user: config.user,
-        expiresIn: config.tokenDuration
+        expiresIn: config.tokenDuration,
+        profile: Option.getOrUndefined(config.profile)
       }))
     ).then(Exit.match({
       onSuccess: Redacted.value,

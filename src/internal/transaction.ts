@@ -11,13 +11,16 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import { findCause } from "./causes.js"
+import * as DsqlMetrics from "../DsqlMetrics.js"
+import { conflictOf, findCause } from "./causes.js"
 
 type WithTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
 
@@ -131,12 +134,40 @@ const begin = (
       )
   )
 
-/** COMMIT, failing when the server answers `ROLLBACK` (the transaction had been aborted). */
+/** See `OccRetry.CommitOutcomeUnknown`. */
+export class CommitOutcomeUnknown extends Data.TaggedError("CommitOutcomeUnknown")<{
+  readonly message: string
+  readonly cause: SqlError
+}> {}
+
+/**
+ * A COMMIT that failed otherwise than by a conflict (a conflict means rolled back): the server may have committed
+ * before the answer was lost. A `SqlError`, as `withTransaction`'s type says, carrying the typed error as its cause.
+ */
+const outcomeUnknown = (error: SqlError) => {
+  const server = error.cause instanceof Error ? error.cause.message : error.message
+  const unknown = new CommitOutcomeUnknown({
+    message: `COMMIT outcome unknown (${server}): the transaction may or may not have committed, and it was not ` +
+      "retried. Check whether its writes are there (read back a key it wrote, or an idempotency key it recorded) " +
+      "before running it again.",
+    cause: error
+  })
+  return Effect.zipRight(
+    Metric.increment(DsqlMetrics.commitOutcomesUnknown),
+    Effect.fail(new SqlError({ message: unknown.message, cause: unknown }))
+  )
+}
+
+/**
+ * COMMIT, failing when the server answers `ROLLBACK` (the transaction had been aborted). A failed COMMIT stays the
+ * `SqlError` it was when it is an OCC conflict, and says the outcome is unknown otherwise.
+ */
 const commit = (conn: SqlConnection.Connection) =>
-  Effect.flatMap(
-    conn.executeRaw("COMMIT", []),
-    (result) =>
+  conn.executeRaw("COMMIT", []).pipe(
+    Effect.catchAll((error) => conflictOf(error) === undefined ? outcomeUnknown(error) : Effect.fail(error)),
+    Effect.flatMap((result) =>
       (result as { readonly command?: unknown }).command === "ROLLBACK" ? Effect.fail(rolledBack()) : Effect.void
+    )
   )
 
 /**

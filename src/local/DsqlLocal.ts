@@ -4,7 +4,8 @@
  * It speaks DSQL's front door — TLS only (direct TLS or SSLRequest) with a per-run certificate authority, SNI
  * required, IAM tokens verified against the configured access keys, DSQL's connection limits and error messages —
  * and relays sessions to PostgreSQL through a policy that enforces DSQL's SQL rules. Faults (OCC conflicts, dropped
- * queries, refused connections, latency, short connection age) can be injected while it runs.
+ * queries, failed asynchronous jobs, refused connections, latency, short connection age) can be injected while it
+ * runs.
  *
  * Where DSQL's behaviour is unknown, DsqlLocal chooses: plaintext clients get FATAL `28000`
  * `unable to accept connection, ssl is required`; a connection past its age limit gets FATAL `57P01`
@@ -72,7 +73,8 @@ export {
 
 /**
  * Counters since start (or the last `resetStats`): connections, token verdicts by reason, TLS negotiation modes,
- * handshake round trips, OCC errors and refused statements.
+ * handshake round trips, OCC errors and refused statements; and `connectionsOpen`, the connections admitted and not
+ * yet closed (a gauge, left as it is by `resetStats`: wait for 0 before lowering `maxConnections` in a test).
  *
  * - `connectionsRefused`: connections the server turned away before they were established (limits, the refuse
  *   fault, plaintext, SNI, database, token or backend refusals); clients that simply went away are not counted.
@@ -103,6 +105,15 @@ export type Limits = State.Limits
  * @category models
  */
 export type OccCode = State.OccCode
+
+/**
+ * How an injected COMMIT failure answers: an OCC conflict (`OC000`, `OC001`: SQLSTATE 40001), or `XX000` server
+ * unavailable, after which the client cannot know whether the transaction committed (DsqlLocal rolls it back).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CommitFault = State.CommitFault
 
 /**
  * How to start DsqlLocal. Everything is optional.
@@ -140,12 +151,24 @@ export interface Options {
  * @category models
  */
 export interface Faults {
-  /** The next `count` commits fail with SQLSTATE 40001 and `code` (default `OC000`). */
-  readonly failNextCommits: (count: number, code?: OccCode) => Effect.Effect<void>
+  /** The next `count` commits fail with `code` (default `OC000`; see `CommitFault`), their transactions rolled back. */
+  readonly failNextCommits: (count: number, code?: CommitFault) => Effect.Effect<void>
+  /**
+   * The next `count` statements inside transaction blocks (not COMMIT or ROLLBACK) fail with `XX000` server
+   * unavailable, as during DSQL's automated recovery; like any refusal it aborts the transaction: nothing commits.
+   */
+  readonly failNextStatements: (count: number) => Effect.Effect<void>
   /** That share (0..1, clamped) of later commits fails with `code` (default `OC000`); 0 turns it off. */
   readonly failCommitShare: (share: number, code?: OccCode) => Effect.Effect<void>
   /** The next `count` queries are answered by dropping their connection. */
   readonly dropNextQueries: (count: number) => Effect.Effect<void>
+  /**
+   * The next `count` asynchronous jobs (`CREATE [UNIQUE] INDEX ASYNC`, `ALTER TABLE ASYNC … VALIDATE CONSTRAINT`)
+   * fail, as a build can on DSQL: the statement still answers its job id, then `sys.jobs` says `failed` with
+   * `details` (default `injected by DsqlLocal`), `CALL sys.wait_for_job` answers `succeeded` false, and a failed
+   * index is left invalid. A job rolled back with its transaction still uses up its fault.
+   */
+  readonly failNextAsyncJobs: (count: number, details?: string) => Effect.Effect<void>
   /** New connections are closed at once, before any answer, for this long. */
   readonly refuseConnectionsFor: (duration: Duration.DurationInput) => Effect.Effect<void>
   /** Every packet of every established session is delayed this long, each way (0 turns it off); handshakes are not. */
@@ -375,9 +398,17 @@ const make = Effect.fnUntraced(function*(options: Options) {
       Effect.sync(() => {
         state.faults.commitFailureShare = { share: Math.min(1, Math.max(0, share)), code }
       }),
+    failNextStatements: (count) =>
+      Effect.sync(() => {
+        state.faults.unavailableStatements = count
+      }),
     dropNextQueries: (count) =>
       Effect.sync(() => {
         state.faults.dropQueries = count
+      }),
+    failNextAsyncJobs: (count, details = "injected by DsqlLocal") =>
+      Effect.sync(() => {
+        for (let index = 0; index < count; index++) state.faults.asyncJobFailures.push(details)
       }),
     refuseConnectionsFor: (duration) =>
       Effect.sync(() => {
@@ -421,7 +452,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
     env,
     stats: Effect.sync(() => structuredClone(state.stats)),
     resetStats: Effect.sync(() => {
-      Object.assign(state.stats, emptyStats())
+      Object.assign(state.stats, emptyStats(), { connectionsOpen: state.stats.connectionsOpen })
     }),
     faults,
     stop: listener.stop,
@@ -470,7 +501,7 @@ export const clientLayer = (
   server: Server,
   overrides: DsqlClient.ConfigInput = {}
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, ConfigError.ConfigError | SqlError> =>
-  DsqlClient.layerConfigWithSigner({ ...clientConfig(server), ...overrides }).pipe(
+  DsqlClient.layerConfig({ ...clientConfig(server), ...overrides }).pipe(
     Layer.provide(TokenSigner.layerStatic(server.credentials))
   )
 

@@ -37,10 +37,14 @@ import { hideSecrets, withoutPassword } from "./internal/secrets.js"
  * @category models
  */
 export interface Faults {
-  /** The next `count` commits fail with SQLSTATE 40001 and `code` (default `OC000`). */
-  readonly failNextCommits: (count: number, code?: DsqlLocal.OccCode) => void
+  /** The next `count` commits fail with `code` (default `OC000`), their transactions rolled back. */
+  readonly failNextCommits: (count: number, code?: DsqlLocal.CommitFault) => void
+  /** The next `count` statements inside transaction blocks fail with `XX000` server unavailable. */
+  readonly failNextStatements: (count: number) => void
   /** That share (0..1, clamped) of later commits fails with `code` (default `OC000`); 0 turns it off. */
   readonly failCommitShare: (share: number, code?: DsqlLocal.OccCode) => void
+  /** The next `count` asynchronous jobs (`CREATE INDEX ASYNC`, …) end `failed` with `details`. */
+  readonly failNextAsyncJobs: (count: number, details?: string) => void
   /** The next `count` queries are answered by dropping their connection. */
   readonly dropNextQueries: (count: number) => void
   /** New connections are closed at once, before any answer, for this long. */
@@ -120,6 +124,8 @@ export const start = async (options?: DsqlLocal.Options): Promise<LocalServer> =
     faults: {
       failNextCommits: (count, code) => run(faults.failNextCommits(count, code)),
       failCommitShare: (share, code) => run(faults.failCommitShare(share, code)),
+      failNextAsyncJobs: (count, details) => run(faults.failNextAsyncJobs(count, details)),
+      failNextStatements: (count) => run(faults.failNextStatements(count)),
       dropNextQueries: (count) => run(faults.dropNextQueries(count)),
       refuseConnectionsFor: (millis) => run(faults.refuseConnectionsFor(millis)),
       setLatency: (millis) => run(faults.setLatency(millis)),
@@ -127,7 +133,8 @@ export const start = async (options?: DsqlLocal.Options): Promise<LocalServer> =
       setMaxTokenAge: (millis) => run(faults.setMaxTokenAge(millis)),
       setLimits: (limits) => run(faults.setLimits(limits)),
       reset: () => run(faults.reset)
-    },
+      // Both APIs offer the same faults: one added to `DsqlLocal.Faults` alone does not compile here.
+    } satisfies { readonly [K in keyof DsqlLocal.Faults]: Faults[K] },
     stop,
     [Symbol.asyncDispose]: stop
   }

@@ -1,7 +1,8 @@
 /**
- * `npm run local -- [--port <n>] [--region <name>]`: starts DsqlLocal, prints the `export` lines a shell needs and a
- * ready `psql` command, and serves until SIGINT or SIGTERM. Flags win over the env variables `DSQL_LOCAL_PORT` and
- * `DSQL_LOCAL_REGION`; `DSQL_LOCAL_BACKEND_URL` selects an existing PostgreSQL instead of the embedded one.
+ * `npm run local -- [--port <n>] [--region <name>] [--json]`: starts DsqlLocal, prints the `export` lines a shell
+ * needs and a ready `psql` command (or, with `--json`, one line of JSON for a test suite in any language), and serves
+ * until SIGINT or SIGTERM. Flags win over the env variables `DSQL_LOCAL_PORT` and `DSQL_LOCAL_REGION`;
+ * `DSQL_LOCAL_BACKEND_URL` selects an existing PostgreSQL instead of the embedded one.
  *
  * The printed token and secret are the local server's own test credentials.
  *
@@ -32,10 +33,11 @@ const flags = Effect.try({
   try: () =>
     parseArgs({
       args: process.argv.slice(2),
-      options: { port: { type: "string" }, region: { type: "string" } },
+      options: { port: { type: "string" }, region: { type: "string" }, json: { type: "boolean" } },
       strict: true
     }).values,
-  catch: (cause) => optionsError(`usage: npm run local -- [--port <n>] [--region <name>] (${String(cause)})`, cause)
+  catch: (cause) =>
+    optionsError(`usage: npm run local -- [--port <n>] [--region <name>] [--json] (${String(cause)})`, cause)
 })
 
 const envOptions = Config.all({
@@ -48,10 +50,11 @@ const options = Effect.gen(function*() {
   const env = yield* Effect.mapError(envOptions, (cause) => optionsError(String(cause), cause))
   const port = given.port === undefined ? Option.getOrUndefined(env.port) : Number(given.port)
   const region = given.region ?? Option.getOrUndefined(env.region)
-  return {
+  const server = {
     ...(port === undefined ? {} : { port }),
     ...(region === undefined ? {} : { region })
   } satisfies DsqlLocal.Options
+  return { server, json: given.json === true }
 })
 
 /** Single quotes keep `$`, `&` and `%` literal; a single quote inside becomes `'\''`. */
@@ -65,8 +68,31 @@ const caFile = Effect.acquireRelease(
   (directory) => Effect.ignore(Effect.tryPromise(() => rm(directory, { recursive: true, force: true })))
 ).pipe(Effect.map((directory) => join(directory, "ca.pem")))
 
+/**
+ * What a client in any language needs, with the secrets in clear: they are this server's own test credentials, and
+ * `token` saves a client without an AWS SDK from signing (admin, valid `tokenLifetimeSeconds`).
+ */
+const json = (server: DsqlLocal.Server, caFile: string, token: string) =>
+  JSON.stringify({
+    hostname: server.hostname,
+    address: server.address,
+    port: server.port,
+    region: server.region,
+    clusterId: server.clusterId,
+    user: "admin",
+    database: "postgres",
+    ca: server.ca,
+    caFile,
+    accessKeyId: server.credentials.accessKeyId,
+    secretAccessKey: server.credentials.secretAccessKey,
+    token,
+    tokenExpiresInSeconds: tokenLifetimeSeconds,
+    env: { ...server.env }
+  })
+
 const program = Effect.gen(function*() {
-  const server = yield* DsqlLocal.start(yield* options)
+  const given = yield* options
+  const server = yield* DsqlLocal.start(given.server)
   const caPath = yield* caFile
   yield* Effect.tryPromise({
     try: () => writeFile(caPath, server.ca),
@@ -79,6 +105,10 @@ const program = Effect.gen(function*() {
     user: "admin",
     expiresIn: `${tokenLifetimeSeconds} seconds`
   }).pipe(Effect.mapError((cause) => optionsError("cannot sign a token for psql", cause)))
+  if (given.json) {
+    yield* Console.log(json(server, caPath, Redacted.value(token)))
+    return yield* Effect.never
+  }
   const exports = Object.entries(server.env).map(([name, value]) =>
     name === "DSQL_CA_PEM"
       ? `export DSQL_CA_PEM="$(cat ${shellQuote(caPath)})"`

@@ -65,14 +65,23 @@ describe("Settings", () => {
       applicationName: "test-line/9.9.9",
       hostAddress: undefined,
       caPem: undefined,
-      sslNegotiation: "direct"
+      sslNegotiation: "direct",
+      hostInput: "host"
     })
   })
 
-  it("gives the same settings from options, the environment and a URL", () => {
-    const fromOptions = ok(options({ host: endpoint }))
-    assert.deepStrictEqual(ok(env({ host: endpoint })), fromOptions)
-    assert.deepStrictEqual(ok(options({ url: `postgres://${endpoint}` })), fromOptions)
+  it("gives the same settings from options, the environment and a URL, each naming where the host came from", () => {
+    const withoutInput = ({ hostInput, ...settings }: Settings.Settings) => ({ settings, hostInput })
+    const fromOptions = withoutInput(ok(options({ host: endpoint })))
+    const fromEnv = withoutInput(ok(env({ host: endpoint })))
+    const fromUrl = withoutInput(ok(options({ url: `postgres://${endpoint}` })))
+    assert.deepStrictEqual(fromEnv.settings, fromOptions.settings)
+    assert.deepStrictEqual(fromUrl.settings, fromOptions.settings)
+    assert.deepStrictEqual([fromOptions.hostInput, fromEnv.hostInput, fromUrl.hostInput], [
+      "host",
+      "DSQL_HOST",
+      "the host in url"
+    ])
   })
 
   describe("environment", () => {

@@ -66,3 +66,24 @@ describe("SqlState classes", () => {
     assert.isFalse(SqlState.isSqlState("xx000"))
   })
 })
+
+describe("SqlState.serverError", () => {
+  it("finds the server's fields along the cause chain, as each driver nests them", () => {
+    const fields = Object.assign(new Error("change conflicts with another transaction (OC000)"), { code: "40001" })
+    assert.deepStrictEqual(
+      SqlState.serverError({ message: "Failed", cause: { message: "Query failed", cause: fields } }),
+      {
+        code: "40001",
+        message: "change conflicts with another transaction (OC000)"
+      }
+    )
+    assert.isUndefined(SqlState.serverError({ code: "ECONNRESET", message: "socket hang up" }))
+    assert.isUndefined(SqlState.serverError("40001"))
+  })
+
+  it("stops on a cyclic cause", () => {
+    const a: { message: string; cause?: unknown } = { message: "a" }
+    a.cause = { message: "b", cause: a }
+    assert.isUndefined(SqlState.serverError(a))
+  })
+})

@@ -1,6 +1,6 @@
 /**
  * What the configuration promises, checked where it takes effect (the signer's requests, the server's session, the
- * clock) rather than in the config value: a slip between DsqlConfig and the pool fails here.
+ * clock, the TLS handshake) rather than in the config value: a slip between DsqlConfig and the pool fails here.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
@@ -8,8 +8,26 @@ import { Duration, Effect, Layer, Ref } from "effect"
 import { DsqlClient, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import * as Net from "node:net"
+import Tls from "node:tls"
 import { version } from "../../src/internal/version.js"
+import { makeAuthority } from "../../src/local/internal/certificates.js"
 import { backendQuery, clientLayer, recordingSigner } from "../utils/client.js"
+import { plainServer } from "../utils/fakeServers.js"
+
+/** The versions a TLS ClientHello offers in its supported_versions extension (0x0303 is TLS 1.2, 0x0304 TLS 1.3). */
+const offeredVersions = (hello: Buffer): Array<number> => {
+  // record header, handshake header, legacy version, random; then session id, cipher suites, compression methods
+  let at = 5 + 4 + 2 + 32
+  at += 1 + hello[at]!
+  at += 2 + hello.readUInt16BE(at)
+  at += 1 + hello[at]!
+  const end = at + 2 + hello.readUInt16BE(at)
+  for (at += 2; at < end; at += 4 + hello.readUInt16BE(at + 2)) {
+    if (hello.readUInt16BE(at) !== 0x2b) continue
+    return Array.from({ length: hello[at + 4]! / 2 }, (_, i) => hello.readUInt16BE(at + 5 + 2 * i))
+  }
+  return []
+}
 
 const applicationName = Effect.flatMap(
   SqlClient.SqlClient,
@@ -127,5 +145,46 @@ describe("DsqlClient configuration, where it takes effect", () => {
       assert.isTrue(exit._tag === "Failure", "the connection cannot succeed")
       assert.notInclude(String(exit), "still connecting after 8 s")
       assert.isAtMost(elapsed, 6_000, "1 s connect timeout, with room for a loaded machine")
+    }).pipe(Effect.scoped))
+
+  it.live("offers TLS 1.2 or later only, with or without caPem, even where Node's own minimum was lowered", () =>
+    Effect.gen(function*() {
+      const hellos: Array<Buffer> = []
+      const port = yield* plainServer((socket) =>
+        socket.once("data", (hello: Buffer) => {
+          hellos.push(hello)
+          socket.destroy()
+        })
+      )
+      const { certPem } = yield* makeAuthority()
+      const connect = (caPem: string | undefined) =>
+        Layer.build(
+          DsqlClient.layerConfigWithSigner({
+            host: "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws",
+            port,
+            hostAddress: "127.0.0.1",
+            connectTimeout: "5 seconds",
+            ...(caPem === undefined ? {} : { caPem })
+          }).pipe(Layer.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "unused" })))
+        ).pipe(Effect.scoped, Effect.exit)
+      // as `node --tls-min-v1.0` or a library setting it would: only the client's own minimum keeps TLS 1.0 out
+      yield* Effect.acquireUseRelease(
+        Effect.sync(() => {
+          const previous = Tls.DEFAULT_MIN_VERSION
+          Tls.DEFAULT_MIN_VERSION = "TLSv1"
+          return previous
+        }),
+        () => Effect.forEach([undefined, certPem], connect),
+        (previous) =>
+          Effect.sync(() => {
+            Tls.DEFAULT_MIN_VERSION = previous
+          })
+      )
+      assert.strictEqual(hellos.length, 2, "one ClientHello without caPem, one with")
+      for (const hello of hellos) {
+        const versions = offeredVersions(hello)
+        assert.include(versions, 0x0303, "TLS 1.2 offered")
+        assert.deepStrictEqual(versions.filter((version) => version < 0x0303), [], "a version below TLS 1.2 offered")
+      }
     }).pipe(Effect.scoped))
 })

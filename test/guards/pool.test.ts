@@ -1,17 +1,34 @@
 /**
  * What users of the pool rely on, stated so that a plausible slip fails here within seconds: one token per physical
- * connection, connections refused for DSQL's limits retried until they succeed, every connection's lifetime inside
- * [0.9 × lifetime, lifetime], and the region from AWS_REGION before AWS_DEFAULT_REGION.
+ * connection, connections refused for DSQL's limits retried until they succeed, a refused pool held at its size,
+ * every connection's lifetime inside [0.9 × lifetime, lifetime], and the region from AWS_REGION before
+ * AWS_DEFAULT_REGION.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Duration, Effect, Exit, FastCheck, Fiber, Layer, Metric, Ref, Schedule, Scope } from "effect"
+import {
+  Cause,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck,
+  Fiber,
+  Layer,
+  Metric,
+  Ref,
+  Schedule,
+  Scope,
+  TestClock,
+  TestContext,
+  TestServices
+} from "effect"
 import { DsqlClient, DsqlConfig, DsqlMetrics, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import type pg from "pg"
 import { makePool } from "../../src/internal/pool.js"
 import { clientLayer, recordingSigner, withEnv } from "../utils/client.js"
-import { connectPg } from "../utils/dsqlLocal.js"
+import { connectPg, untilIdle } from "../utils/dsqlLocal.js"
+import { errorResponse, issued, tlsServer } from "../utils/fakeServers.js"
 
 const tokensSigned = Effect.map(Metric.value(DsqlMetrics.tokensSigned), (state) => state.count)
 
@@ -63,6 +80,7 @@ describe("pool", () => {
           let lift: Effect.Effect<void>
           if (code === "53300") {
             // the only slot, held by another client
+            yield* untilIdle(server)
             yield* server.faults.setLimits({ maxConnections: 1 })
             const holder = yield* Scope.make()
             yield* Scope.extend(connectPg(server), holder)
@@ -92,6 +110,32 @@ describe("pool", () => {
           assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 1, "one attempt got through")
         }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
     }
+
+    it.effect("refused, holds at the size it has: queries queue for its connections instead of asking again", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        // the cluster takes one session: the pool's first connection
+        yield* untilIdle(server)
+        yield* server.faults.setLimits({ maxConnections: 1 })
+        const { before, rows } = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`SELECT 1`
+          const before = yield* server.stats
+          const rows = yield* Effect.forEach(
+            Array.from({ length: 12 }, (_, i) => i),
+            (i) => sql<{ n: number }>`SELECT ${i}::int AS n, pg_sleep(0.005)`,
+            { concurrency: 12 }
+          )
+          return { before, rows }
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 4, connectTimeout: "10 seconds" })))
+        const refused = (yield* server.stats).connectionsRefused - before.connectionsRefused
+        assert.strictEqual(rows.length, 12)
+        // The pool opens connections for 3 queries, and at most one more (pg-pool fills a freed slot before it
+        // reports the refusal); from the first refusal on it holds at its one connection for a second, and the
+        // queries, done in tens of milliseconds, all run there.
+        assert.isAbove(refused, 0, "the server refused the pool's new connections")
+        assert.isAtMost(refused, 4, "refused connections asked for again while the pool held")
+      }).pipe(Effect.ensuring(Effect.flatMap(DsqlLocal.DsqlLocal, (server) => server.faults.reset))))
 
     it.effect("signs for AWS_REGION when AWS_DEFAULT_REGION names another region", () =>
       Effect.gen(function*() {
@@ -162,4 +206,64 @@ describe("connection lifetime", () => {
       }),
     { fastCheck: { numRuns: 50 } }
   )
+})
+
+describe("connect retries", () => {
+  it.effect("after a slow refusal, retry no longer than what is left of connectTimeout", () =>
+    Effect.gen(function*() {
+      const host = "abcdefghij0123456789klmnop.dsql.us-east-1.on.aws"
+      const { ca, certificate } = yield* issued([host])
+      // The first attempt is refused after a second (real time), the others at once.
+      const slowMillis = 1_000
+      let attempts = 0
+      const port = yield* tlsServer(certificate, (socket) => {
+        const refuse = () => socket.end(errorResponse("too many connections", "53300"))
+        if (attempts++ === 0) setTimeout(refuse, slowMillis)
+        else refuse()
+      })
+      const config = yield* DsqlConfig.make({
+        host,
+        port,
+        hostAddress: "127.0.0.1",
+        caPem: ca,
+        connectTimeout: "3 seconds",
+        maxConnections: 2
+      })
+      // Built under the TestClock (provided below): the pool keeps the runtime it was built in, so the retries'
+      // back-off and their deadline wait for it.
+      const pool = yield* Effect.acquireRelease(
+        makePool(config).pipe(
+          Effect.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "unused" }))
+        ),
+        (pool) => Effect.promise(() => pool.end())
+      )
+      const checkout = yield* Effect.fork(Effect.async<void, Error>((resume) =>
+        pool.connect((error, client, release) => {
+          if (client !== undefined) {
+            release()
+            resume(Effect.void)
+          } else {
+            resume(Effect.fail(error ?? new Error("no client")))
+          }
+        })
+      ))
+      // Once the slow refusal is in, the retries wait on the TestClock (their deadline and their back-off).
+      // The refusal that came back holds the pool at its size, 1 of 2: from then on the retries wait on the TestClock.
+      for (let polls = 0; pool.options.max !== 1; polls++) {
+        if (polls === 1_000) return yield* Effect.fail(new Error("no refusal came back within 10 s"))
+        yield* TestServices.provideLive(Effect.sleep("10 millis"))
+      }
+      // At least a second of the 3 s went to the slow refusal: at most 2 s are left, and they run out here.
+      yield* TestClock.adjust(Duration.millis(3_000 - slowMillis))
+      const exit = yield* Fiber.await(checkout).pipe(
+        Effect.timeoutFail({
+          duration: "5 seconds",
+          onTimeout: () => new Error("still retrying when connectTimeout had passed since the checkout began")
+        }),
+        TestServices.provideLive
+      )
+      assert.isTrue(Exit.isFailure(exit), "no connection could be had")
+      const error = Cause.squash((exit as Exit.Failure<void, Error>).cause) as Error
+      assert.include(error.message, "too many connections")
+    }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext)))
 })

@@ -4,7 +4,7 @@
 import { DsqlSigner } from "@aws-sdk/dsql-signer"
 import { inspect } from "node:util"
 import pg from "pg"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { DsqlLocal, LocalServer } from "../../src/local/index.js"
 
 const connect = async (server: LocalServer.LocalServer): Promise<pg.Client> => {
@@ -35,7 +35,7 @@ describe("LocalServer", () => {
     const client = await connect(server)
     try {
       expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }])
-      expect(server.stats().connectionsAccepted).toBe(1)
+      expect(server.stats()).toMatchObject({ connectionsAccepted: 1, connectionsOpen: 1 })
 
       server.faults.failNextCommits(1, "OC001")
       await client.query("BEGIN")
@@ -45,6 +45,9 @@ describe("LocalServer", () => {
     } finally {
       await client.end()
     }
+    // A gauge: resetStats leaves it, and it falls back to 0 once the server has closed its side.
+    server.resetStats()
+    await vi.waitFor(() => expect(server.stats().connectionsOpen).toBe(0), { timeout: 10_000, interval: 5 })
   })
 
   it("throws on an invalid limit instead of applying it", () => {

@@ -288,6 +288,30 @@ describe("policy", () => {
         expect(state.stats.occErrors.OC001).toBe(2)
       }))
 
+    it.scoped("a COMMIT answered ROLLBACK after a failed DDL leaves the schema version: no false OC001", () =>
+      Effect.gen(function*() {
+        const { port, state } = yield* cluster()
+        const reader = yield* connect(port)
+        const raw = yield* rawSession(port)
+        const table = tableName("failed_ddl")
+        yield* query(reader, `CREATE TABLE ${table} (a int)`)
+        const version = state.schemaVersion
+        yield* query(reader, "BEGIN")
+        yield* query(reader, `SELECT * FROM ${table}`)
+
+        // Pipelined: the COMMIT leaves before the DDL's error is back, so the policy still sees an open block.
+        const seen = yield* raw.exchange([
+          queryMessage("BEGIN"),
+          queryMessage(`CREATE TABLE ${table} (a int)`),
+          queryMessage("COMMIT")
+        ], 3)
+        expect(seen).toEqual(["C:BEGIN", "Z:T", "E:42P07", "Z:E", "C:ROLLBACK", "Z:I"])
+        expect(state.schemaVersion).toBe(version)
+        expect((yield* query(reader, `SELECT * FROM ${table}`)).rows).toEqual([])
+        expect((yield* query(reader, "COMMIT")).command).toBe("COMMIT")
+        expect(state.stats.occErrors.OC001).toBe(0)
+      }))
+
     it.scoped("a DDL that waits on an open transaction fails with OC001", () =>
       Effect.gen(function*() {
         const { port } = yield* cluster()
@@ -420,6 +444,41 @@ describe("policy", () => {
           "CALL sys.wait_for_job cannot run inside a transaction block"
         )
         yield* query(client, "ROLLBACK")
+      }))
+
+    it.scoped("an injected job failure marks the next async job failed, its index invalid, then jobs succeed again", () =>
+      Effect.gen(function*() {
+        const { port, state } = yield* cluster()
+        const client = yield* connect(port)
+        const table = tableName("failed_job")
+        yield* query(client, `CREATE TABLE ${table} (a int, b text)`)
+        state.faults.asyncJobFailures.push("out of disk")
+        const jobOf = (result: pg.QueryResult) => result.rows[0].job_id as string
+        const failed = jobOf(yield* query(client, `CREATE UNIQUE INDEX ASYNC ${table}_a ON ${table} (a)`))
+        const next = jobOf(yield* query(client, `CREATE INDEX ASYNC ${table}_b ON ${table} (b)`))
+
+        const jobs = yield* query(
+          client,
+          `SELECT j.job_id, j.status, j.details, i.indisvalid AS valid FROM sys.jobs j
+           JOIN pg_index i ON i.indexrelid = j.object_id WHERE j.job_id = ANY ($1) ORDER BY j.object_name`,
+          [[failed, next]]
+        )
+        expect(jobs.rows).toEqual([
+          { job_id: failed, status: "failed", details: "out of disk", valid: false },
+          { job_id: next, status: "completed", details: null, valid: true }
+        ])
+        expect((yield* query(client, `CALL sys.wait_for_job('${failed}')`)).rows).toEqual([{ succeeded: false }])
+        expect(state.faults.asyncJobFailures).toEqual([])
+
+        // Over the extended protocol, the answer is the one a job that succeeds gets.
+        const raw = yield* rawSession(port)
+        state.faults.asyncJobFailures.push("cancelled")
+        const seen = yield* raw.exchange([...extended(`CREATE INDEX ASYNC ${table}_ab ON ${table} (a, b)`), sync], 1)
+        expect(seen).toEqual(["1", "2", "T", "D", "C:CREATE INDEX", "Z:I"])
+        const extendedJob = yield* query(client, "SELECT status, details FROM sys.jobs WHERE object_name = $1", [
+          `${table}_ab`
+        ])
+        expect(extendedJob.rows).toEqual([{ status: "failed", details: "cancelled" }])
       }))
 
     it.scoped("ALTER TABLE ASYNC … VALIDATE CONSTRAINT validates and answers a job id recorded in sys.jobs", () =>

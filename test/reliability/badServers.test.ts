@@ -10,11 +10,9 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Layer, Random } from "effect"
 import { DsqlClient, DsqlConfig, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
-import * as Net from "node:net"
-import * as Tls from "node:tls"
-import type { Authority, KeyAndCertificate } from "../../src/local/internal/certificates.js"
-import { issueServerCertificate, makeAuthority } from "../../src/local/internal/certificates.js"
+import { makeAuthority } from "../../src/local/internal/certificates.js"
 import { withEnv } from "../utils/client.js"
+import { errorResponse, issued, message, plainServer, tlsServer } from "../utils/fakeServers.js"
 import { explain, report, SecretWatch, typedFailure, watched } from "./harness.js"
 
 const watch = new SecretWatch()
@@ -25,52 +23,6 @@ watch.addSecret(credentials.secretAccessKey)
 const connectTimeoutMillis = 2_000
 /** Connection attempts made against bad servers, all of which must fail typed. */
 const connectAttempts = { count: 0, longestMillis: 0 }
-
-/** What a fake server does once the client's TLS handshake (if any) is done and its startup message arrived. */
-type Behaviour = (socket: Tls.TLSSocket) => void
-
-/**
- * A TCP server on a free local port that speaks TLS either way a client starts it (direct, or SSLRequest then
- * `S`), with `certificate`, then does `behaviour`. Closed with the scope, with every socket it accepted.
- */
-const tlsServer = (certificate: KeyAndCertificate, behaviour: Behaviour, sslReply = Buffer.from("S")) =>
-  plainServer((socket) => {
-    const secureContext = Tls.createSecureContext({ key: certificate.keyPem, cert: certificate.certPem })
-    const startTls = (rest: Buffer) => {
-      if (rest.length > 0) socket.unshift(rest)
-      const secure = new Tls.TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ["postgresql"] })
-      secure.on("error", () => socket.destroy())
-      secure.once("data", () => behaviour(secure))
-    }
-    socket.once("data", (first: Buffer) => {
-      // back to paused mode, so that the TLS socket reads what is handed back and all that follows
-      socket.pause()
-      if (first[0] === 0x16) return startTls(first)
-      // an SSLRequest: 8 bytes; answer, then the handshake
-      socket.write(sslReply)
-      startTls(first.subarray(8))
-    })
-  })
-
-/** A TCP server on a free local port whose connections get `onSocket`. */
-const plainServer = (onSocket: (socket: Net.Socket) => void) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly server: Net.Server; readonly sockets: Set<Net.Socket> }>((resume) => {
-      const sockets = new Set<Net.Socket>()
-      const server = Net.createServer((socket) => {
-        sockets.add(socket)
-        socket.on("error", () => undefined)
-        socket.on("close", () => sockets.delete(socket))
-        onSocket(socket)
-      })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
-    }),
-    ({ server, sockets }) =>
-      Effect.sync(() => {
-        for (const socket of sockets) socket.destroy()
-        server.close()
-      })
-  ).pipe(Effect.map(({ server }) => (server.address() as Net.AddressInfo).port))
 
 /** Tries to open a client on `port` trusting `ca`; returns the typed error and how long it took. */
 const connectTo = (
@@ -99,27 +51,6 @@ const connectTo = (
     assert.isAtMost(millis, connectTimeoutMillis + 1_000, "failed within the connect timeout")
     return { error, message: error.message, explained: explain(error), millis }
   })
-
-/** An authority and a certificate from it for `hostnames`, valid until `notAfter`. */
-const issued = (hostnames: ReadonlyArray<string>, notAfter?: Date) =>
-  Effect.gen(function*() {
-    const authority: Authority = yield* makeAuthority()
-    const certificate = yield* issueServerCertificate(authority, {
-      hostnames,
-      ...(notAfter === undefined ? {} : { notBefore: new Date(notAfter.getTime() - 86_400_000), notAfter })
-    })
-    return { ca: authority.certPem, certificate }
-  })
-
-/** One PostgreSQL message: type byte, length, body. */
-const message = (type: string, body: Buffer) => {
-  const head = Buffer.alloc(5)
-  head.write(type, 0, "latin1")
-  head.writeInt32BE(body.length + 4, 1)
-  return Buffer.concat([head, body])
-}
-
-const errorResponse = (text: string) => message("E", Buffer.from(`SFATAL\0VFATAL\0C08006\0M${text}\0\0`, "utf8"))
 
 describe("reliability: bad servers", () => {
   it.scopedLive("a server that does not speak TLS (PostgreSQL's plain port), either negotiation", () =>

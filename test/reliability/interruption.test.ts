@@ -1,85 +1,206 @@
 /**
- * 1,000 fibers interrupted at random points: in plain queries, inside transactions, and between the attempts of
- * `withOccRetry` (its COMMIT or its back-off sleep, with DsqlLocal failing a share of commits). Afterwards no
- * session is left in a transaction, no transaction is half written, and the pool still serves at full size.
+ * Fibers interrupted at known points: in a plain query, inside a transaction (between statements and in one), during
+ * its COMMIT, and in `withOccRetry`'s back-off sleep. Each point is reached a known number of times, signalled from
+ * inside it (a statement the backend shows running, a latch in the program, the span event sent just before COMMIT,
+ * the back-off's sleep on the fiber's clock), and only then interrupted. Afterwards no session is left in a
+ * transaction, no transaction is half written, every interruption returned promptly, and the pool still serves at
+ * full size.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import type { Clock, Duration } from "effect"
+import { Deferred, Effect, Fiber, Schedule, Tracer } from "effect"
 import { withOccRetry } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
+import { backendQuery } from "../utils/client.js"
 import { checkPairs, pairsTable, report, SecretWatch, sessionsOf, watched, watchedClient } from "./harness.js"
 
 const watch = new SecretWatch()
 const file = "interruption"
 
-type Phase = "not started" | "query" | "transaction" | "commit or back-off" | "done"
+/** Fibers interrupted at each point per round: fewer than the pool's 10, so a cancel request finds a connection. */
+const fibersPerPoint = 8
+const rounds = 4
+/** What "promptly" means for one interruption, cancel request and ROLLBACK included, on a loaded machine. */
+const promptMillis = 3_000
+
+type Point = "query" | "between statements" | "in a statement" | "commit" | "back-off"
+
+/** The current tracer, with `onEvent` told of every span event before it is recorded. */
+const withSpanEvents = (onEvent: (name: string) => void) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.tracer, (tracer) =>
+    Effect.withTracer(
+      effect,
+      Tracer.make({
+        span: (...args) =>
+          new Proxy(tracer.span(...args), {
+            get: (span, key, receiver) =>
+              key === "event"
+                ? (...event: Parameters<Tracer.Span["event"]>) => {
+                  onEvent(event[0])
+                  span.event(...event)
+                }
+                : Reflect.get(span, key, receiver)
+          }),
+        context: tracer.context
+      })
+    ))
+
+/** The fiber's clock, with `onSleep` told of every sleep as it starts. */
+const withSleeps = (onSleep: (duration: Duration.Duration) => void) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.clock, (clock) =>
+    Effect.withClock(
+      effect,
+      Object.assign(Object.create(clock) as Clock.Clock, {
+        sleep: (duration: Duration.Duration) =>
+          Effect.zipRight(Effect.sync(() => onSleep(duration)), clock.sleep(duration))
+      })
+    ))
 
 describe("reliability: interruption", () => {
   layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })("on DsqlLocal", (it) => {
     it.effect(
-      "1,000 fibers interrupted in queries, transactions and back-off sleeps leave nothing behind",
+      "fibers interrupted in queries, transactions, COMMITs and back-off sleeps leave nothing behind",
       () =>
         Effect.gen(function*() {
           const server = yield* DsqlLocal.DsqlLocal
           const table = yield* pairsTable(server, "interrupted_pairs")
           const applicationName = `reliability-interrupt-${process.pid}`
-          yield* server.faults.failCommitShare(0.5)
-          const interruptedIn: Record<Phase, number> = {
-            "not started": 0,
+          const interrupted: Record<Point, number> = {
             "query": 0,
-            "transaction": 0,
-            "commit or back-off": 0,
-            "done": 0
+            "between statements": 0,
+            "in a statement": 0,
+            "commit": 0,
+            "back-off": 0
           }
-          const committed: Array<string> = []
+          const txOf: Record<Point, Array<string>> = {
+            "query": [],
+            "between statements": [],
+            "in a statement": [],
+            "commit": [],
+            "back-off": []
+          }
           let longestInterruptMillis = 0
+
+          /** Waits until the backend runs `count` of this client's sessions in `pg_sleep`. */
+          const sleepingSessions = (count: number) =>
+            backendQuery<{ n: number }>(
+              server,
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE '${applicationName}:%' ` +
+                `AND state = 'active' AND query LIKE '%pg_sleep%'`
+            ).pipe(
+              Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (rows) => rows[0]!.n >= count }),
+              Effect.timeoutFail({
+                duration: "10 seconds",
+                onTimeout: () => new Error(`the backend never ran ${count} of the statements at once`)
+              })
+            )
+
+          /**
+           * Forks one fiber per index into `work` (given a latch to open once the point is reached), waits until
+           * `reached` says the point is reached by all, then interrupts each, timing it.
+           */
+          const interruptAt = <E, R>(
+            point: Point,
+            work: (
+              tx: string,
+              reached: Deferred.Deferred<void>,
+              hold: Effect.Effect<void>
+            ) => Effect.Effect<unknown, E, R>,
+            reached: (latches: ReadonlyArray<Deferred.Deferred<void>>) => Effect.Effect<unknown, Error>
+          ) =>
+            Effect.gen(function*() {
+              const latches = yield* Effect.forEach(Array.from({ length: fibersPerPoint }), () => Deferred.make<void>())
+              // Opened once every interruption returned or gave up, so that a fiber that could not be interrupted
+              // ends and gives its connection back instead of holding the pool's shutdown.
+              const unblock = yield* Deferred.make<void>()
+              const fibers = yield* Effect.forEach(latches, (latch) => {
+                const tx = `${point}-${txOf[point].length}`
+                txOf[point].push(tx)
+                return Effect.fork(work(tx, latch, Deferred.await(unblock)))
+              })
+              yield* reached(latches).pipe(
+                Effect.timeoutFail({
+                  duration: "10 seconds",
+                  onTimeout: () => new Error(`the fibers did not all reach ${point} within 10 s`)
+                })
+              )
+              yield* Effect.forEach(fibers, (fiber) =>
+                Effect.gen(function*() {
+                  const started = Date.now()
+                  const exit = yield* Fiber.interrupt(fiber).pipe(
+                    Effect.timeoutFail({
+                      duration: promptMillis * 2,
+                      onTimeout: () => new Error(`an interruption at ${point} did not return`)
+                    })
+                  )
+                  longestInterruptMillis = Math.max(longestInterruptMillis, Date.now() - started)
+                  assert.isTrue(exit._tag === "Failure", `a fiber at ${point} ran to its end`)
+                  interrupted[point] += 1
+                }), { concurrency: "unbounded", discard: true }).pipe(
+                  Effect.ensuring(Deferred.succeed(unblock, void 0))
+                )
+            })
+
+          const allOpened = (latches: ReadonlyArray<Deferred.Deferred<void>>) =>
+            Effect.forEach(latches, Deferred.await, { discard: true })
+
           const fullSize = yield* Effect.gen(function*() {
             const sql = yield* SqlClient.SqlClient
-            yield* Effect.forEach(
-              Array.from({ length: 1_000 }, (_, i) => i),
-              (i) =>
-                Effect.gen(function*() {
-                  let phase: Phase = "not started"
-                  const tx = `tx-${i}`
-                  const pair = Effect.gen(function*() {
-                    phase = "transaction"
-                    yield* sql`INSERT INTO ${sql(table)} VALUES (${tx}, 1)`
-                    yield* sql`SELECT pg_sleep(${Math.random() * 0.02})`
-                    yield* sql`INSERT INTO ${sql(table)} VALUES (${tx}, 2)`
-                    phase = "commit or back-off"
-                  })
-                  const work = i % 3 === 0
-                    ? Effect.suspend(() => {
-                      phase = "query"
-                      return sql`SELECT pg_sleep(${Math.random() * 0.05})`
+            const firstRow = (tx: string) => sql`INSERT INTO ${sql(table)} VALUES (${tx}, 1)`
+            const secondRow = (tx: string) => sql`INSERT INTO ${sql(table)} VALUES (${tx}, 2)`
+            for (let round = 0; round < rounds; round++) {
+              yield* interruptAt(
+                "query",
+                () => sql`SELECT pg_sleep(30)`,
+                () => sleepingSessions(fibersPerPoint)
+              )
+              yield* interruptAt(
+                "between statements",
+                (tx, reached, hold) =>
+                  sql.withTransaction(
+                    Effect.zipRight(firstRow(tx), Effect.zipRight(Deferred.succeed(reached, void 0), hold))
+                  ),
+                allOpened
+              )
+              yield* interruptAt(
+                "in a statement",
+                (tx) => sql.withTransaction(Effect.zipRight(firstRow(tx), sql`SELECT pg_sleep(30)`)),
+                () => sleepingSessions(fibersPerPoint)
+              )
+              // Every packet held 100 ms: the interruption arrives while the server has the COMMIT.
+              yield* server.faults.setLatency("100 millis")
+              yield* interruptAt(
+                "commit",
+                (tx, reached) =>
+                  sql.withTransaction(Effect.zipRight(firstRow(tx), secondRow(tx))).pipe(
+                    withSpanEvents((name) => {
+                      if (name === "db.transaction.commit") Deferred.unsafeDone(reached, Effect.void)
                     })
-                    : i % 3 === 1
-                    ? sql.withTransaction(pair)
-                    : withOccRetry(pair, { baseDelay: "50 millis", maxDelay: "200 millis", maxRetries: 20 })
-                  const fiber = yield* Effect.fork(
-                    work.pipe(Effect.tap(() => {
-                      phase = "done"
-                      if (i % 3 !== 0) committed.push(tx)
-                    }))
-                  )
-                  yield* Effect.sleep(Math.random() * 100)
-                  const seenIn = phase
-                  const started = Date.now()
-                  yield* Fiber.interrupt(fiber)
-                  longestInterruptMillis = Math.max(longestInterruptMillis, Date.now() - started)
-                  interruptedIn[seenIn] += 1
-                }),
-              { concurrency: 20, discard: true }
-            )
-            yield* server.faults.reset
-            // Sessions settle (a cancelled statement, a ROLLBACK in flight), then none may be left in a transaction.
+                  ),
+                allOpened
+              ).pipe(Effect.ensuring(server.faults.setLatency(0)))
+              // The first COMMIT of each fails with OC000; the retry waits a minute, interrupted in that sleep.
+              yield* server.faults.failNextCommits(fibersPerPoint)
+              yield* interruptAt(
+                "back-off",
+                (tx, reached) =>
+                  withOccRetry(Effect.zipRight(firstRow(tx), secondRow(tx)), {
+                    baseDelay: "1 minute",
+                    maxDelay: "1 minute",
+                    maxElapsed: "1 hour",
+                    jitter: 0
+                  }).pipe(withSleeps(() => Deferred.unsafeDone(reached, Effect.void))),
+                allOpened
+              )
+            }
+            // A cancelled statement's session settles, then none may be left in a transaction.
             const sessions = yield* sessionsOf(server, applicationName).pipe(
               Effect.repeat({
+                schedule: Schedule.spaced("50 millis"),
                 until: (states) => Object.keys(states).every((state) => !state.startsWith("idle in transaction")),
-                times: 40
-              }),
-              Effect.delay("50 millis")
+                times: 100
+              })
             )
             assert.deepStrictEqual(
               Object.keys(sessions).filter((state) => state.startsWith("idle in transaction")),
@@ -99,30 +220,35 @@ describe("reliability: interruption", () => {
             watched(watch),
             Effect.ensuring(server.faults.reset)
           )
-          const { lost, stored } = yield* checkPairs(server, table, committed)
+          const { lost, stored } = yield* checkPairs(server, table, txOf.commit)
+          // Interrupted before COMMIT, or after a COMMIT that failed: nothing of them may be stored.
+          const rows = yield* backendQuery<{ tx: string }>(server, `SELECT DISTINCT tx FROM ${table}`)
+          assert.deepStrictEqual(
+            rows.map((row) => row.tx).filter((tx) => !tx.startsWith("commit-")),
+            [],
+            "a transaction interrupted before its COMMIT, or in the back-off after it failed, was stored"
+          )
+          assert.strictEqual(stored, txOf.commit.length, "every transaction interrupted during COMMIT committed")
+          for (const point of Object.keys(interrupted) as Array<Point>) {
+            assert.strictEqual(interrupted[point], rounds * fibersPerPoint, `fibers interrupted at ${point}`)
+          }
+          assert.isBelow(longestInterruptMillis, promptMillis, "an interruption returns promptly")
           assert.strictEqual(fullSize.distinct, 10, "ten connections served at once")
           assert.isBelow(fullSize.millis, 2_000, "the ten ran concurrently")
-          for (const phase of ["query", "transaction", "commit or back-off"] as const) {
-            assert.isAbove(interruptedIn[phase], 20, `fibers interrupted in ${phase}`)
-          }
-          assert.isBelow(longestInterruptMillis, 6_000, "an interruption never hangs")
           yield* report({
             file,
-            case:
-              "1,000 fibers interrupted at random (0-100 ms, 20 at a time) on a pool of 10, half the commits failing with OC000",
-            faults: `interrupted in query ${interruptedIn.query}, in transaction ${interruptedIn.transaction}, at ` +
-              `commit or back-off ${interruptedIn["commit or back-off"]}, before start ${
-                interruptedIn["not started"]
-              }, after end ${interruptedIn.done}`,
-            operations: 1_000,
+            case: `${rounds} rounds of ${fibersPerPoint} fibers interrupted at each point on a pool of 10, once the ` +
+              "point was reached: a query, a transaction between statements and in one, its COMMIT, the back-off",
+            faults: "100 ms latency during the COMMITs; every first COMMIT of the back-off fibers failed with OC000",
+            operations: rounds * fibersPerPoint * 5,
             errorsSeen: 0,
             dataLost: lost,
-            notes:
-              `${stored} transactions stored, all with both rows; no session idle in transaction; 10 connections ` +
-              `usable at once afterwards; longest interruption ${longestInterruptMillis} ms`
+            notes: `${stored} transactions stored (those interrupted during COMMIT), all with both rows, none of the ` +
+              `others; no session idle in transaction; 10 connections usable at once afterwards; longest ` +
+              `interruption ${longestInterruptMillis} ms`
           })
         }),
-      120_000
+      60_000
     )
 
     it.effect("leaks no secret in anything logged, traced or raised during these cases", () =>

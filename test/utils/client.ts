@@ -12,7 +12,7 @@ export const clientLayer = (
   server: DsqlLocal.Server,
   overrides: DsqlClient.ConfigInput = {},
   signer: Layer.Layer<TokenSigner.TokenSigner> = TokenSigner.layerStatic(server.credentials)
-) => DsqlClient.layerConfigWithSigner({ ...DsqlLocal.clientConfig(server), ...overrides }).pipe(Layer.provide(signer))
+) => DsqlClient.layerConfig({ ...DsqlLocal.clientConfig(server), ...overrides }).pipe(Layer.provide(signer))
 
 /** `server`'s static signer, recording every request it is asked to sign (the number of tokens is its length). */
 export const recordingSigner = (server: DsqlLocal.Server, requests: Ref.Ref<Array<TokenSigner.SignRequest>>) =>

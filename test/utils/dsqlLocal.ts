@@ -5,7 +5,7 @@
 import { Sha256 } from "@aws-crypto/sha256-js"
 import { DsqlSigner } from "@aws-sdk/dsql-signer"
 import { SignatureV4 } from "@smithy/signature-v4"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 import pg from "pg"
 import { DsqlLocal } from "../../src/local/index.js"
 
@@ -149,3 +149,18 @@ export const query = <Row extends pg.QueryResultRow = pg.QueryResultRow>(client:
     try: () => client.query<Row>(sql),
     catch: (error) => error as Error & Partial<pg.DatabaseError>
   })
+
+/**
+ * Waits (real time, at most 10 s) until every connection to `server` has closed: connections of an earlier test,
+ * whose clients have gone, may still be closing on the server's side, and would hold a slot a lowered
+ * `maxConnections` counts.
+ */
+export const untilIdle = (server: DsqlLocal.Server) =>
+  server.stats.pipe(
+    Effect.repeat({ schedule: Schedule.spaced("5 millis"), until: (stats) => stats.connectionsOpen === 0 }),
+    Effect.timeoutFail({
+      duration: "10 seconds",
+      onTimeout: () => new Error("connections to DsqlLocal were still open after 10 s")
+    }),
+    Effect.asVoid
+  )

@@ -23,16 +23,18 @@ const rulesRows = Object.entries(backendRules).map(([name, rule]) =>
 /**
  * Idempotent setup run as superuser on the backend at start.
  *
- * - `sys.jobs`: DSQL's job table. Index builds run synchronously, so every job is recorded as `completed`.
+ * - `sys.jobs`: DSQL's job table. Index builds run synchronously, so every job is recorded as `completed`, unless
+ *   a fault marks it `failed` (a failed index build is left invalid, as DSQL leaves it).
  * - `sys.wait_for_job(job_id)`: answers `succeeded` at once (jobs are already done); an unknown id raises DSQL's
  *   `22P02`.
  * - `dsql_local.raise(code, message[, detail])`: raises an error with DSQL's SQLSTATE, message and detail, so a
  *   refusal aborts the backend transaction exactly like a failed statement.
  * - `dsql_local.take_snapshot()`: a no-op whose CALL takes the repeatable-read snapshot, run right after BEGIN
  *   because DSQL's snapshot is taken at BEGIN while PostgreSQL's is taken at the first statement.
- * - `dsql_local.run_async_job(sql, job_type, schema, table)`: runs `CREATE INDEX ASYNC` (job type `INDEX_BUILD`, the
- *   object the new index) or `ALTER TABLE ASYNC … VALIDATE CONSTRAINT` (`VALIDATE_CONSTRAINT`, the object the table)
- *   without ASYNC, records the job, returns its id.
+ * - `dsql_local.run_async_job(sql, job_type, schema, table, failure)`: runs `CREATE INDEX ASYNC` (job type
+ *   `INDEX_BUILD`, the object the new index) or `ALTER TABLE ASYNC … VALIDATE CONSTRAINT` (`VALIDATE_CONSTRAINT`, the
+ *   object the table) without ASYNC, records the job (`failed` with `failure` as its details when that is not
+ *   NULL), returns its id.
  * - `dsql_local.rules`: the backend rules of `rules.ts` (SQLSTATE, message, DSQL's limit), raised by name with
  *   `dsql_local.refuse(rule, detail)`.
  * - The event trigger `dsql_local_rules` (installed when the setup runs as a superuser, which event triggers need):
@@ -109,15 +111,18 @@ END
 $body$;
 
 CREATE OR REPLACE FUNCTION dsql_local.record_job(
-  job_id text, job_type text, class_id oid, object_id oid, object_name text, started timestamptz
+  job_id text, job_type text, class_id oid, object_id oid, object_name text, started timestamptz, failure text
 ) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $body$
   INSERT INTO sys.jobs (job_id, status, details, job_type, class_id, object_id, object_name, start_time, update_time)
-  VALUES (job_id, 'completed', NULL, job_type, class_id, object_id, object_name, started, clock_timestamp())
+  VALUES (job_id, CASE WHEN failure IS NULL THEN 'completed' ELSE 'failed' END, failure, job_type, class_id,
+    object_id, object_name, started, clock_timestamp());
+  UPDATE pg_index SET indisvalid = false
+  WHERE failure IS NOT NULL AND job_type = 'INDEX_BUILD' AND indexrelid = object_id
 $body$;
 
 CREATE OR REPLACE FUNCTION dsql_local.run_async_job(
-  statement_sql text, job_type text, table_schema text, table_name text
+  statement_sql text, job_type text, table_schema text, table_name text, failure text
 ) RETURNS text
 LANGUAGE plpgsql AS $body$
 DECLARE
@@ -134,7 +139,7 @@ BEGIN
     SELECT indexrelid INTO job_object FROM pg_index WHERE indrelid = target AND NOT indexrelid = ANY (existing);
   END IF;
   PERFORM dsql_local.record_job(job, job_type, 'pg_class'::regclass::oid, job_object,
-    (SELECT relname FROM pg_class WHERE oid = job_object), started);
+    (SELECT relname FROM pg_class WHERE oid = job_object), started, failure);
   RETURN job;
 END
 $body$;
@@ -185,11 +190,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog AS $body$
   SELECT oid FROM chain WHERE base = 0
 $body$;
 
--- Column types DSQL refuses: arrays, json, jsonb, money and the other types it only knows at query time.
+-- Column types DSQL refuses: arrays, money and the other types it only knows at query time. (json and jsonb
+-- columns are stored natively since June 2026.)
 CREATE OR REPLACE FUNCTION dsql_local.is_refused_type(type_oid oid) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog AS $body$
   SELECT t.typcategory IN ('A', 'G') OR t.typtype IN ('c', 'e', 'r', 'm')
-    OR t.typname IN ('json', 'jsonb', 'money', 'xml', 'tsvector', 'tsquery')
+    OR t.typname IN ('money', 'xml', 'tsvector', 'tsquery')
+  FROM pg_type t WHERE t.oid = dsql_local.base_type(type_oid)
+$body$;
+
+-- Key types DSQL refuses: the refused column types, and JSON, which a column may hold but a key may not.
+CREATE OR REPLACE FUNCTION dsql_local.is_refused_key_type(type_oid oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog AS $body$
+  SELECT dsql_local.is_refused_type(type_oid) OR t.typname IN ('json', 'jsonb')
   FROM pg_type t WHERE t.oid = dsql_local.base_type(type_oid)
 $body$;
 
@@ -228,7 +241,8 @@ BEGIN
     CALL dsql_local.refuse('key_columns');
   END IF;
   SELECT format_type(dsql_local.base_type(a.atttypid), NULL) INTO refused FROM pg_attribute a
-  WHERE a.attrelid = index_oid AND a.attnum BETWEEN 1 AND ix.indnkeyatts AND dsql_local.is_refused_type(a.atttypid)
+  WHERE a.attrelid = index_oid AND a.attnum BETWEEN 1 AND ix.indnkeyatts
+    AND dsql_local.is_refused_key_type(a.atttypid)
   ORDER BY a.attnum LIMIT 1;
   IF refused IS NOT NULL THEN
     CALL dsql_local.refuse('key_type', refused);
@@ -468,10 +482,10 @@ export const raiseSql = (refusal: Refusal): string =>
 export const takeSnapshotSql = "CALL dsql_local.take_snapshot()"
 
 /** An asynchronous DSQL statement, ASYNC removed, rewritten to a one-row `job_id` query. */
-const asyncJobSql = (sql: string, jobType: string, target: AsyncTarget): string =>
+const asyncJobSql = (sql: string, jobType: string, target: AsyncTarget, failure: string | undefined): string =>
   `SELECT dsql_local.run_async_job(${literal(sql)}, ${literal(jobType)}, ${
     target.schema === undefined ? "NULL" : literal(target.schema)
-  }, ${literal(target.table)}) AS job_id`
+  }, ${literal(target.table)}, ${failure === undefined ? "NULL" : literal(failure)}) AS job_id`
 
 /**
  * Fails with DSQL's refusal when the transaction has modified more than `maxRows` rows.
@@ -494,17 +508,24 @@ export const checkDropColumnsSql = (dropped: DroppedColumns): string =>
 
 /**
  * What runs on the backend instead of a statement PostgreSQL does not know, and the command tag the client gets:
- * `CREATE INDEX ASYNC`, `ALTER TABLE ASYNC … VALIDATE CONSTRAINT` and `AWS IAM GRANT` / `REVOKE`.
+ * `CREATE INDEX ASYNC`, `ALTER TABLE ASYNC … VALIDATE CONSTRAINT` and `AWS IAM GRANT` / `REVOKE`. An asynchronous
+ * job given `jobFailure` is recorded as failed with it as its details.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const backendStatement = (statement: Statement): { readonly sql: string; readonly tag: string } | undefined => {
+export const backendStatement = (
+  statement: Statement,
+  jobFailure?: string
+): { readonly sql: string; readonly tag: string } | undefined => {
   if (statement.asyncIndex !== undefined) {
-    return { sql: asyncJobSql(statement.sql, "INDEX_BUILD", statement.asyncIndex), tag: "CREATE INDEX" }
+    return { sql: asyncJobSql(statement.sql, "INDEX_BUILD", statement.asyncIndex, jobFailure), tag: "CREATE INDEX" }
   }
   if (statement.asyncValidation !== undefined) {
-    return { sql: asyncJobSql(statement.sql, "VALIDATE_CONSTRAINT", statement.asyncValidation), tag: "ALTER TABLE" }
+    return {
+      sql: asyncJobSql(statement.sql, "VALIDATE_CONSTRAINT", statement.asyncValidation, jobFailure),
+      tag: "ALTER TABLE"
+    }
   }
   const mapping = statement.iamMapping
   return mapping === undefined ? undefined : {

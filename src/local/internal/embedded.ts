@@ -21,6 +21,8 @@ import * as Path from "node:path"
 import { DsqlLocalError } from "./error.js"
 import type { OptionalPackage } from "./packages.js"
 import { declaredVersions, loadPackage } from "./packages.js"
+import type { Watchdog } from "./watchdog.js"
+import { startWatchdog } from "./watchdog.js"
 
 /**
  * Paths of the two programs DsqlLocal runs; both live in the `bin` folder of a PostgreSQL installation whose `lib`
@@ -189,14 +191,22 @@ const killGroup = (child: ChildProcess.ChildProcess) =>
  * Runs initdb to the end. Interrupted, it is killed with its whole process group (the bootstrap backend it starts
  * included).
  */
-const initdb = (binaries: Binaries, args: ReadonlyArray<string>, account: Account | undefined) =>
+const initdb = (
+  binaries: Binaries,
+  args: ReadonlyArray<string>,
+  account: Account | undefined,
+  watchdog: Watchdog
+) =>
   Effect.async<void, DsqlLocalError>((resume) => {
     const log = makeLog()
     const child = spawn(binaries.initdb, args, account, true)
+    const pid = child.pid
+    if (pid !== undefined) watchdog.watchGroup(pid)
     child.stdout.on("data", log.add)
     child.stderr.on("data", log.add)
     child.once("error", (cause) => resume(Effect.fail(spawnError(binaries.initdb, cause, account))))
     child.once("close", (code, signal) => {
+      if (pid !== undefined) watchdog.forget(pid)
       if (code === 0) resume(Effect.void)
       else resume(Effect.fail(backendError(`initdb failed (${signal ?? `exit code ${code}`}): ${log.summary()}`)))
     })
@@ -242,7 +252,13 @@ const stopServer = (child: ChildProcess.ChildProcess) =>
 type Outcome = { readonly _tag: "Ready" } | { readonly _tag: "Failed"; readonly error: DsqlLocalError }
 
 /** Starts the server on `port` for the scope's lifetime; fails with `portInUse` set when another process has it. */
-const serve = (binaries: Binaries, args: ReadonlyArray<string>, account: Account | undefined, port: number) =>
+const serve = (
+  binaries: Binaries,
+  args: ReadonlyArray<string>,
+  account: Account | undefined,
+  port: number,
+  watchdog: Watchdog
+) =>
   Effect.gen(function*() {
     const log = makeLog()
     let settle: (outcome: Outcome) => void = () => undefined
@@ -252,19 +268,23 @@ const serve = (binaries: Binaries, args: ReadonlyArray<string>, account: Account
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const child = spawn(binaries.postgres, args, account, false)
+        const pid = child.pid
+        if (pid !== undefined) watchdog.watchServer(pid)
         child.stdout.on("data", log.add)
         child.stderr.on("data", (chunk: Buffer) => {
           log.add(chunk)
           if (log.includes(readyLine)) settle({ _tag: "Ready" })
         })
         child.once("error", (cause) => settle({ _tag: "Failed", error: spawnError(binaries.postgres, cause, account) }))
-        child.once("exit", (code, signal) =>
+        child.once("exit", (code, signal) => {
+          if (pid !== undefined) watchdog.forget(pid)
           settle({
             _tag: "Failed",
             error: backendError(
               `PostgreSQL stopped while starting on port ${port} (${signal ?? `exit code ${code}`}): ${log.summary()}`
             )
-          }))
+          })
+        })
         return child
       }),
       stopServer
@@ -281,11 +301,12 @@ const serve = (binaries: Binaries, args: ReadonlyArray<string>, account: Account
     return child
   })
 
-const workDirectory = (prefix: string, account: Account | undefined) =>
+const workDirectory = (prefix: string, account: Account | undefined, watchdog: Watchdog) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
         const dir = await Fs.mkdtemp(Path.join(Os.tmpdir(), prefix))
+        watchdog.watchDirectory(dir)
         // The server's account must enter it to reach the data directory and the binaries.
         if (account !== undefined) await Fs.chmod(dir, 0o755)
         return dir
@@ -321,7 +342,8 @@ const trustLoopbackHba = [
 
 /**
  * Starts an embedded PostgreSQL in a fresh temporary directory for the scope's lifetime and returns its port; closing
- * the scope stops it and removes the directory, whatever the exit (interruption included). The superuser `postgres`
+ * the scope stops it and removes the directory, whatever the exit (interruption included), and a watchdog does so
+ * within seconds when this process ends without closing the scope (see watchdog.ts). The superuser `postgres`
  * has `password`; the database uses UTF-8 and the C collation, as DSQL does; loopback connections are trusted.
  *
  * @since 0.1.0
@@ -334,19 +356,26 @@ export const acquireEmbedded = (
   Effect.gen(function*() {
     const installed = options.binaries ?? (yield* loadPackage(embeddedPostgresPackage))
     const account = process.getuid?.() === 0 ? yield* systemAccount : undefined
-    const dir = yield* workDirectory(options.dirPrefix, account)
+    // Acquired first, released last: it cleans up whatever this process leaves behind by dying.
+    const watchdog = yield* startWatchdog
+    const dir = yield* workDirectory(options.dirPrefix, account, watchdog)
     const binaries = account === undefined ? installed : yield* reachableBinaries(installed, dir)
     const { dataDir, passwordFile } = yield* prepareDataDirectory(dir, password, account)
-    yield* initdb(binaries, [
-      `--pgdata=${dataDir}`,
-      `--username=${superuser}`,
-      `--pwfile=${passwordFile}`,
-      "--auth=password",
-      "--encoding=UTF8",
-      "--locale=C",
-      // The data directory is thrown away with the scope: no need to wait for it to reach the disk.
-      "--no-sync"
-    ], account).pipe(Effect.ensuring(Effect.promise(() => Fs.rm(passwordFile, { force: true }))))
+    yield* initdb(
+      binaries,
+      [
+        `--pgdata=${dataDir}`,
+        `--username=${superuser}`,
+        `--pwfile=${passwordFile}`,
+        "--auth=password",
+        "--encoding=UTF8",
+        "--locale=C",
+        // The data directory is thrown away with the scope: no need to wait for it to reach the disk.
+        "--no-sync"
+      ],
+      account,
+      watchdog
+    ).pipe(Effect.ensuring(Effect.promise(() => Fs.rm(passwordFile, { force: true }))))
     yield* Effect.tryPromise({
       try: () => Fs.writeFile(Path.join(dataDir, "pg_hba.conf"), trustLoopbackHba),
       catch: (cause) => backendError("cannot write pg_hba.conf", cause)
@@ -355,7 +384,7 @@ export const acquireEmbedded = (
     // Another process may take the free port between our probe and PostgreSQL's bind: try a new one.
     return yield* freePort.pipe(
       Effect.flatMap((port) =>
-        serve(binaries, ["-D", dataDir, "-p", String(port), ...flags], account, port).pipe(Effect.as(port))
+        serve(binaries, ["-D", dataDir, "-p", String(port), ...flags], account, port, watchdog).pipe(Effect.as(port))
       ),
       Effect.retry({
         schedule: Schedule.recurs(startAttempts - 1),

@@ -81,6 +81,7 @@ export const makeConnectionGate = (state: ClusterState): ConnectionGate => {
     if (!takeToken()) return { _tag: "Refused", error: rateExceeded }
     if (open >= state.limits.maxConnections) return { _tag: "Refused", error: tooManyConnections }
     open += 1
+    state.stats.connectionsOpen = open
     let released = false
     return {
       _tag: "Admitted",
@@ -88,6 +89,7 @@ export const makeConnectionGate = (state: ClusterState): ConnectionGate => {
         if (released) return
         released = true
         open -= 1
+        state.stats.connectionsOpen = open
       }
     }
   }

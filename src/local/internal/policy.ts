@@ -1,8 +1,8 @@
 /**
  * The per-session policy between a DSQL client and the PostgreSQL backend: every message after startup passes through
  * it, both ways. It refuses what DSQL refuses, enforces DSQL's transaction rules and limits, turns PostgreSQL's lock
- * waits and serialization failures into DSQL's OCC errors, detects schema conflicts (OC001), injects commit faults and
- * answers `CREATE INDEX ASYNC`.
+ * waits and serialization failures into DSQL's OCC errors, detects schema conflicts (OC001), injects commit and job
+ * faults and answers `CREATE INDEX ASYNC`.
  *
  * How it works: the policy predicts the backend's transaction state as it forwards client messages (so pipelined
  * messages are judged in order), and corrects the prediction from each ReadyForQuery. Anything DSQL refuses is
@@ -97,6 +97,9 @@ const OCC_MESSAGES: Readonly<Record<OccCode, string>> = {
 }
 
 const occRefusal = (code: OccCode): Refusal => ({ code: "40001", message: OCC_MESSAGES[code] })
+
+/** DSQL's answer while automated recovery moves the cluster's work. */
+const unavailable: Refusal = { code: "XX000", message: "server unavailable" }
 
 /** The extended-protocol message each answer completes. */
 const COMPLETES: Readonly<Record<string, Pending["_tag"]>> = {
@@ -419,6 +422,10 @@ class Session {
         this.state.stats.occErrors.OC001++
         return this.refuse(occRefusal("OC001"), statement)
       }
+      if (statement.control !== "commit" && this.state.faults.unavailableStatements > 0) {
+        this.state.faults.unavailableStatements--
+        return this.refuse(unavailable, statement)
+      }
     }
     const refusal = statement.refusal ?? Rules.transactionRefusal(statement, { inBlock, ddl: txn.ddl, dml: txn.dml })
     if (refusal !== undefined) {
@@ -445,7 +452,8 @@ class Session {
   /**
    * The statement between the backend checks it needs: before dropping columns, that none is in the primary key;
    * after DML, the transaction's row count (the triggers of `catalog.ts` count the rows), in the same transaction so
-   * that a statement crossing the limit is undone with it, in autocommit too.
+   * that a statement crossing the limit is undone with it, in autocommit too. An asynchronous job takes the next
+   * injected job failure, if any.
    */
   private runChecked(statement: Statement, extended: boolean): Plan {
     const before = statement.droppedColumns === undefined ? [] : [{
@@ -461,7 +469,13 @@ class Session {
         sent: this.sent(undefined, { hidden: true, releasesTag: true })
       }]
       : []
-    const step = { sql: undefined, sent: this.sent(statement, { holdsTag: after.length > 0 }) }
+    const jobFailure = statement.asyncIndex !== undefined || statement.asyncValidation !== undefined
+      ? this.state.faults.asyncJobFailures.shift()
+      : undefined
+    const step = {
+      sql: jobFailure === undefined ? undefined : Catalog.backendStatement(statement, jobFailure)?.sql,
+      sent: this.sent(statement, { holdsTag: after.length > 0 })
+    }
     return { steps: [...before, step, ...after], stops: false }
   }
 
@@ -501,6 +515,7 @@ class Session {
       return plan
     }
     this.state.stats.commitsFailedByFault++
+    if (fault === "XX000") return this.abandon(unavailable)
     this.state.stats.occErrors[fault]++
     return this.abandon(occRefusal(fault))
   }

@@ -6,6 +6,8 @@
  */
 
 export type OccCode = "OC000" | "OC001"
+/** How an injected COMMIT failure answers: an OCC conflict (rolled back), or XX000 (outcome unknown to the client). */
+export type CommitFault = OccCode | "XX000"
 export type TlsMode = "direct" | "sslrequest"
 
 /** Why a token was refused; counted in `stats.tokensRejected`. */
@@ -21,6 +23,8 @@ export type TokenRejection =
   | "wrong-host"
 
 export interface Stats {
+  /** Connections admitted and not yet closed: a gauge, which `resetStats` leaves as it is. */
+  connectionsOpen: number
   connectionsAccepted: number
   connectionsRefused: number
   connectionsClosedByAge: number
@@ -48,15 +52,19 @@ export interface Limits {
 
 export interface Faults {
   /** Commits still to fail, in order. */
-  commitFailures: Array<OccCode>
+  commitFailures: Array<CommitFault>
   /** Share (0..1) of all other commits to fail, and with which code. */
   commitFailureShare: { share: number; code: OccCode }
   /** Queries still to answer by dropping the connection. */
   dropQueries: number
+  /** Statements inside a transaction block still to answer with XX000 server unavailable. */
+  unavailableStatements: number
   /** New connections are closed at once until this time (epoch ms). */
   refuseConnectionsUntil: number
   /** Added to every packet, each way. */
   latencyMillis: number
+  /** Asynchronous jobs still to record as failed, in order: the details of each. */
+  asyncJobFailures: Array<string>
 }
 
 export interface ClusterState {
@@ -81,6 +89,7 @@ export const defaultLimits: Limits = {
 }
 
 export const emptyStats = (): Stats => ({
+  connectionsOpen: 0,
   connectionsAccepted: 0,
   connectionsRefused: 0,
   connectionsClosedByAge: 0,
@@ -108,8 +117,10 @@ export const noFaults = (): Faults => ({
   commitFailures: [],
   commitFailureShare: { share: 0, code: "OC000" },
   dropQueries: 0,
+  unavailableStatements: 0,
   refuseConnectionsUntil: 0,
-  latencyMillis: 0
+  latencyMillis: 0,
+  asyncJobFailures: []
 })
 
 export const makeClusterState = (limits: Partial<Limits> = {}): ClusterState => ({
@@ -122,7 +133,7 @@ export const makeClusterState = (limits: Partial<Limits> = {}): ClusterState => 
 })
 
 /** Decides whether the commit about to run fails by injection, consuming a queued failure first. */
-export const takeCommitFault = (state: ClusterState): OccCode | undefined => {
+export const takeCommitFault = (state: ClusterState): CommitFault | undefined => {
   const queued = state.faults.commitFailures.shift()
   if (queued !== undefined) return queued
   const { code, share } = state.faults.commitFailureShare
