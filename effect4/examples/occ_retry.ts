@@ -5,7 +5,7 @@
  *
  * Run: `npm run example -w effect4 -- occ_retry`.
  */
-import { Console, Effect, Random, Ref } from "effect"
+import { Array as Arr, Console, Effect, Random, Ref } from "effect"
 import { DsqlClient, OccRetry } from "effect-dsql"
 import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
@@ -21,8 +21,9 @@ export const program = Effect.gen(function*() {
   yield* OccRetry.execWithRetry(
     sql`CREATE TABLE IF NOT EXISTS example_account (id uuid PRIMARY KEY, balance int NOT NULL)`
   )
-  const ids = Array.from({ length: accounts }, () => randomUUID())
-  yield* sql`INSERT INTO example_account ${sql.insert(ids.map((id) => ({ id, balance: initialBalance })))}`.pipe(
+  // Non-empty arrays (`Arr.makeBy`, `Arr.map`): a multi-row `sql.insert` wants at least one row.
+  const ids = Arr.makeBy(accounts, () => randomUUID())
+  yield* sql`INSERT INTO example_account ${sql.insert(Arr.map(ids, (id) => ({ id, balance: initialBalance })))}`.pipe(
     OccRetry.withOccRetry()
   )
   yield* Console.log(
