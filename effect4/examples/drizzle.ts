@@ -18,8 +18,8 @@ import { EffectDrizzleQueryError } from "drizzle-orm/effect-core"
 import * as PgDrizzle from "drizzle-orm/effect-postgres"
 import { integer, pgTable, text, uuid } from "drizzle-orm/pg-core"
 import { Cause, Console, Effect, Option, Random } from "effect"
-import { SqlError } from "effect/sql/SqlError"
 import { DsqlClient, OccRetry } from "effect-dsql"
+import { SqlError } from "effect/sql/SqlError"
 import { runMainIfScript } from "./internal/runMain.js"
 
 /** The typed schema. */
