@@ -5,11 +5,15 @@ import { assert, describe, layer } from "@effect/vitest"
 import { sql } from "drizzle-orm"
 import { EffectDrizzleQueryError } from "drizzle-orm/effect-core"
 import * as PgDrizzle from "drizzle-orm/effect-postgres"
+import { migrate } from "drizzle-orm/effect-postgres/migrator"
 import { pgTable, text, uuid } from "drizzle-orm/pg-core"
 import { Cause, ConfigProvider, Effect, Exit, Layer } from "effect"
 import { DsqlClient, OccRetry, TokenSigner } from "effect-dsql"
 import { SqlClient } from "effect/sql"
 import { SqlError } from "effect/sql/SqlError"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { program, unwrapQueryError } from "../../examples/drizzle.js"
 import * as DsqlLocal from "../utils/dsqlLocal.js"
 import { logOf, withEnv } from "./run.js"
@@ -140,6 +144,30 @@ describe("examples/drizzle", () => {
         })
         const serial = yield* failureOf(db.execute(sql`CREATE TABLE drizzle_test_c (id SERIAL PRIMARY KEY)`))
         assert.deepStrictEqual(sqlStateOf(serial), { code: "42704", message: "type \"serial\" does not exist" })
+      }))
+
+    it.effect("DSQL refuses Drizzle's migrator (serial journal) and SET TRANSACTION from a transaction config", () =>
+      Effect.gen(function*() {
+        const db = yield* setup
+        const folder = yield* Effect.acquireRelease(
+          Effect.sync(() => mkdtempSync(join(tmpdir(), "drizzle-migrations-"))),
+          (folder) => Effect.sync(() => rmSync(folder, { recursive: true, force: true }))
+        )
+        mkdirSync(join(folder, "20260101000000_init"))
+        writeFileSync(
+          join(folder, "20260101000000_init", "migration.sql"),
+          "CREATE TABLE drizzle_test_migrated (id uuid PRIMARY KEY)"
+        )
+        const migrating = yield* failureOf(migrate(db, { migrationsFolder: folder }))
+        assert.deepStrictEqual(sqlStateOf(migrating), { code: "42704", message: "type \"serial\" does not exist" })
+
+        const configured = yield* failureOf(
+          db.transaction((tx) => tx.select().from(note), { isolationLevel: "repeatable read" })
+        )
+        assert.deepStrictEqual(sqlStateOf(configured), {
+          code: "0A000",
+          message: "setting configuration parameter \"TRANSACTION\" not supported"
+        })
       }))
   })
 })
