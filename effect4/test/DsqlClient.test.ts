@@ -11,8 +11,10 @@ import { TestClock } from "effect/testing"
 import * as DsqlClient from "../src/DsqlClient.js"
 import * as DsqlConfig from "../src/DsqlConfig.js"
 import { connectRetryDelayMillis, jitteredLifetimeMillis } from "../src/internal/client.js"
+import * as OccRetry from "../src/OccRetry.js"
 import * as TokenSigner from "../src/TokenSigner.js"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
+import { withEnv } from "./utils/env.js"
 
 type Server = DsqlLocal.DsqlLocal["Service"]
 
@@ -169,7 +171,8 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
             sign: (request) => Effect.andThen(Effect.sync(() => attempts++), signer.sign(request))
           }))
       ).pipe(Layer.provide(signerFor(server)))
-      const sql = yield* open(server, { maxConnections: 2, connectTimeout: "20 seconds" }, counting)
+      // on the live clock: the pool's connect timeouts must be able to fire
+      const sql = yield* TestClock.withLive(open(server, { maxConnections: 2, connectTimeout: "20 seconds" }, counting))
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       const holder = yield* Effect.forkScoped(sql.withTransaction(
@@ -227,6 +230,25 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.include(rolledBack.message, "COMMIT was answered with ROLLBACK")
       const rows = yield* sql<{ id: number }>`SELECT id FROM ${sql(table)} ORDER BY id`
       assert.deepStrictEqual(rows, [{ id: 1 }])
+    }))
+
+  it.effect("keeps the SQLSTATE where OccRetry reads it: withOccRetry retries a COMMIT conflict to one commit", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server)
+      const table = yield* freshTable(sql)
+      let attempts = 0
+      server.faults.failNextCommits(2, "OC000")
+      yield* Effect.suspend(() => {
+        attempts++
+        return sql`INSERT INTO ${sql(table)} VALUES (1, 'once')`
+      }).pipe(
+        OccRetry.withOccRetry({ baseDelay: "1 millis" }),
+        Effect.provideService(SqlClient.SqlClient, sql),
+        TestClock.withLive
+      )
+      assert.strictEqual(attempts, 3)
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)}`, [{ id: 1 }])
     }))
 
   it.effect("joins a nested transaction to its own client's outer one, never sending SAVEPOINT", () =>
@@ -290,14 +312,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
         AWS_SESSION_TOKEN: undefined,
         AWS_PROFILE: undefined
       }
-      yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]))
-          setEnv(vars)
-          return saved
-        }),
-        (saved) => Effect.sync(() => setEnv(saved))
-      )
+      yield* withEnv(vars)
       const select = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`)
       const live = DsqlClient.layer.pipe(
         Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: server.env })))
@@ -314,10 +329,3 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.strictEqual((yield* stats).connectionsAccepted - before, 1)
     }))
 })
-
-const setEnv = (vars: Record<string, string | undefined>) => {
-  for (const [name, value] of Object.entries(vars)) {
-    if (value === undefined) delete process.env[name]
-    else process.env[name] = value
-  }
-}

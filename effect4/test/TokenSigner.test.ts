@@ -7,6 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { inspect } from "node:util"
 import * as TokenSigner from "../src/TokenSigner.js"
+import { withEnv } from "./utils/env.js"
 
 const HOST = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
 const REGION = "us-east-1"
@@ -311,23 +312,9 @@ const awsConfigFiles = (config: (dir: string) => string) =>
       AWS_SECRET_ACCESS_KEY: undefined,
       AWS_SESSION_TOKEN: undefined
     }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]))
-        setEnv(vars)
-        return saved
-      }),
-      (saved) => Effect.sync(() => setEnv(saved))
-    )
+    yield* withEnv(vars)
     return dir
   })
-
-const setEnv = (vars: Record<string, string | undefined>) => {
-  for (const [name, value] of Object.entries(vars)) {
-    if (value === undefined) delete process.env[name]
-    else process.env[name] = value
-  }
-}
 
 /** A profile whose `credential_process` prints fixed keys and counts its runs in a file. */
 const countingProcessProfile = (profile: string) =>

@@ -237,6 +237,9 @@ export const make = Effect.fnUntraced(function*(
     maxConnections: config.maxConnections,
     minConnections: config.minConnections,
     idleTimeout: config.idleTimeout,
+    // a checkout, waiting for a pooled connection included, is bounded as a connect is (pg-pool's
+    // connectionTimeoutMillis in the Effect 3 line)
+    acquireTimeout: config.connectTimeout,
     // the pool's own bound counts from the connect; the jittered one below counts from the first checkout
     connectionTTL: config.maxConnectionLifetime
   })
