@@ -51,8 +51,9 @@ export const make = Effect.fn("DsqlClient.make")(function*(
   config: DsqlConfig.DsqlConfig,
   options: ClientOptions = {}
 ) {
+  const signer = yield* TokenSigner.TokenSigner
   const pool = yield* Effect.acquireRelease(
-    makePool(config, { types: options.types }),
+    makePool(config, signer, { types: options.types }),
     (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption("5 seconds"))
   )
   yield* Effect.tryPromise({

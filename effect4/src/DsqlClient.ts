@@ -60,25 +60,27 @@ export const make: (
 
 type Services = PgClient.PgClient | SqlClient.SqlClient
 
-const fromConfigWithSigner = (
-  config: Effect.Effect<DsqlConfig.DsqlConfig, Config.ConfigError>,
-  options?: ClientOptions
-): Layer.Layer<Services, Config.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  PgClient.layerFrom(Effect.flatMap(config, (resolved) => make(resolved, options)))
-
 const signerFor = (config: DsqlConfig.DsqlConfig) =>
   TokenSigner.layerFromChain({ profile: Option.getOrUndefined(config.profile) })
+
+/**
+ * Runs `effect` with the `TokenSigner` in context when one was provided (a layer provided once is shared by
+ * everything under it), otherwise with a default-chain signer of its own, built in the current scope.
+ */
+const withSigner = <A, E, R>(
+  config: DsqlConfig.DsqlConfig,
+  effect: Effect.Effect<A, E, R | TokenSigner.TokenSigner>
+): Effect.Effect<A, E, Exclude<R, TokenSigner.TokenSigner> | Scope.Scope> =>
+  Effect.flatMap(Effect.serviceOption(TokenSigner.TokenSigner), (provided) =>
+    Option.isSome(provided)
+      ? Effect.provideService(effect, TokenSigner.TokenSigner, provided.value)
+      : Effect.flatMap(Layer.build(signerFor(config)), (signer) => Effect.provide(effect, signer)))
 
 const fromConfig = (
   config: Effect.Effect<DsqlConfig.DsqlConfig, Config.ConfigError>,
   options?: ClientOptions
 ): Layer.Layer<Services, Config.ConfigError | SqlError> =>
-  Layer.unwrap(
-    Effect.map(
-      config,
-      (resolved) => fromConfigWithSigner(Effect.succeed(resolved), options).pipe(Layer.provide(signerFor(resolved)))
-    )
-  )
+  PgClient.layerFrom(Effect.flatMap(config, (resolved) => withSigner(resolved, make(resolved, options))))
 
 const fromEnvironment: Effect.Effect<DsqlConfig.DsqlConfig, Config.ConfigError> = Effect.gen(function*() {
   return yield* DsqlConfig.config
@@ -113,7 +115,9 @@ const resolveUrl = (url: string, overrides?: Omit<DsqlConfig.Options, "url" | "h
 
 /**
  * The client configured from the environment (`DSQL_HOST` or `DSQL_URL`, … — see `DsqlConfig.config`), with
- * credentials from the default AWS chain or `DSQL_PROFILE`. Provides `SqlClient` and `PgClient`.
+ * credentials from the default AWS chain or `DSQL_PROFILE`. Provides `SqlClient` and `PgClient`. Every layer of this
+ * module signs with the `TokenSigner` it is given when one is provided to it (`TokenSigner.layerStatic`,
+ * `layerFromProvider`, a chain shared by several clients), and otherwise with a default-chain signer of its own.
  *
  * @example
  * ```ts
@@ -133,15 +137,6 @@ const resolveUrl = (url: string, overrides?: Omit<DsqlConfig.Options, "url" | "h
  * @category layers
  */
 export const layer: Layer.Layer<Services, Config.ConfigError | SqlError> = fromConfig(fromEnvironment)
-
-/**
- * `layer` with the `TokenSigner` left to you (e.g. `TokenSigner.layerStatic` or `layerFromProvider`).
- *
- * @since 2.0.0
- * @category layers
- */
-export const layerWithSigner: Layer.Layer<Services, Config.ConfigError | SqlError, TokenSigner.TokenSigner> =
-  fromConfigWithSigner(fromEnvironment)
 
 /**
  * The client from explicit options, each a plain value or a `Config`, and @effect/sql-pg's `ClientOptions`.
@@ -166,18 +161,6 @@ export const layerConfig = (
 ): Layer.Layer<Services, Config.ConfigError | SqlError> => fromConfig(resolveInput(input), options)
 
 /**
- * `layerConfig` with the `TokenSigner` left to you.
- *
- * @since 2.0.0
- * @category layers
- */
-export const layerConfigWithSigner = (
-  input: ConfigInput,
-  options?: ClientOptions
-): Layer.Layer<Services, Config.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  fromConfigWithSigner(resolveInput(input), options)
-
-/**
  * The client from a connection string: `dsql://admin@<cluster>.dsql.us-east-1.on.aws/postgres`,
  * `postgres://…?region=…&profile=…&tokenDurationSecs=…`.
  *
@@ -189,19 +172,6 @@ export const layerFromUrl = (
   overrides?: Omit<DsqlConfig.Options, "url" | "host">,
   options?: ClientOptions
 ): Layer.Layer<Services, Config.ConfigError | SqlError> => fromConfig(resolveUrl(url, overrides), options)
-
-/**
- * `layerFromUrl` with the `TokenSigner` left to you.
- *
- * @since 2.0.0
- * @category layers
- */
-export const layerFromUrlWithSigner = (
-  url: string,
-  overrides?: Omit<DsqlConfig.Options, "url" | "host">,
-  options?: ClientOptions
-): Layer.Layer<Services, Config.ConfigError | SqlError, TokenSigner.TokenSigner> =>
-  fromConfigWithSigner(resolveUrl(url, overrides), options)
 
 /**
  * Options for `connect`: those of `layerConfig` but the pool sizes.
@@ -218,20 +188,10 @@ const oneConnection = (input: ConnectInput) =>
   )
 
 /**
- * One connection for scripts, with the same token and TLS rules as the pool, signed by the `TokenSigner` in context.
- * Closed when the scope closes; replaced transparently when it reaches its lifetime.
- *
- * @since 2.0.0
- * @category constructors
- */
-export const connectWithSigner = (
-  input: ConnectInput,
-  options?: ClientOptions
-): Effect.Effect<Client, Config.ConfigError | SqlError, Scope.Scope | TokenSigner.TokenSigner> =>
-  Effect.flatMap(oneConnection(input), (config) => make(config, options)).pipe(Effect.provide(Reactivity.layer))
-
-/**
- * `connectWithSigner` with credentials from the default AWS chain, or the configured profile.
+ * One connection for scripts, with the same token and TLS rules as the pool, closed when the scope closes and
+ * replaced transparently when it reaches its lifetime. Signs with the `TokenSigner` in context when there is one (so
+ * connecting per request reuses one credential cache), otherwise with the default AWS chain or the configured
+ * profile.
  *
  * @example
  * ```ts
@@ -251,7 +211,7 @@ export const connect = (
   input: ConnectInput,
   options?: ClientOptions
 ): Effect.Effect<Client, Config.ConfigError | SqlError, Scope.Scope> =>
-  Effect.flatMap(oneConnection(input), (config) =>
-    make(config, options).pipe(
-      Effect.provide(Layer.merge(Reactivity.layer, signerFor(config)))
-    ))
+  Effect.flatMap(
+    oneConnection(input),
+    (config) => withSigner(config, make(config, options)).pipe(Effect.provide(Reactivity.layer))
+  )

@@ -12,11 +12,16 @@
 export * as DsqlConfig from "./DsqlConfig.js"
 
 /**
+ * IAM authentication tokens, signed with `@aws-sdk/dsql-signer` over credentials resolved once per layer.
+ *
  * @since 2.0.0
  */
 export * as TokenSigner from "./TokenSigner.js"
 
 /**
+ * The scoped `SqlClient` and `PgClient` on `@effect/sql-pg` 4: a token per connection, verify-full TLS, DSQL-correct
+ * transactions.
+ *
  * @since 2.0.0
  */
 export * as DsqlClient from "./DsqlClient.js"
@@ -27,3 +32,10 @@ export * as DsqlClient from "./DsqlClient.js"
  * @since 2.0.0
  */
 export * as OccRetry from "./OccRetry.js"
+
+/**
+ * The retry combinator and its error classes, also at the top level as in the Effect 3 line.
+ *
+ * @since 2.0.0
+ */
+export { CommitOutcomeUnknown, OccConflict, TransientError, withOccRetry } from "./OccRetry.js"

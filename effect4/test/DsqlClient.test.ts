@@ -18,6 +18,14 @@ import { withEnv } from "./utils/env.js"
 
 type Server = DsqlLocal.DsqlLocal["Service"]
 
+/** Environment credentials DsqlLocal does not accept. */
+const refusedKeys: Record<string, string | undefined> = {
+  AWS_ACCESS_KEY_ID: "AKIAREFUSEDBYDSQLLOC",
+  AWS_SECRET_ACCESS_KEY: "refused-by-dsql-local",
+  AWS_SESSION_TOKEN: undefined,
+  AWS_PROFILE: undefined
+}
+
 const signerFor = (server: Server) =>
   TokenSigner.layerStatic({
     accessKeyId: server.credentials.accessKeyId,
@@ -288,15 +296,17 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.deepStrictEqual(yield* ours<{ id: number }>`SELECT id FROM ${ours(table)}`, [{ id: 1 }])
     }))
 
-  it.effect("layerWithSigner reads the environment; layerFromUrlWithSigner a connection string", () =>
+  it.effect("layer reads the environment, layerFromUrl a connection string, each signing with the signer provided", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal
+      // keys the server refuses: a client that built a chain of its own instead of using the signer would fail
+      yield* withEnv(refusedKeys)
       const select = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`)
-      const fromEnv = DsqlClient.layerWithSigner.pipe(
+      const fromEnv = DsqlClient.layer.pipe(
         Layer.provide(Layer.merge(signerFor(server), ConfigProvider.layer(ConfigProvider.fromEnv({ env: server.env }))))
       )
       assert.deepStrictEqual(yield* Effect.provide(select, fromEnv), [{ one: 1 }])
-      const fromUrl = DsqlClient.layerFromUrlWithSigner(
+      const fromUrl = DsqlClient.layerFromUrl(
         `dsql://admin@${server.hostname}:${server.port}/postgres?region=${server.region}`,
         { hostAddress: server.address, caPem: server.ca }
       ).pipe(Layer.provide(signerFor(server)))
@@ -320,11 +330,12 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.deepStrictEqual(yield* Effect.provide(select, live), [{ one: 1 }])
     }))
 
-  it.effect("connectWithSigner opens exactly one connection", () =>
+  it.effect("connect opens exactly one connection, signing with the signer provided", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal
+      yield* withEnv(refusedKeys)
       const before = (yield* stats).connectionsAccepted
-      const sql = yield* DsqlClient.connectWithSigner(optionsFor(server)).pipe(Effect.provide(signerFor(server)))
+      const sql = yield* DsqlClient.connect(optionsFor(server)).pipe(Effect.provide(signerFor(server)))
       yield* Effect.all([sql`SELECT 1`, sql`SELECT 2`, sql`SELECT 3`], { concurrency: "unbounded" })
       assert.strictEqual((yield* stats).connectionsAccepted - before, 1)
     }))
