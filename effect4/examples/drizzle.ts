@@ -18,7 +18,7 @@ import { EffectDrizzleQueryError } from "drizzle-orm/effect-core"
 import * as PgDrizzle from "drizzle-orm/effect-postgres"
 import { integer, pgTable, text, uuid } from "drizzle-orm/pg-core"
 import { Cause, Console, Effect, Option, Random } from "effect"
-import { DsqlClient, OccRetry } from "effect-dsql"
+import { DsqlClient, OccRetry, withOccRetry } from "effect-dsql"
 import { SqlError } from "effect/sql/SqlError"
 import { runMainIfScript } from "./internal/runMain.js"
 
@@ -63,7 +63,7 @@ export const program = Effect.gen(function*() {
 
   yield* OccRetry.execWithRetry(unwrapQueryError(db.execute(createAccountTable)))
   const accounts = yield* db.insert(account).values(owners.map((owner) => ({ owner, balance: initialBalance })))
-    .returning({ id: account.id, owner: account.owner }).pipe(unwrapQueryError, OccRetry.withOccRetry())
+    .returning({ id: account.id, owner: account.owner }).pipe(unwrapQueryError, withOccRetry())
   const ids = accounts.map((row) => row.id)
   yield* Console.log(`drizzle: ${accounts.length} accounts of ${initialBalance} inserted (${owners.join(", ")})`)
 
@@ -76,7 +76,7 @@ export const program = Effect.gen(function*() {
           nested.update(account).set({ balance: sql`${account.balance} + ${amount}` }).where(eq(account.id, to))
         )
       })
-    ).pipe(unwrapQueryError, OccRetry.withOccRetry())
+    ).pipe(unwrapQueryError, withOccRetry())
 
   const randomTransfer = Effect.gen(function*() {
     const from = yield* Random.nextIntBetween(0, ids.length, { halfOpen: true })

@@ -6,7 +6,7 @@
  * Run: `npm run example -w effect4 -- occ_retry`.
  */
 import { Array as Arr, Console, Effect, Random, Ref } from "effect"
-import { DsqlClient, OccRetry } from "effect-dsql"
+import { DsqlClient, OccRetry, withOccRetry } from "effect-dsql"
 import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
 import { runMainIfScript } from "./internal/runMain.js"
@@ -24,7 +24,7 @@ export const program = Effect.gen(function*() {
   // Non-empty arrays (`Arr.makeBy`, `Arr.map`): a multi-row `sql.insert` wants at least one row.
   const ids = Arr.makeBy(accounts, () => randomUUID())
   yield* sql`INSERT INTO example_account ${sql.insert(Arr.map(ids, (id) => ({ id, balance: initialBalance })))}`.pipe(
-    OccRetry.withOccRetry()
+    withOccRetry()
   )
   yield* Console.log(
     `occ_retry: ${accounts} accounts of ${initialBalance}, ${transfers} transfers from ${fibers} fibers`
@@ -39,7 +39,7 @@ export const program = Effect.gen(function*() {
       yield* Ref.update(attempts, (n) => n + 1)
       yield* sql`UPDATE example_account SET balance = balance - ${amount} WHERE id = ${from}`
       yield* sql`UPDATE example_account SET balance = balance + ${amount} WHERE id = ${to}`
-    }).pipe(OccRetry.withOccRetry({ maxRetries: 20 }))
+    }).pipe(withOccRetry({ maxRetries: 20 }))
 
   const randomTransfer = Effect.gen(function*() {
     const from = yield* Random.nextIntBetween(0, accounts, { halfOpen: true })

@@ -2,7 +2,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { program } from "../../examples/connection_string.js"
 import * as DsqlLocal from "../utils/dsqlLocal.js"
-import { logOf, withEnv } from "./run.js"
+import { inEnv, logOf } from "./run.js"
 
 describe("examples/connection_string", () => {
   layer(DsqlLocal.layer(), { excludeTestServices: true })((it) => {
@@ -10,7 +10,7 @@ describe("examples/connection_string", () => {
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const before = server.stats()
-        const lines = yield* withEnv(server.env, logOf(program))
+        const lines = yield* inEnv(server.env, logOf(program))
         const after = server.stats()
         assert.deepStrictEqual(lines, [
           `connection_string: dsql://admin@${server.hostname}/postgres → Hello, DSQL! (as admin)`,

@@ -16,12 +16,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { program, unwrapQueryError } from "../../examples/drizzle.js"
 import * as DsqlLocal from "../utils/dsqlLocal.js"
-import { logOf, withEnv } from "./run.js"
+import { inEnv, logOf } from "./run.js"
 
 /** DsqlClient for the running DsqlLocal, configured by its env, signing with its credentials. */
 const client = Layer.unwrap(Effect.gen(function*() {
   const server = yield* DsqlLocal.DsqlLocal
-  return DsqlClient.layerWithSigner.pipe(
+  return DsqlClient.layer.pipe(
     Layer.provide(Layer.merge(
       TokenSigner.layerStatic(server.credentials),
       ConfigProvider.layer(ConfigProvider.fromEnv({ env: server.env }))
@@ -62,7 +62,7 @@ describe("examples/drizzle", () => {
           const check = yield* SqlClient.SqlClient
           server.faults.failCommitShare(0.2)
           const before = server.stats()
-          const run = withEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer))))
+          const run = inEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer))))
           // Twice: the example must be safe to run again against the same cluster.
           const runs = yield* Effect.all([run, run]).pipe(Effect.ensuring(Effect.sync(() => server.faults.reset())))
           const after = server.stats()

@@ -4,7 +4,7 @@ import { DsqlClient } from "effect-dsql"
 import { SqlClient } from "effect/sql"
 import { program } from "../../examples/example_preferred.js"
 import * as DsqlLocal from "../utils/dsqlLocal.js"
-import { logOf, withEnv } from "./run.js"
+import { inEnv, logOf } from "./run.js"
 
 describe("examples/example_preferred", () => {
   layer(Layer.provideMerge(DsqlLocal.pgClient, DsqlLocal.layer()), { excludeTestServices: true })((it) => {
@@ -12,7 +12,7 @@ describe("examples/example_preferred", () => {
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const check = yield* SqlClient.SqlClient
-        const run = withEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer))))
+        const run = inEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer))))
         // Twice: the example must be safe to run again against the same cluster.
         for (const lines of [yield* run, yield* run]) {
           assert.strictEqual(lines.length, 4)

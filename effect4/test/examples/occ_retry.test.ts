@@ -4,7 +4,7 @@ import { DsqlClient } from "effect-dsql"
 import { SqlClient } from "effect/sql"
 import { program } from "../../examples/occ_retry.js"
 import * as DsqlLocal from "../utils/dsqlLocal.js"
-import { logOf, withEnv } from "./run.js"
+import { inEnv, logOf } from "./run.js"
 
 describe("examples/occ_retry", () => {
   layer(Layer.provideMerge(DsqlLocal.pgClient, DsqlLocal.layer()), { excludeTestServices: true })((it) => {
@@ -17,7 +17,7 @@ describe("examples/occ_retry", () => {
           // Besides the real write conflicts on the hot accounts, fail a share of commits so conflicts are certain.
           yield* Effect.sync(() => server.faults.failCommitShare(0.1))
           const before = yield* Effect.sync(() => server.stats())
-          const lines = yield* withEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer)))).pipe(
+          const lines = yield* inEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer)))).pipe(
             Effect.ensuring(Effect.sync(() => server.faults.reset()))
           )
           const after = yield* Effect.sync(() => server.stats())

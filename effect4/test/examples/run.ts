@@ -3,27 +3,14 @@
  * what it printed through `Console.log` captured.
  */
 import { Console, Effect } from "effect"
+import { withEnv } from "../utils/env.js"
 
 /**
  * Runs `effect` with `env` merged into `process.env` (read by `DsqlClient.layer`'s config and by the AWS credential
  * chain alike), restoring the previous values afterwards. Each test file runs in its own process (`pool: "forks"`).
  */
-export const withEnv = <A, E, R>(env: Readonly<Record<string, string>>, effect: Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => {
-      const previous = Object.fromEntries(Object.keys(env).map((key) => [key, process.env[key]]))
-      Object.assign(process.env, env)
-      return previous
-    }),
-    () => effect,
-    (previous) =>
-      Effect.sync(() => {
-        for (const [key, value] of Object.entries(previous)) {
-          if (value === undefined) delete process.env[key]
-          else process.env[key] = value
-        }
-      })
-  )
+export const inEnv = <A, E, R>(env: Readonly<Record<string, string>>, effect: Effect.Effect<A, E, R>) =>
+  Effect.scoped(Effect.andThen(withEnv(env), effect))
 
 /** The lines `effect` logged through `Console.log`, instead of writing them to stdout. */
 export const logOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>

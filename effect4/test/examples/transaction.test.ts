@@ -4,7 +4,7 @@ import { DsqlClient } from "effect-dsql"
 import { SqlClient } from "effect/sql"
 import { program } from "../../examples/transaction.js"
 import * as DsqlLocal from "../utils/dsqlLocal.js"
-import { logOf, withEnv } from "./run.js"
+import { inEnv, logOf } from "./run.js"
 
 const uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -14,7 +14,7 @@ describe("examples/transaction", () => {
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const check = yield* SqlClient.SqlClient
-        const lines = yield* withEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer))))
+        const lines = yield* inEnv(server.env, logOf(program.pipe(Effect.provide(DsqlClient.layer))))
         assert.strictEqual(lines.length, 3)
         const committed = new RegExp(`^transaction: order (${uuid}) committed: 1 order row, stock now 0$`).exec(
           lines[0]
