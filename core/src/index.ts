@@ -46,3 +46,17 @@ export * as Backoff from "./Backoff.js"
  * @since 0.1.0
  */
 export * as Token from "./Token.js"
+
+/**
+ * The bounded walk along an error's `cause` chain.
+ *
+ * @since 0.1.0
+ */
+export * as Causes from "./Causes.js"
+
+/**
+ * Errors in words: what a failed connection attempt says to a user.
+ *
+ * @since 0.1.0
+ */
+export * as Diagnostics from "./Diagnostics.js"

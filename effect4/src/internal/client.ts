@@ -278,7 +278,7 @@ export const make = Effect.fnUntraced(function*(
     checkout: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>
   ): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> => {
     const attempt = inChildScope(checkout).pipe(
-      Effect.mapError((error) => withDsqlMessage(error, `could not connect to ${config.host}`)),
+      Effect.mapError((error) => withDsqlMessage(error, `could not connect to ${config.host}`, config.hostInput)),
       Effect.catchDefect((defect) =>
         isTokenSignerError(defect) ? Effect.fail(signingFailed(config.host, defect)) : Effect.die(defect)
       )

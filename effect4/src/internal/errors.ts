@@ -5,37 +5,12 @@
  *
  * @internal
  */
-import { SqlState } from "@effect-dsql/core"
+import { Diagnostics, SqlState } from "@effect-dsql/core"
 import { SqlError } from "effect/sql/SqlError"
 
 interface ErrorLike {
-  readonly message?: unknown
   readonly code?: unknown
-  readonly hint?: unknown
-  readonly cause?: unknown
 }
-
-const tlsCodes: Readonly<Record<string, string>> = {
-  ERR_TLS_CERT_ALTNAME_INVALID: "the server certificate does not match the host name",
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "the server certificate is not signed by a trusted CA",
-  SELF_SIGNED_CERT_IN_CHAIN: "the server certificate chains to an untrusted CA",
-  DEPTH_ZERO_SELF_SIGNED_CERT: "the server certificate is self-signed",
-  CERT_HAS_EXPIRED: "the server certificate has expired",
-  CERT_NOT_YET_VALID: "the server certificate is not yet valid"
-}
-
-const networkCodes: Readonly<Record<string, string>> = {
-  ECONNREFUSED: "connection refused: is the endpoint reachable on that port?",
-  ENOTFOUND: "host name not found: check DSQL_HOST",
-  ETIMEDOUT: "connection timed out",
-  ECONNRESET: "connection reset by the server"
-}
-
-/** Longest server text quoted: the message and hint come from the server, which may send megabytes of them. */
-const maxQuoted = 1_000
-
-const clip = (text: string): string =>
-  text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} characters in all)`
 
 /** The SQLSTATE a driver error carries, if any. */
 export const sqlStateOf = (error: SqlError): string | undefined => {
@@ -43,32 +18,23 @@ export const sqlStateOf = (error: SqlError): string | undefined => {
   return SqlState.isSqlState(code) ? code : undefined
 }
 
-/** What went wrong, from the driver's cause: the server's message and SQLSTATE, or the TLS or socket error. */
-export const describeCause = (cause: unknown): string | undefined => {
-  if (typeof cause !== "object" || cause === null) return undefined
-  const e = cause as ErrorLike
-  const code = typeof e.code === "string" ? e.code : undefined
-  const message = typeof e.message === "string" && e.message.length > 0 ? clip(e.message) : undefined
-  if (code !== undefined && code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
-  if (code !== undefined && code in networkCodes) return networkCodes[code]!
-  if (SqlState.isSqlState(code)) {
-    const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
-    return `${message ?? "error"} (SQLSTATE ${code})${hint}`
-  }
-  const inner = e.cause !== cause ? describeCause(e.cause) : undefined
-  if (inner === undefined) return message
-  return message === undefined || message.includes(inner) ? inner : `${message}: ${inner}`
-}
+/**
+ * What went wrong, from the driver's cause, in the words both lines use (the server's message and SQLSTATE, or the
+ * TLS or socket error, along a bounded walk of its chain); nothing when there is no cause to read.
+ */
+export const describeCause = (cause: unknown, hostInput?: string): string | undefined =>
+  typeof cause === "object" && cause !== null ? Diagnostics.describeError(cause, hostInput) : undefined
 
 type ReasonConstructor = new(props: Record<string, unknown>) => SqlError["reason"]
 
 /**
  * `error` with its reason's message followed by what the driver's cause says, as
  * `DsqlClient: <server message> (SQLSTATE <code>) — <hint>`; `context` (e.g. "could not connect to <host>") goes first
- * when given. An error whose cause says nothing more is returned as it is.
+ * when given; `hostInput` names where the host came from, for a host not found. An error whose cause says nothing
+ * more is returned as it is.
  */
-export const withDsqlMessage = (error: SqlError, context?: string): SqlError => {
-  const described = describeCause(error.reason.cause)
+export const withDsqlMessage = (error: SqlError, context?: string, hostInput?: string): SqlError => {
+  const described = describeCause(error.reason.cause, hostInput)
   if (described === undefined) return error
   const reason = error.reason
   const message = `DsqlClient: ${context === undefined ? "" : `${context}: `}${described}`
