@@ -42,7 +42,7 @@ const runTransfers = (tables: { bank: string; ledger: string }, fibers: number, 
       }).pipe(
         // What is tested is that conflicts are retried until each transfer commits once, not a retry budget: on a
         // loaded machine a row lock held across a descheduled backend makes DsqlLocal report conflicts in runs
-        // (its 10 ms lock timeout), and 50 retries were seen running out in CI.
+        // (its 10 ms lock timeout), and with 50 retries a run on a loaded machine failed here.
         withOccRetry({ maxRetries: 200, baseDelay: "2 millis", maxDelay: "100 millis" })
       )
     yield* Effect.forEach(Array.from({ length: fibers }, (_, f) => f), (f) =>
