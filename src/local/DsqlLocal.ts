@@ -33,15 +33,13 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import { randomBytes } from "node:crypto"
-import * as net from "node:net"
 import * as tls from "node:tls"
 import * as DsqlClient from "../DsqlClient.js"
 import * as TokenSigner from "../TokenSigner.js"
@@ -50,7 +48,9 @@ import { backendSetupSql } from "./internal/catalog.js"
 import { issueServerCertificate, makeAuthority, x509Package } from "./internal/certificates.js"
 import { embeddedPostgresPackage } from "./internal/embedded.js"
 import { DsqlLocalError } from "./internal/error.js"
+import { makeFaults } from "./internal/faults.js"
 import { makeConnectionGate } from "./internal/limits.js"
+import { randomClusterId, randomCredentials, validate } from "./internal/options.js"
 import type { OptionalPackage } from "./internal/packages.js"
 import { declaredVersions, loadPackages } from "./internal/packages.js"
 import { backendSessionOptions, loadParser, makeSessionPolicy } from "./internal/policy.js"
@@ -58,7 +58,7 @@ import { hideSecrets, redacted, withoutPassword } from "./internal/secrets.js"
 import { listen } from "./internal/server.js"
 import { serveConnection } from "./internal/session.js"
 import type * as State from "./internal/state.js"
-import { emptyStats, makeClusterState, noFaults } from "./internal/state.js"
+import { emptyStats, makeClusterState } from "./internal/state.js"
 
 export {
   /**
@@ -226,64 +226,6 @@ export interface Server {
  */
 export class DsqlLocal extends Context.Tag("effect-dsql/local/DsqlLocal")<DsqlLocal, Server>() {}
 
-const base32 = "abcdefghijklmnopqrstuvwxyz234567"
-
-/** 26 characters of unpadded base32, like a real cluster id (a UUID's 128 bits). */
-const randomClusterId = (): string => {
-  const bytes = randomBytes(17)
-  let id = ""
-  for (let index = 0; index < 26; index++) {
-    const bit = index * 5
-    const pair = (bytes[bit >> 3]! << 8) | bytes[(bit >> 3) + 1]!
-    id += base32[(pair >> (11 - (bit & 7))) & 31]
-  }
-  return id
-}
-
-const randomCredentials = () => ({
-  accessKeyId: `AKIA${randomClusterId().slice(0, 16).toUpperCase()}`,
-  secretAccessKey: randomBytes(30).toString("base64")
-})
-
-const optionsError = (message: string) => new DsqlLocalError({ reason: "Options", message })
-
-const isPositive = (value: unknown) => typeof value === "number" && value > 0 && !Number.isNaN(value)
-
-/** Says which limit is not a positive number, if any (`maxTokenAgeSeconds` may also be undefined). */
-const invalidLimit = (limits: Partial<Limits>): string | undefined =>
-  Object.entries(limits).find(([name, value]) =>
-    !(isPositive(value) || (name === "maxTokenAgeSeconds" && value === undefined))
-  )?.[0]
-
-const validate = (options: Options) => {
-  if (options.region !== undefined && !Endpoint.isRegion(options.region)) {
-    return optionsError(`region "${options.region}" is not an AWS region name like us-east-1`)
-  }
-  if (options.clusterId !== undefined && !Endpoint.isClusterId(options.clusterId)) {
-    return optionsError("clusterId must be 26 characters of [a-z0-9]")
-  }
-  if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) {
-    return optionsError(`port ${options.port} is not a TCP port (0-65535)`)
-  }
-  if (options.listenAddress !== undefined && net.isIP(options.listenAddress) === 0) {
-    return optionsError(`listenAddress "${options.listenAddress}" is not an IP address`)
-  }
-  if (
-    options.credentials !== undefined &&
-    (options.credentials.length === 0 ||
-      options.credentials.some((pair) => pair.accessKeyId.length === 0 || pair.secretAccessKey.length === 0))
-  ) {
-    return optionsError("credentials must hold at least one pair of non-empty accessKeyId and secretAccessKey")
-  }
-  const maxConnections = options.backendMaxConnections
-  if (maxConnections !== undefined && !(Number.isInteger(maxConnections) && maxConnections >= 1)) {
-    return optionsError(`backendMaxConnections ${maxConnections} is not a positive integer`)
-  }
-  const limit = options.limits === undefined ? undefined : invalidLimit(options.limits)
-  if (limit !== undefined) return optionsError(`limits.${limit} must be a positive number`)
-  return undefined
-}
-
 /** An empty value counts as unset, as a shell's `DSQL_LOCAL_BACKEND_URL=` intends. */
 const backendUrlFromEnv = Config.string("DSQL_LOCAL_BACKEND_URL").pipe(
   Config.option,
@@ -295,8 +237,6 @@ const parserPackage: OptionalPackage<void> = {
   version: declaredVersions["libpg-query"],
   load: loadParser
 }
-
-const millis = (duration: Duration.DurationInput): number => Duration.toMillis(Duration.decode(duration))
 
 /**
  * Starts DsqlLocal: the backend PostgreSQL (`options.backendUrl`, env `DSQL_LOCAL_BACKEND_URL`, else embedded), a
@@ -355,7 +295,6 @@ const make = Effect.fnUntraced(function*(options: Options) {
   })
 
   const state = makeClusterState(options.limits)
-  const initialLimits = { ...state.limits }
   const gate = makeConnectionGate(state)
   const listener = yield* listen({
     address,
@@ -389,56 +328,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
   const envView = () => ({ ...envEntries, AWS_SECRET_ACCESS_KEY: redacted })
   const env = hideSecrets({ ...envEntries }, envView)
 
-  const faults: Faults = {
-    failNextCommits: (count, code = "OC000") =>
-      Effect.sync(() => {
-        for (let index = 0; index < count; index++) state.faults.commitFailures.push(code)
-      }),
-    failCommitShare: (share, code = "OC000") =>
-      Effect.sync(() => {
-        state.faults.commitFailureShare = { share: Math.min(1, Math.max(0, share)), code }
-      }),
-    failNextStatements: (count) =>
-      Effect.sync(() => {
-        state.faults.unavailableStatements = count
-      }),
-    dropNextQueries: (count) =>
-      Effect.sync(() => {
-        state.faults.dropQueries = count
-      }),
-    failNextAsyncJobs: (count, details = "injected by DsqlLocal") =>
-      Effect.sync(() => {
-        for (let index = 0; index < count; index++) state.faults.asyncJobFailures.push(details)
-      }),
-    refuseConnectionsFor: (duration) =>
-      Effect.sync(() => {
-        state.faults.refuseConnectionsUntil = state.now() + millis(duration)
-      }),
-    setLatency: (duration) =>
-      Effect.sync(() => {
-        state.faults.latencyMillis = millis(duration)
-      }),
-    setMaxConnectionAge: (duration) =>
-      Effect.sync(() => {
-        state.limits.maxConnectionAgeMillis = millis(duration)
-      }),
-    setMaxTokenAge: (duration) =>
-      Effect.sync(() => {
-        state.limits.maxTokenAgeSeconds = duration === undefined ? undefined : millis(duration) / 1000
-      }),
-    setLimits: (limits) =>
-      Effect.suspend(() => {
-        const limit = invalidLimit(limits)
-        if (limit !== undefined) return Effect.dieMessage(`DsqlLocal: limits.${limit} must be a positive number`)
-        Object.assign(state.limits, limits)
-        return Effect.void
-      }),
-    reset: Effect.sync(() => {
-      Object.assign(state.faults, noFaults())
-      Object.assign(state.limits, initialLimits)
-      gate.refill()
-    })
-  }
+  const faults = makeFaults(state, gate)
 
   const server: Server = {
     hostname,
