@@ -3,8 +3,12 @@
  *
  * @since 0.1.0
  */
+import { Metrics } from "@effect-dsql/core"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+
+/** A counter named and described as in `@effect-dsql/core`, shared with the Effect 4 line. */
+const counter = ({ description, name }: Metrics.Spec) => Metric.counter(name, { description })
 
 /**
  * Authentication tokens signed (one per new physical connection).
@@ -12,9 +16,7 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
  * @since 0.1.0
  * @category metrics
  */
-export const tokensSigned = Metric.counter("dsql_tokens_signed_total", {
-  description: "IAM authentication tokens signed"
-})
+export const tokensSigned = counter(Metrics.counters.tokensSigned)
 
 /**
  * AWS credential resolutions (the first one and each refresh before expiry).
@@ -22,9 +24,7 @@ export const tokensSigned = Metric.counter("dsql_tokens_signed_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const credentialResolutions = Metric.counter("dsql_credential_resolutions_total", {
-  description: "AWS credential resolutions, first and refreshes"
-})
+export const credentialResolutions = counter(Metrics.counters.credentialResolutions)
 
 /**
  * Physical connections opened by the pool.
@@ -32,9 +32,7 @@ export const credentialResolutions = Metric.counter("dsql_credential_resolutions
  * @since 0.1.0
  * @category metrics
  */
-export const connectionsOpened = Metric.counter("dsql_connections_opened_total", {
-  description: "physical connections opened"
-})
+export const connectionsOpened = counter(Metrics.counters.connectionsOpened)
 
 /**
  * New-connection attempts retried after DSQL's rate limit (53400) or connection cap (53300).
@@ -42,9 +40,7 @@ export const connectionsOpened = Metric.counter("dsql_connections_opened_total",
  * @since 0.1.0
  * @category metrics
  */
-export const connectRetries = Metric.counter("dsql_connect_retries_total", {
-  description: "connection attempts retried after 53300/53400"
-})
+export const connectRetries = counter(Metrics.counters.connectRetries)
 
 /**
  * OCC conflicts seen, tagged with `code` (OC000, OC001 or 40001).
@@ -52,9 +48,7 @@ export const connectRetries = Metric.counter("dsql_connect_retries_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const occConflicts = Metric.counter("dsql_occ_conflicts_total", {
-  description: "optimistic concurrency conflicts seen"
-})
+export const occConflicts = counter(Metrics.counters.occConflicts)
 
 /**
  * Transient errors seen under `withOccRetry` (nothing committed, the transaction is run again), tagged with `code`
@@ -63,9 +57,7 @@ export const occConflicts = Metric.counter("dsql_occ_conflicts_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const transientErrors = Metric.counter("dsql_transient_errors_total", {
-  description: "transient errors seen before COMMIT (the transaction was retried)"
-})
+export const transientErrors = counter(Metrics.counters.transientErrors)
 
 /**
  * COMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
@@ -73,9 +65,7 @@ export const transientErrors = Metric.counter("dsql_transient_errors_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const commitOutcomesUnknown = Metric.counter("dsql_commit_outcomes_unknown_total", {
-  description: "COMMITs whose outcome is unknown"
-})
+export const commitOutcomesUnknown = counter(Metrics.counters.commitOutcomesUnknown)
 
 /**
  * Transactions that gave up after the retry policy ran out.
@@ -83,9 +73,7 @@ export const commitOutcomesUnknown = Metric.counter("dsql_commit_outcomes_unknow
  * @since 0.1.0
  * @category metrics
  */
-export const occRetriesExhausted = Metric.counter("dsql_occ_retries_exhausted_total", {
-  description: "transactions that ran out of OCC retries"
-})
+export const occRetriesExhausted = counter(Metrics.counters.occRetriesExhausted)
 
 /**
  * Attempts per transaction run under `withOccRetry` (1 = committed first time).
@@ -94,7 +82,7 @@ export const occRetriesExhausted = Metric.counter("dsql_occ_retries_exhausted_to
  * @category metrics
  */
 export const occAttempts = Metric.histogram(
-  "dsql_occ_attempts",
-  MetricBoundaries.fromIterable([1, 2, 3, 4, 5, 6, 8, 10, 15, 20]),
-  "attempts per transaction under withOccRetry"
+  Metrics.occAttempts.name,
+  MetricBoundaries.fromIterable(Metrics.occAttempts.boundaries),
+  Metrics.occAttempts.description
 )

@@ -39,3 +39,10 @@ export * as SqlState from "./SqlState.js"
  * @since 0.1.0
  */
 export * as Backoff from "./Backoff.js"
+
+/**
+ * The metrics both lines record: names, descriptions, boundaries.
+ *
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.js"

@@ -17,3 +17,10 @@ export * as DsqlConfig from "./DsqlConfig.js"
  * @since 2.0.0
  */
 export * as OccRetry from "./OccRetry.js"
+
+/**
+ * The metrics effect-dsql records.
+ *
+ * @since 2.0.0
+ */
+export * as DsqlMetrics from "./DsqlMetrics.js"
