@@ -19,6 +19,7 @@
  *
  * @since 0.1.0
  */
+import { Migration } from "@effect-dsql/core"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -79,7 +80,7 @@ export class MigrationError extends Data.TaggedError("MigrationError")<{
   readonly cause?: unknown
 }> {}
 
-const defaultLeaseDuration = Duration.seconds(30)
+const defaultLeaseDuration = Duration.millis(Migration.defaultLeaseMillis)
 
 /** A message without its final full stop, so that a sentence can follow it. */
 const withoutFullStop = (message: string) => message.replace(/\.$/, "")
@@ -229,7 +230,7 @@ export const run: <R = never>(
   const table = options.table ?? "effect_sql_migrations"
   const settings: Internal.Settings = {
     table,
-    leaseTable: `${table}_lease`,
+    leaseTable: Migration.leaseTableOf(table),
     leaseDuration: Duration.decode(options.leaseDuration ?? defaultLeaseDuration),
     occRetry: options.occRetry
   }

@@ -46,3 +46,10 @@ export * as Backoff from "./Backoff.js"
  * @since 0.1.0
  */
 export * as Metrics from "./Metrics.js"
+
+/**
+ * Asynchronous DDL recognition and the migration lease's arithmetic.
+ *
+ * @since 0.1.0
+ */
+export * as Migration from "./Migration.js"

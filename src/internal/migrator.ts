@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Backoff, SqlState } from "@effect-dsql/core"
+import { Backoff, Migration, SqlState } from "@effect-dsql/core"
 import type * as Migrator from "@effect/sql/Migrator"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -163,17 +163,17 @@ export const release = (sql: SqlClient.SqlClient, settings: Settings, holder: st
  */
 export const keepLease = <E>(sql: SqlClient.SqlClient, settings: Settings, holder: string, lost: () => E) =>
   Effect.gen(function*() {
-    const beat = Duration.divide(settings.leaseDuration, 3).pipe(Option.getOrElse(() => settings.leaseDuration))
+    const leaseMillis = Duration.toMillis(settings.leaseDuration)
     let renewedAt = yield* Clock.currentTimeMillis
     for (;;) {
-      yield* Effect.sleep(beat)
+      yield* Effect.sleep(Duration.millis(Migration.leaseRenewalMillis(leaseMillis)))
       const held = yield* Effect.either(renew(sql, settings, holder))
       const now = yield* Clock.currentTimeMillis
       if (held._tag === "Right" && held.right) {
         renewedAt = now
-      } else if (held._tag === "Right" || now - renewedAt >= Duration.toMillis(settings.leaseDuration)) {
+      } else if (Migration.leaseLost(held._tag === "Right" ? held.right : undefined, renewedAt, now, leaseMillis)) {
         return yield* Effect.fail(lost())
-      } else {
+      } else if (held._tag === "Left") {
         yield* Effect.logWarning("DsqlMigrator: could not renew the lease, retrying").pipe(
           Effect.annotateLogs("error", held.left.message)
         )
