@@ -24,3 +24,10 @@ export * as OccRetry from "./OccRetry.js"
  * @since 2.0.0
  */
 export * as DsqlMetrics from "./DsqlMetrics.js"
+
+/**
+ * Schema migrations that work on Aurora DSQL.
+ *
+ * @since 2.0.0
+ */
+export * as DsqlMigrator from "./DsqlMigrator.js"

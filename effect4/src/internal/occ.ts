@@ -193,3 +193,21 @@ export const execWithRetry = <A, E, R>(statement: Effect.Effect<A, E, R>, option
           ? Effect.mapError(statement, tagged(1, true))
           : retrying((n) => Effect.mapError(statement, tagged(n, false)), options))
   )
+
+/**
+ * For the migrator: `effect` (one statement outside a transaction, or a whole transaction) retried on conflicts like
+ * `execWithRetry`, its failures left as they are: a conflict that outlasts the policy fails with its `SqlError`.
+ * Inside a transaction of `sql` it retries nothing (the outermost attempt does).
+ */
+export const retryConflicts = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  effect: Effect.Effect<A, E, R>,
+  options: Options | undefined
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(
+    Effect.serviceOption(sql.transactionService),
+    (open) =>
+      Option.isSome(open) ? effect : retrying((n) => Effect.mapError(effect, tagged(n, false)), options).pipe(
+        Effect.mapError((error) => (isOccConflict(error) ? error.cause : error) as E)
+      )
+  )
