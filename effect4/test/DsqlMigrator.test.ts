@@ -40,10 +40,10 @@ const onStatements = <A, E, R>(self: Effect.Effect<A, E, R>, hook: (sql: string)
     (statement) => Effect.as(hook(statement.compile()[0]), statement)
   )
 
-/** Waits (polling DsqlLocal's stats) until `condition` holds. */
-const until = (condition: () => boolean) =>
+/** Waits (polling) until `condition` holds or `fiber` has ended. */
+const untilOrDone = (condition: () => boolean, fiber: Fiber.Fiber<unknown, unknown>) =>
   Effect.gen(function*() {
-    while (!condition()) yield* Effect.sleep("20 millis")
+    while (fiber.pollUnsafe() === undefined && !condition()) yield* Effect.sleep("20 millis")
   })
 
 // Back-off, lease beats and waits need real time: `TestClock.withLive` in each test.
@@ -106,7 +106,7 @@ describe("DsqlMigrator on DsqlLocal (Effect 4)", () => {
           }),
           table
         }))
-        yield* until(() => server.stats().occErrors.OC001 >= before + 2)
+        yield* untilOrDone(() => server.stats().occErrors.OC001 >= before + 2, migrating)
         yield* Deferred.succeed(done, undefined)
         yield* Fiber.join(traffic)
         assert.deepStrictEqual(yield* Fiber.join(migrating), [[2, "add_column"]])
@@ -207,12 +207,17 @@ describe("DsqlMigrator on DsqlLocal (Effect 4)", () => {
         })
         const first = yield* Effect.forkChild(DsqlMigrator.run({ loader, table }))
         yield* Deferred.await(firstMigrating)
-        // The second has read the live lease once its next statement after that read starts: it is waiting.
+        // The second reads the lease, live: its next statement must not write it (it waits, then looks again).
+        const lease = `"${table}_lease"`
         let sawLease = false
         const second = onStatements(DsqlMigrator.run({ loader, table }), (statement) => {
-          if (sawLease) return Effect.asVoid(Deferred.succeed(secondWaited, undefined))
-          sawLease = statement.includes(`"${table}_lease"`) && statement.trimStart().startsWith("SELECT holder")
-          return Effect.void
+          if (!sawLease) {
+            sawLease = statement.includes(lease) && statement.trimStart().startsWith("SELECT holder")
+            return Effect.void
+          }
+          return statement.includes(`INSERT INTO ${lease}`)
+            ? Effect.die(new Error("the second run claimed a live lease"))
+            : Effect.asVoid(Deferred.succeed(secondWaited, undefined))
         })
         assert.deepStrictEqual(yield* second, [])
         assert.deepStrictEqual(yield* Fiber.join(first), [[1, "create_stock"], [2, "seed_stock"]])
