@@ -230,7 +230,7 @@ export const run: <R = never>(
   const table = options.table ?? "effect_sql_migrations"
   const settings: Internal.Settings = {
     table,
-    leaseTable: Migration.leaseTableOf(table),
+    statements: Migration.statements(table),
     leaseDuration: Duration.decode(options.leaseDuration ?? defaultLeaseDuration),
     occRetry: options.occRetry
   }

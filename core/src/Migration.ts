@@ -83,3 +83,63 @@ export const leaseLost = (
  * @since 0.1.0
  */
 export const leaseTableOf = (table: string): string => `${table}_lease`
+
+/**
+ * A table name as an SQL identifier, each dotted part double-quoted.
+ *
+ * @since 0.1.0
+ */
+export const quoteIdentifier = (name: string): string =>
+  name.split(".").map((part) => `"${part.replace(/"/g, "\"\"")}"`).join(".")
+
+/**
+ * The statements of a migrator over `table` (migrations as `PgMigrator` lays them out) and its lease table, with
+ * `$n` parameters. The lease is one row claimed through optimistic concurrency: written only when missing or expired,
+ * so of two claims the first to commit wins and the other, retried after its conflict, finds it live.
+ *
+ * @since 0.1.0
+ */
+export const statements = (table: string) => {
+  const migrations = quoteIdentifier(table)
+  const lease = quoteIdentifier(leaseTableOf(table))
+  /** `$2` milliseconds from now. */
+  const expiry = "now() + $2::float8 * interval '1 millisecond'"
+  return {
+    /** `$1`: a quoted table name. */
+    tableExists: "SELECT to_regclass($1) IS NOT NULL AS present",
+    createMigrations: `CREATE TABLE IF NOT EXISTS ${migrations} (
+      migration_id integer PRIMARY KEY,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      name text NOT NULL
+    )`,
+    createLease: `CREATE TABLE IF NOT EXISTS ${lease} (
+      id integer PRIMARY KEY,
+      holder text NOT NULL,
+      expires_at timestamptz NOT NULL
+    )`,
+    latestId: `SELECT coalesce(max(migration_id), 0)::int AS latest FROM ${migrations}`,
+    /** `$1` id, `$2` name. */
+    record: `INSERT INTO ${migrations} (migration_id, name) VALUES ($1, $2)`,
+    liveLease: `SELECT holder FROM ${lease} WHERE id = 1 AND expires_at >= now()`,
+    /** `$1` holder, `$2` lease duration in milliseconds; answers a row when taken. */
+    claimLease: `INSERT INTO ${lease} (id, holder, expires_at) VALUES (1, $1, ${expiry})
+      ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+      WHERE ${lease}.expires_at < now()
+      RETURNING holder`,
+    /** `$1` holder, `$2` lease duration in milliseconds; answers a row while `$1` holds it. */
+    renewLease: `UPDATE ${lease} SET expires_at = ${expiry} WHERE id = 1 AND holder = $1 RETURNING holder`,
+    /** `$1` holder. */
+    releaseLease: `DELETE FROM ${lease} WHERE id = 1 AND holder = $1`,
+    /** `$1` job id: blocks until the job ends, one boolean column `succeeded`; never inside a transaction. */
+    waitForJob: "CALL sys.wait_for_job($1)",
+    /** `$1` job id. */
+    job: "SELECT status, details, object_name FROM sys.jobs WHERE job_id = $1"
+  } as const
+}
+
+/**
+ * See `statements`.
+ *
+ * @since 0.1.0
+ */
+export type Statements = ReturnType<typeof statements>
