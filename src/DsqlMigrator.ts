@@ -72,7 +72,7 @@ export interface Options<R = never> extends Migrator.MigratorOptions<R> {
  * @category errors
  */
 export class MigrationError extends Data.TaggedError("MigrationError")<{
-  readonly reason: "failed" | "index-build-failed" | "import-error" | "duplicates" | "lease-lost" | "unsupported-client"
+  readonly reason: Migration.Reason
   readonly message: string
   readonly migration?: readonly [id: number, name: string] | undefined
   readonly code?: string | undefined
@@ -82,9 +82,6 @@ export class MigrationError extends Data.TaggedError("MigrationError")<{
 
 const defaultLeaseDuration = Duration.millis(Migration.defaultLeaseMillis)
 
-/** A message without its final full stop, so that a sentence can follow it. */
-const withoutFullStop = (message: string) => message.replace(/\.$/, "")
-
 const migrationFailed = (id: number, name: string, cause: unknown) => {
   const server = Internal.serverErrorOf(cause)
   const detail = Option.match(server, {
@@ -93,9 +90,7 @@ const migrationFailed = (id: number, name: string, cause: unknown) => {
   })
   return new MigrationError({
     reason: "failed",
-    message:
-      `Migration ${id}_${name} failed: ${withoutFullStop(detail)}. It is not recorded as applied; fix it and run ` +
-      "again.",
+    message: Migration.messages.failed(id, name, detail),
     migration: [id, name],
     code: Option.getOrUndefined(Option.map(server, ({ code }) => code)),
     cause
@@ -106,11 +101,12 @@ const indexBuildFailed = (id: number, name: string, failed: Internal.FailedJob) 
   const index = failed.job.object ?? "(unknown)"
   return new MigrationError({
     reason: "index-build-failed",
-    message: `Migration ${id}_${name} failed: the build of index ${index} (job ${failed.job.jobId}) ended ` +
-      `${failed.status ?? "without success"}${
-        failed.details === undefined ? "" : `: ${withoutFullStop(failed.details)}`
-      }. ` +
-      "Drop the invalid index, fix the cause and run again.",
+    message: Migration.messages.indexBuildFailed(id, name, {
+      index,
+      jobId: failed.job.jobId,
+      status: failed.status,
+      details: failed.details
+    }),
     migration: [id, name],
     index
   })
@@ -187,7 +183,7 @@ const applyPending = (
 const leaseLost = () =>
   new MigrationError({
     reason: "lease-lost",
-    message: "DsqlMigrator: another process took the migration lease over; run again to continue"
+    message: Migration.messages.leaseLost
   })
 
 /**
@@ -237,13 +233,9 @@ export const run: <R = never>(
   const migrations = yield* options.loader.pipe(
     Effect.mapError((error) => new MigrationError({ reason: "import-error", message: error.message, cause: error }))
   )
-  const ids = migrations.map(([id]) => id)
-  const duplicates = ids.filter((id, index) => ids.indexOf(id) !== index)
+  const duplicates = Migration.duplicateIds(migrations.map(([id]) => id))
   if (duplicates.length > 0) {
-    return yield* new MigrationError({
-      reason: "duplicates",
-      message: `Migration ids ${[...new Set(duplicates)].join(", ")} are used more than once`
-    })
+    return yield* new MigrationError({ reason: "duplicates", message: Migration.messages.duplicates(duplicates) })
   }
   const ordered = [...migrations].sort(([a], [b]) => a - b)
   yield* Internal.ensureTables(sql, settings)

@@ -143,3 +143,55 @@ export const statements = (table: string) => {
  * @since 0.1.0
  */
 export type Statements = ReturnType<typeof statements>
+
+/**
+ * Why a migrator's run stopped (see each line's `MigrationError`).
+ *
+ * @since 0.1.0
+ */
+export type Reason =
+  | "failed"
+  | "index-build-failed"
+  | "import-error"
+  | "duplicates"
+  | "lease-lost"
+  | "unsupported-client"
+
+/** A message without its final full stop, so that a sentence can follow it. */
+const withoutFullStop = (message: string) => message.replace(/\.$/, "")
+
+/**
+ * The ids used more than once, each once; empty when there are none.
+ *
+ * @since 0.1.0
+ */
+export const duplicateIds = (ids: ReadonlyArray<number>): ReadonlyArray<number> => [
+  ...new Set(ids.filter((id, index) => ids.indexOf(id) !== index))
+]
+
+/**
+ * The messages of a migrator's failures.
+ *
+ * @since 0.1.0
+ */
+export const messages = {
+  failed: (id: number, name: string, detail: string): string =>
+    `Migration ${id}_${name} failed: ${withoutFullStop(detail)}. It is not recorded as applied; fix it and run again.`,
+  indexBuildFailed: (
+    id: number,
+    name: string,
+    failed: {
+      readonly index: string
+      readonly jobId: string
+      readonly status: string | undefined
+      readonly details: string | undefined
+    }
+  ): string =>
+    `Migration ${id}_${name} failed: the build of index ${failed.index} (job ${failed.jobId}) ended ` +
+    `${failed.status ?? "without success"}${
+      failed.details === undefined ? "" : `: ${withoutFullStop(failed.details)}`
+    }. ` +
+    "Drop the invalid index, fix the cause and run again.",
+  leaseLost: "DsqlMigrator: another process took the migration lease over; run again to continue",
+  duplicates: (ids: ReadonlyArray<number>): string => `Migration ids ${ids.join(", ")} are used more than once`
+} as const
