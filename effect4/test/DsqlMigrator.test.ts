@@ -171,6 +171,31 @@ describe("DsqlMigrator on DsqlLocal (Effect 4)", () => {
         assert.deepStrictEqual(yield* recorded(table), [[1, "accounts"]])
       }).pipe(TestClock.withLive))
 
+    it.effect("an async index built in a migration's own transaction is awaited: a failed build fails it", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        server.faults.reset()
+        const table = unique("migrations")
+        const accounts = unique("accounts")
+        const index = `${accounts}_email`
+        server.faults.failNextAsyncJobs(1, "duplicate key value violates unique constraint")
+        const error = errorOf(
+          yield* Effect.exit(DsqlMigrator.run({
+            loader: Migrator.fromRecord({
+              "1_accounts": migration((sql) => sql`CREATE TABLE ${sql(accounts)} (id int PRIMARY KEY, email text)`),
+              "2_index": migration((sql) =>
+                sql.withTransaction(sql`CREATE INDEX ASYNC ${sql(index)} ON ${sql(accounts)} (email)`)
+              )
+            }),
+            table
+          }))
+        )
+        assert.instanceOf(error, DsqlMigrator.MigrationError)
+        assert.strictEqual(error.reason, "index-build-failed")
+        assert.strictEqual(error.index, index)
+        assert.deepStrictEqual(yield* recorded(table), [[1, "accounts"]])
+      }).pipe(TestClock.withLive))
+
     it.effect("a refused statement fails the migration typed with DSQL's SQLSTATE and message; nothing recorded", () =>
       Effect.gen(function*() {
         const table = unique("migrations")
