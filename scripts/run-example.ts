@@ -2,6 +2,9 @@
  * `npm run example -- <name> [args…]`: runs `examples/<name>.ts` (or `examples/alternatives/<name>.ts`) in its own
  * process, exactly as `npx tsx examples/<name>.ts [args…]` would. With neither DSQL_HOST nor DSQL_URL set, it first
  * starts DsqlLocal and hands the example its settings (`server.env`) in the environment.
+ *
+ * `--effect4` first (effect4's `npm run example`): the Effect 4 line's examples, run from `effect4/` so that tsx reads
+ * its tsconfig and `effect-dsql` is the Effect 4 package.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Data, Effect, Exit } from "effect"
@@ -12,7 +15,11 @@ import { join, relative } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
-const examplesDir = join(root, "examples")
+const effect4 = process.argv[2] === "--effect4"
+const [name, ...exampleArgs] = process.argv.slice(effect4 ? 3 : 2)
+const lineDir = effect4 ? join(root, "effect4") : root
+const examplesDir = join(lineDir, "examples")
+const usage = effect4 ? "npm run example -w effect4 -- <name>" : "npm run example -- <name>"
 
 class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
 
@@ -31,7 +38,7 @@ const findExample = (name: string | undefined): Effect.Effect<string, UsageError
   return found === undefined
     ? Effect.fail(
       new UsageError({
-        message: `usage: npm run example -- <name>, one of: ${exampleNames().join(", ")}`
+        message: `usage: ${usage}, one of: ${exampleNames().join(", ")}`
       })
     )
     : Effect.succeed(found)
@@ -43,8 +50,8 @@ const findExample = (name: string | undefined): Effect.Effect<string, UsageError
  */
 const runExample = (file: string, env: NodeJS.ProcessEnv) =>
   Effect.async<number>((resume) => {
-    const args = ["--import", "tsx", file, ...process.argv.slice(3)]
-    const child = spawn(process.execPath, args, { cwd: root, env, stdio: "inherit" })
+    const args = ["--import", "tsx", file, ...exampleArgs]
+    const child = spawn(process.execPath, args, { cwd: lineDir, env, stdio: "inherit" })
     child.on("exit", (code, signal) => resume(Effect.succeed(code ?? (signal === null ? 1 : 128))))
     return Effect.sync(() => child.kill("SIGINT"))
   })
@@ -57,7 +64,7 @@ const describe = (cause: Cause.Cause<unknown>): string => {
 const isSet = (name: string) => (process.env[name] ?? "") !== ""
 
 const main = Effect.gen(function*() {
-  const file = yield* findExample(process.argv[2])
+  const file = yield* findExample(name)
   if (isSet("DSQL_HOST") || isSet("DSQL_URL")) {
     return yield* runExample(file, process.env)
   }

@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import { Diagnostics } from "@effect-dsql/core"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -20,7 +21,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as DsqlConfig from "./DsqlConfig.js"
-import { describeConnectError } from "./internal/connectError.js"
 import { makePool } from "./internal/pool.js"
 import { makeWithTransaction } from "./internal/transaction.js"
 import * as TokenSigner from "./TokenSigner.js"
@@ -51,8 +51,9 @@ export const make = Effect.fn("DsqlClient.make")(function*(
   config: DsqlConfig.DsqlConfig,
   options: ClientOptions = {}
 ) {
+  const signer = yield* TokenSigner.TokenSigner
   const pool = yield* Effect.acquireRelease(
-    makePool(config, { types: options.types }),
+    makePool(config, signer, { types: options.types }),
     (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption("5 seconds"))
   )
   yield* Effect.tryPromise({
@@ -60,7 +61,9 @@ export const make = Effect.fn("DsqlClient.make")(function*(
     catch: (cause) =>
       new SqlError({
         cause,
-        message: `DsqlClient: could not connect to ${config.host}: ${describeConnectError(cause, config.hostInput)}`
+        message: `DsqlClient: could not connect to ${config.host}: ${
+          Diagnostics.describeError(cause, config.hostInput)
+        }`
       })
   }).pipe(
     Effect.timeoutFail({

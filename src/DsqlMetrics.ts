@@ -3,86 +3,80 @@
  *
  * @since 0.1.0
  */
-import { Metrics } from "@effect-dsql/core"
-import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
-
-/** A counter named and described as in `@effect-dsql/core`, shared with the Effect 4 line. */
-const counter = ({ description, name }: Metrics.Spec) => Metric.counter(name, { description })
+import type * as Metric from "effect/Metric"
+import * as internal from "./internal/metrics.js"
 
 /**
- * Authentication tokens signed (one per new physical connection).
+ * `dsql_tokens_signed_total`: authentication tokens signed (one per new physical connection).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const tokensSigned = counter(Metrics.counters.tokensSigned)
+export const tokensSigned: Metric.Metric.Counter<number> = internal.tokensSigned
 
 /**
- * AWS credential resolutions (the first one and each refresh before expiry).
+ * `dsql_credential_resolutions_total`: AWS credential resolutions (the first one and each refresh before expiry).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const credentialResolutions = counter(Metrics.counters.credentialResolutions)
+export const credentialResolutions: Metric.Metric.Counter<number> = internal.credentialResolutions
 
 /**
- * Physical connections opened by the pool.
+ * `dsql_connections_opened_total`: physical connections opened by the pool.
  *
  * @since 0.1.0
  * @category metrics
  */
-export const connectionsOpened = counter(Metrics.counters.connectionsOpened)
+export const connectionsOpened: Metric.Metric.Counter<number> = internal.connectionsOpened
 
 /**
- * New-connection attempts retried after DSQL's rate limit (53400) or connection cap (53300).
+ * `dsql_connect_retries_total`: new-connection attempts retried after DSQL's rate limit (53400) or connection cap
+ * (53300).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const connectRetries = counter(Metrics.counters.connectRetries)
+export const connectRetries: Metric.Metric.Counter<number> = internal.connectRetries
 
 /**
- * OCC conflicts seen, tagged with `code` (OC000, OC001 or 40001).
+ * `dsql_occ_conflicts_total`: OCC conflicts seen, tagged with `code` (OC000, OC001 or 40001).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const occConflicts = counter(Metrics.counters.occConflicts)
+export const occConflicts: Metric.Metric.Counter<number> = internal.occConflicts
 
 /**
- * Transient errors seen under `withOccRetry` (nothing committed, the transaction is run again), tagged with `code`
- * (the SQLSTATE, e.g. XX000).
+ * `dsql_transient_errors_total`: transient errors seen under `withOccRetry` (nothing committed, the transaction is run
+ * again), tagged with `code` (the SQLSTATE, e.g. XX000).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const transientErrors = counter(Metrics.counters.transientErrors)
+export const transientErrors: Metric.Metric.Counter<number> = internal.transientErrors
 
 /**
- * COMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
+ * `dsql_commit_outcomes_unknown_total`: COMMITs that failed otherwise than by an OCC conflict: whether the transaction
+ * committed is unknown.
  *
  * @since 0.1.0
  * @category metrics
  */
-export const commitOutcomesUnknown = counter(Metrics.counters.commitOutcomesUnknown)
+export const commitOutcomesUnknown: Metric.Metric.Counter<number> = internal.commitOutcomesUnknown
 
 /**
- * Transactions that gave up after the retry policy ran out.
+ * `dsql_occ_retries_exhausted_total`: transactions that gave up after the retry policy ran out.
  *
  * @since 0.1.0
  * @category metrics
  */
-export const occRetriesExhausted = counter(Metrics.counters.occRetriesExhausted)
+export const occRetriesExhausted: Metric.Metric.Counter<number> = internal.occRetriesExhausted
 
 /**
- * Attempts per transaction run under `withOccRetry` (1 = committed first time).
+ * `dsql_occ_attempts`: attempts per transaction run under `withOccRetry` (1 = committed first time).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const occAttempts = Metric.histogram(
-  Metrics.occAttempts.name,
-  MetricBoundaries.fromIterable(Metrics.occAttempts.boundaries),
-  Metrics.occAttempts.description
-)
+export const occAttempts: Metric.Metric.Histogram<number> = internal.occAttempts

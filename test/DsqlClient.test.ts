@@ -1,3 +1,4 @@
+import { Diagnostics } from "@effect-dsql/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it, layer, vi } from "@effect/vitest"
@@ -24,7 +25,6 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import pg from "pg"
 import packageJson from "../package.json" with { type: "json" }
-import { describeConnectError } from "../src/internal/connectError.js"
 import { tlsOptions } from "../src/internal/pool.js"
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
 import { signToken, tlsFor } from "./utils/dsqlLocal.js"
@@ -680,7 +680,7 @@ describe("DsqlClient without a server", () => {
         yield* fromEnvironment({ DSQL_HOST: host, DSQL_REGION: "us-east-1" }),
         yield* fromEnvironment({ DSQL_URL: `postgres://${host}?region=us-east-1` })
       ]
-      assert.deepStrictEqual(configs.map((config) => describeConnectError(notFound, config.hostInput)), [
+      assert.deepStrictEqual(configs.map((config) => Diagnostics.describeError(notFound, config.hostInput)), [
         "host name not found: check host",
         "host name not found: check the host in url",
         "host name not found: check DSQL_HOST",

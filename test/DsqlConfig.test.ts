@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { assertNone, assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Cause from "effect/Cause"
 import type * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -50,6 +51,18 @@ const expectFailure = <A>(
 
 const millis = (d: Duration.Duration) => Duration.toMillis(d)
 
+/**
+ * Each expected field of a config. Options and Durations are compared by Equal: chai's deep equality takes any Some
+ * for equal to Option.none().
+ */
+const assertFields = (config: DsqlConfig.DsqlConfig, expected: Partial<DsqlConfig.DsqlConfig>) => {
+  for (const [name, value] of Object.entries(expected)) {
+    const actual = config[name as keyof DsqlConfig.DsqlConfig]
+    if (Equal.isEqual(value)) assert.isTrue(Equal.equals(actual, value), `${name}: ${String(actual)}`)
+    else assert.deepStrictEqual(actual, value, name)
+  }
+}
+
 const regionPattern = /^[a-z]{2}(-[a-z]+)+-\d+$/
 const hostPattern = /^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$/
 
@@ -98,12 +111,12 @@ describe("DsqlConfig", () => {
       Effect.gen(function*() {
         const config = yield* DsqlConfig.make({ host: endpoint })
         assert.strictEqual(config.host, endpoint)
-        assert.deepStrictEqual(config.clusterId, Option.some(clusterId))
+        assertSome(config.clusterId, clusterId)
         assert.strictEqual(config.region, "us-east-1")
         assert.strictEqual(config.user, "admin")
         assert.strictEqual(config.database, "postgres")
         assert.strictEqual(config.port, 5432)
-        assert.deepStrictEqual(config.profile, Option.none())
+        assertNone(config.profile)
         assert.strictEqual(millis(config.tokenDuration), 15 * 60_000)
         assert.strictEqual(config.maxConnections, 10)
         assert.strictEqual(config.minConnections, 0)
@@ -111,8 +124,8 @@ describe("DsqlConfig", () => {
         assert.strictEqual(millis(config.idleTimeout), 5 * 60_000)
         assert.strictEqual(millis(config.connectTimeout), 10_000)
         assert.strictEqual(config.applicationName, driverName)
-        assert.deepStrictEqual(config.hostAddress, Option.none())
-        assert.deepStrictEqual(config.caPem, Option.none())
+        assertNone(config.hostAddress)
+        assertNone(config.caPem)
         assert.strictEqual(config.sslNegotiation, "direct")
       }))
 
@@ -127,8 +140,9 @@ describe("DsqlConfig", () => {
           "DSQL_HOST",
           "the host in url"
         ])
-        assert.deepStrictEqual({ ...fromEnvironment, hostInput: "host" }, fromObject)
-        assert.deepStrictEqual({ ...fromUrl, hostInput: "host" }, fromObject)
+        // node's deep equality, not chai's: chai takes any Some for equal to Option.none()
+        deepStrictEqual({ ...fromEnvironment, hostInput: "host" }, fromObject)
+        deepStrictEqual({ ...fromUrl, hostInput: "host" }, fromObject)
       }))
 
     it.effect("never take the user from the OS USER variable", () =>
@@ -160,12 +174,12 @@ describe("DsqlConfig", () => {
           DSQL_SSL_NEGOTIATION: "postgres"
         })
         assert.strictEqual(config.host, "db.internal")
-        assert.deepStrictEqual(config.clusterId, Option.none())
+        assertNone(config.clusterId)
         assert.strictEqual(config.region, "eu-west-1")
         assert.strictEqual(config.user, "reporter")
         assert.strictEqual(config.database, "analytics")
         assert.strictEqual(config.port, 6543)
-        assert.deepStrictEqual(config.profile, Option.some("prod"))
+        assertSome(config.profile, "prod")
         assert.strictEqual(millis(config.tokenDuration), 3_600_000)
         assert.strictEqual(config.maxConnections, 40)
         assert.strictEqual(config.minConnections, 5)
@@ -173,8 +187,8 @@ describe("DsqlConfig", () => {
         assert.strictEqual(millis(config.idleTimeout), 120_000)
         assert.strictEqual(millis(config.connectTimeout), 2_500)
         assert.strictEqual(config.applicationName, `billing, nightly:${driverName}`)
-        assert.deepStrictEqual(config.hostAddress, Option.some("10.0.0.7"))
-        assert.deepStrictEqual(config.caPem, Option.some(pem))
+        assertSome(config.hostAddress, "10.0.0.7")
+        assertSome(config.caPem, pem)
         assert.strictEqual(config.sslNegotiation, "postgres")
       }))
 
@@ -251,7 +265,7 @@ describe("DsqlConfig", () => {
         assert.strictEqual(config.user, "alice")
         assert.strictEqual(config.port, 6000)
         assert.strictEqual(config.database, "app")
-        assert.deepStrictEqual(config.profile, Option.some("ops"))
+        assertSome(config.profile, "ops")
         assert.strictEqual(millis(config.tokenDuration), 120_000)
         assert.strictEqual(config.region, "us-east-2")
       }))
@@ -272,7 +286,7 @@ describe("DsqlConfig", () => {
     it.effect("turns literal \\n escapes in DSQL_CA_PEM into newlines", () =>
       Effect.gen(function*() {
         const config = yield* fromEnv({ DSQL_HOST: endpoint, DSQL_CA_PEM: pem.replaceAll("\n", "\\n") })
-        assert.deepStrictEqual(config.caPem, Option.some(pem))
+        assertSome(config.caPem, pem)
       }))
   })
 
@@ -281,7 +295,7 @@ describe("DsqlConfig", () => {
       Effect.gen(function*() {
         const config = yield* fromEnv({ DSQL_HOST: clusterId, DSQL_REGION: "ap-southeast-2" })
         assert.strictEqual(config.host, `${clusterId}.dsql.ap-southeast-2.on.aws`)
-        assert.deepStrictEqual(config.clusterId, Option.some(clusterId))
+        assertSome(config.clusterId, clusterId)
         assert.strictEqual(config.region, "ap-southeast-2")
       }))
 
@@ -320,20 +334,11 @@ describe("DsqlConfig", () => {
           DsqlConfig.awsRegion.pipe(
             Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(vars)), { pathDelim: "_" }))
           )
-        assert.deepStrictEqual(
-          yield* awsRegion({ AWS_REGION: "us-west-2", AWS_DEFAULT_REGION: "eu-north-1" }),
-          Option.some("us-west-2")
-        )
-        assert.deepStrictEqual(
-          yield* awsRegion({ AWS_DEFAULT_REGION: "eu-north-1", AWS_REGION: "us-west-2" }),
-          Option.some("us-west-2")
-        )
-        assert.deepStrictEqual(yield* awsRegion({ AWS_DEFAULT_REGION: "eu-north-1" }), Option.some("eu-north-1"))
-        assert.deepStrictEqual(
-          yield* awsRegion({ AWS_REGION: "", AWS_DEFAULT_REGION: "eu-north-1" }),
-          Option.some("eu-north-1")
-        )
-        assert.deepStrictEqual(yield* awsRegion({}), Option.none())
+        assertSome(yield* awsRegion({ AWS_REGION: "us-west-2", AWS_DEFAULT_REGION: "eu-north-1" }), "us-west-2")
+        assertSome(yield* awsRegion({ AWS_DEFAULT_REGION: "eu-north-1", AWS_REGION: "us-west-2" }), "us-west-2")
+        assertSome(yield* awsRegion({ AWS_DEFAULT_REGION: "eu-north-1" }), "eu-north-1")
+        assertSome(yield* awsRegion({ AWS_REGION: "", AWS_DEFAULT_REGION: "eu-north-1" }), "eu-north-1")
+        assertNone(yield* awsRegion({}))
       }))
 
     it.effect("takes the endpoint's region over AWS_REGION", () =>
@@ -392,13 +397,7 @@ describe("DsqlConfig", () => {
     ]
     it.effect.each(accepted)("accepts %s", ([host, region, expected]) =>
       Effect.gen(function*() {
-        const config = yield* DsqlConfig.make({ host, region })
-        for (const [name, value] of Object.entries(expected)) {
-          const actual = config[name as keyof DsqlConfig.DsqlConfig]
-          // chai's deep equality takes any Some for equal to Option.none(): Options are compared by Equal
-          if (Option.isOption(value)) assert.isTrue(Equal.equals(actual, value), `${name}: ${String(actual)}`)
-          else assert.deepStrictEqual(actual, value, name)
-        }
+        assertFields(yield* DsqlConfig.make({ host, region }), expected)
       }))
 
     it.effect("treats a short name without dots as a host name, not a cluster id", () =>
@@ -440,14 +439,11 @@ describe("DsqlConfig", () => {
     })
 
     it("regionFromEndpoint reads the region the way official connectors do", () => {
-      assert.deepStrictEqual(DsqlConfig.regionFromEndpoint(endpoint), Option.some("us-east-1"))
-      assert.deepStrictEqual(
-        DsqlConfig.regionFromEndpoint(`${clusterId}.dsql-fnh4.ap-northeast-1.on.aws`),
-        Option.some("ap-northeast-1")
-      )
-      assert.deepStrictEqual(DsqlConfig.regionFromEndpoint("localhost"), Option.none())
-      assert.deepStrictEqual(DsqlConfig.regionFromEndpoint(`${clusterId}.dsql.us-east-1.on.aws.evil`), Option.none())
-      assert.deepStrictEqual(DsqlConfig.regionFromEndpoint("x.rds.us-east-1.amazonaws.com"), Option.none())
+      assertSome(DsqlConfig.regionFromEndpoint(endpoint), "us-east-1")
+      assertSome(DsqlConfig.regionFromEndpoint(`${clusterId}.dsql-fnh4.ap-northeast-1.on.aws`), "ap-northeast-1")
+      assertNone(DsqlConfig.regionFromEndpoint("localhost"))
+      assertNone(DsqlConfig.regionFromEndpoint(`${clusterId}.dsql.us-east-1.on.aws.evil`))
+      assertNone(DsqlConfig.regionFromEndpoint("x.rds.us-east-1.amazonaws.com"))
     })
 
     it.prop(
@@ -459,11 +455,13 @@ describe("DsqlConfig", () => {
       },
       ({ id, region, suffix }) => {
         const host = `${id}.dsql${suffix}.${region}.on.aws`
-        assert.deepStrictEqual(DsqlConfig.regionFromEndpoint(host), Option.some(region))
+        assertSome(DsqlConfig.regionFromEndpoint(host), region)
         const config = Effect.runSync(DsqlConfig.make({ host: host.toUpperCase() }))
-        assert.deepStrictEqual([config.host, config.region, config.clusterId], [host, region, Option.some(id)])
+        assert.deepStrictEqual([config.host, config.region], [host, region])
+        assertSome(config.clusterId, id)
         const bare = Effect.runSync(DsqlConfig.make({ host: id, region }))
-        assert.deepStrictEqual([bare.host, bare.clusterId], [`${id}.dsql.${region}.on.aws`, Option.some(id)])
+        assert.strictEqual(bare.host, `${id}.dsql.${region}.on.aws`)
+        assertSome(bare.clusterId, id)
         assert.isFalse(DsqlConfig.isClusterId(id.slice(1)))
         assert.isFalse(DsqlConfig.isClusterId(`${id}0`))
         assert.isFalse(DsqlConfig.isClusterId(id.replace(/^./, "A")))
@@ -592,12 +590,7 @@ describe("DsqlConfig", () => {
     ]
     it.effect.each(parsed)("reads %s", ([url, expected]) =>
       Effect.gen(function*() {
-        const config = yield* DsqlConfig.fromUrl(url)
-        for (const [name, value] of Object.entries(expected)) {
-          const actual = config[name as keyof DsqlConfig.DsqlConfig]
-          if (Duration.isDuration(value)) assert.isTrue(Duration.equals(actual as Duration.Duration, value), name)
-          else assert.deepStrictEqual(actual, value, name)
-        }
+        assertFields(yield* DsqlConfig.fromUrl(url), expected)
       }))
 
     const refused: Array<[url: string, fragment: string]> = [
@@ -645,7 +638,7 @@ describe("DsqlConfig", () => {
         assert.strictEqual(config.port, 6000)
         assert.strictEqual(config.database, "other")
         assert.strictEqual(config.region, "eu-west-1")
-        assert.deepStrictEqual(config.profile, Option.some("q"))
+        assertSome(config.profile, "q")
         assert.strictEqual(millis(config.tokenDuration), 120_000)
         assert.strictEqual(config.host, "localhost")
       }))
@@ -795,7 +788,7 @@ describe("DsqlConfig", () => {
       assert.strictEqual(config.port, parts.port)
       assert.strictEqual(config.database, parts.database)
       assert.strictEqual(config.region, parts.region)
-      assert.deepStrictEqual(config.profile, Option.some(parts.profile))
+      assertSome(config.profile, parts.profile)
       assert.strictEqual(Duration.toSeconds(config.tokenDuration), parts.tokenSeconds)
       assertInvariants(config)
     }, { fastCheck: { numRuns: 300 } })

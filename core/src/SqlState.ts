@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import { causeChain } from "./Causes.js"
 
 /**
  * A SQLSTATE: five digits or uppercase letters.
@@ -35,22 +36,18 @@ export interface ServerError {
   readonly message: string
 }
 
-/** How deep a cause chain is followed: a cycle or a pathological chain must not loop. */
-const maxCauseDepth = 10
-
 /**
  * The first error along `error`'s `cause` chain (`error` included) that carries a SQLSTATE `code` and a `message`:
  * node-postgres keeps its `DatabaseError` as the cause of @effect/sql's `SqlError`; @effect/sql-pg 4 keeps the
- * server's fields one level deeper (`SqlError.reason.cause`). Stops after 10 levels, so a cycle cannot loop.
+ * server's fields one level deeper (`SqlError.reason.cause`). Walks through `Causes.causeChain`, which is bounded.
  *
  * @since 0.1.0
  */
 export const serverError = (error: unknown): ServerError | undefined => {
-  let current = error
-  for (let depth = 0; typeof current === "object" && current !== null && depth < maxCauseDepth; depth++) {
-    const { code, message } = current as { readonly code?: unknown; readonly message?: unknown }
+  for (const link of causeChain(error)) {
+    if (typeof link !== "object" || link === null) return undefined
+    const { code, message } = link as { readonly code?: unknown; readonly message?: unknown }
     if (isSqlState(code) && typeof message === "string") return { code, message }
-    current = (current as { readonly cause?: unknown }).cause
   }
   return undefined
 }

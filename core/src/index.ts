@@ -53,3 +53,31 @@ export * as Metrics from "./Metrics.js"
  * @since 0.1.0
  */
 export * as Migration from "./Migration.js"
+
+/**
+ * The token's IAM action and the bounds of a signing request.
+ *
+ * @since 0.1.0
+ */
+export * as Token from "./Token.js"
+
+/**
+ * The bounded walk along an error's `cause` chain.
+ *
+ * @since 0.1.0
+ */
+export * as Causes from "./Causes.js"
+
+/**
+ * Errors in words: what a failed connection attempt says to a user.
+ *
+ * @since 0.1.0
+ */
+export * as Diagnostics from "./Diagnostics.js"
+
+/**
+ * When cached AWS credentials are refreshed.
+ *
+ * @since 0.1.0
+ */
+export * as Refresh from "./Refresh.js"

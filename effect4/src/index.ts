@@ -12,6 +12,21 @@
 export * as DsqlConfig from "./DsqlConfig.js"
 
 /**
+ * IAM authentication tokens, signed with `@aws-sdk/dsql-signer` over credentials resolved once per layer.
+ *
+ * @since 2.0.0
+ */
+export * as TokenSigner from "./TokenSigner.js"
+
+/**
+ * The scoped `SqlClient` and `PgClient` on `@effect/sql-pg` 4: a token per connection, verify-full TLS, DSQL-correct
+ * transactions.
+ *
+ * @since 2.0.0
+ */
+export * as DsqlClient from "./DsqlClient.js"
+
+/**
  * Retrying whole transactions on OCC conflicts and transient errors.
  *
  * @since 2.0.0
@@ -31,3 +46,10 @@ export * as DsqlMetrics from "./DsqlMetrics.js"
  * @since 2.0.0
  */
 export * as DsqlMigrator from "./DsqlMigrator.js"
+
+/**
+ * The retry combinator and its error classes, also at the top level as in the Effect 3 line.
+ *
+ * @since 2.0.0
+ */
+export { CommitOutcomeUnknown, OccConflict, TransientError, withOccRetry } from "./OccRetry.js"

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Refresh } from "@effect-dsql/core"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -29,15 +30,6 @@ type CacheState<E> =
   | { readonly _tag: "Cached"; readonly credentials: CachedCredentials; readonly attemptAt: number | undefined }
   | { readonly _tag: "Failed"; readonly failure: E }
 
-const MIN_ATTEMPT_INTERVAL_MILLIS = 1_000
-
-const isUsable = (credentials: CachedCredentials, now: number): boolean =>
-  credentials.expiresAt === undefined || now < credentials.expiresAt
-
-/** The next refresh attempt after one at `now`: half the remaining lifetime away, a second at least. */
-const backOff = (expiresAt: number, now: number): number =>
-  now + Math.max(MIN_ATTEMPT_INTERVAL_MILLIS, (expiresAt - now) / 2)
-
 /**
  * Caches what `resolve` returns and refreshes it from `refreshBeforeMillis` ahead of its expiry. Callers arriving
  * while a resolution runs wait for it and share its outcome, success or failure. A resolution runs under the span
@@ -60,7 +52,9 @@ export const makeCredentialCache = <E>(
     const lock = yield* Effect.makeSemaphore(1)
 
     const usable = (current: CacheState<E>, now: number): CachedCredentials | undefined =>
-      current._tag === "Cached" && isUsable(current.credentials, now) ? current.credentials : undefined
+      current._tag === "Cached" && Refresh.isUsable(current.credentials.expiresAt, now)
+        ? current.credentials
+        : undefined
 
     const cache = (credentials: CachedCredentials, attemptAt: number | undefined) =>
       Effect.sync(() => {
@@ -72,19 +66,17 @@ export const makeCredentialCache = <E>(
       Effect.flatMap(Effect.either(Effect.withParentSpan(resolve, span)), (result) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           if (Either.isRight(result)) {
-            const { expiresAt } = result.right
-            if (expiresAt === undefined) {
-              return cache(result.right, undefined)
-            }
-            const refreshAt = expiresAt - refreshBeforeMillis
-            return cache(result.right, refreshAt > now ? refreshAt : backOff(expiresAt, now))
+            return cache(result.right, Refresh.attemptAt(result.right.expiresAt, now, refreshBeforeMillis))
           }
           const previous = usable(current, now)
           if (previous === undefined) {
             state = { _tag: "Failed", failure: result.left }
             return Effect.fail(result.left)
           }
-          return cache(previous, previous.expiresAt === undefined ? undefined : backOff(previous.expiresAt, now))
+          return cache(
+            previous,
+            previous.expiresAt === undefined ? undefined : Refresh.backOff(previous.expiresAt, now)
+          )
         }))
 
     // `seen` is the state the caller found stale; any other state under the lock is an attempt that ended meanwhile
@@ -109,8 +101,7 @@ export const makeCredentialCache = <E>(
       Effect.clockWith((clock) => {
         const now = clock.unsafeCurrentTimeMillis()
         const current = state
-        return current._tag === "Cached" && isUsable(current.credentials, now) &&
-            (current.attemptAt === undefined || now < current.attemptAt)
+        return current._tag === "Cached" && Refresh.isFresh(current.credentials.expiresAt, current.attemptAt, now)
           ? Effect.succeed(current.credentials)
           : refresh(current, span)
       })

@@ -17,10 +17,10 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
-import * as DsqlMetrics from "../DsqlMetrics.js"
 import type { Options } from "../OccRetry.js"
 import { backoff } from "./backoff.js"
 import { conflictOf, findCause } from "./causes.js"
+import * as DsqlMetrics from "./metrics.js"
 import { CommitOutcomeUnknown, inTransactionOf } from "./transaction.js"
 
 /** See `OccRetry.OccConflict`. */

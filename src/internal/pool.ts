@@ -26,9 +26,9 @@ import type { Duplex } from "node:stream"
 import * as Tls from "node:tls"
 import * as Pg from "pg"
 import type { DsqlConfig } from "../DsqlConfig.js"
-import * as DsqlMetrics from "../DsqlMetrics.js"
-import { TokenSigner } from "../TokenSigner.js"
+import type * as TokenSigner from "../TokenSigner.js"
 import { backoff, curve } from "./backoff.js"
+import * as DsqlMetrics from "./metrics.js"
 
 /** True for DSQL's "too many open connections" (53300) and "rate exceeded" (53400) refusals. */
 export const isConnectionLimitError = (error: unknown): boolean =>
@@ -148,13 +148,16 @@ const currentSpan = (): Tracer.AnySpan | undefined => {
 }
 
 /**
- * Creates the pg pool. Token signing and connect retries run on the caller's runtime, so metrics and the configured
- * `TokenSigner` apply to them, but without the caller's span: they are children of the span of the checkout that
- * opened the connection there and then, or roots (a checkout that queued first, a pool refilling itself), never of
- * the span that built the pool.
+ * Creates the pg pool, whose connections sign their tokens with `signer`. Token signing and connect retries run on the
+ * caller's runtime, so its metrics apply to them, but without the caller's span: they are children of the span of the
+ * checkout that opened the connection there and then, or roots (a checkout that queued first, a pool refilling
+ * itself), never of the span that built the pool.
  */
-export const makePool = Effect.fnUntraced(function*(config: DsqlConfig, driverOptions: DriverOptions = {}) {
-  const signer = yield* TokenSigner
+export const makePool = Effect.fnUntraced(function*(
+  config: DsqlConfig,
+  signer: TokenSigner.Service,
+  driverOptions: DriverOptions = {}
+) {
   const runtime = Runtime.updateContext(yield* Effect.runtime<never>(), Context.omit(Tracer.ParentSpan))
   const runPromiseExit = Runtime.runPromiseExit(runtime)
   const runFork = Runtime.runFork(runtime)

@@ -18,9 +18,9 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Tracer from "effect/Tracer"
-import * as DsqlMetrics from "../DsqlMetrics.js"
 import type { Action, MakeOptions, Service, SignRequest, StaticCredentials, TokenSignerError } from "../TokenSigner.js"
 import { type CachedCredentials, makeCredentialCache } from "./credentials.js"
+import * as DsqlMetrics from "./metrics.js"
 
 /** Builds the public module's `TokenSignerError`. */
 export type MakeError = (fields: {

@@ -19,8 +19,8 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import * as DsqlMetrics from "../DsqlMetrics.js"
 import { conflictOf, findCause } from "./causes.js"
+import * as DsqlMetrics from "./metrics.js"
 
 type WithTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
 

@@ -169,7 +169,7 @@ describe("connection lifetime", () => {
         ...(maxConnectionLifetime === undefined ? {} : { maxConnectionLifetime })
       })
       const pool: pg.Pool = yield* Effect.acquireRelease(
-        makePool(config),
+        Effect.flatMap(TokenSigner.TokenSigner, (signer) => makePool(config, signer)),
         (pool) => Effect.promise(() => pool.end())
       )
       const options = pool.options as { readonly maxLifetimeSeconds: number }
@@ -232,7 +232,7 @@ describe("connect retries", () => {
       // Built under the TestClock (provided below): the pool keeps the runtime it was built in, so the retries'
       // back-off and their deadline wait for it.
       const pool = yield* Effect.acquireRelease(
-        makePool(config).pipe(
+        Effect.flatMap(TokenSigner.TokenSigner, (signer) => makePool(config, signer)).pipe(
           Effect.provide(TokenSigner.layerStatic({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "unused" }))
         ),
         (pool) => Effect.promise(() => pool.end())

@@ -148,6 +148,32 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         expect(active.rows).toEqual([{ usename: "admin" }])
       }))
 
+    it.scoped("forwards the client's startup options, without DSQL's routing option, keeping its isolation", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const admin = yield* connectPg(server)
+        const schema = `opts_${Math.random().toString(36).slice(2, 8)}`
+        yield* query(admin, `CREATE SCHEMA ${schema}`)
+        const client = yield* connectPg(server, {
+          options: `-c search_path=${schema} -c amzn-cluster-id=${server.clusterId} ` +
+            "--application_name=with\\ space -c default_transaction_isolation=serializable"
+        })
+        yield* query(client, "CREATE TABLE placed (id int PRIMARY KEY)")
+        const settings = yield* query(
+          client,
+          "SELECT current_schema() AS schema, current_setting('application_name') AS app, " +
+            `to_regclass('${schema}.placed') IS NOT NULL AS placed, ` +
+            "current_setting('transaction_isolation') AS isolation, current_setting('TimeZone') AS zone"
+        )
+        expect(settings.rows).toEqual([
+          { schema, app: "with space", placed: true, isolation: "repeatable read", zone: "UTC" }
+        ])
+        const zoned = yield* connectPg(server, { options: "-c TimeZone=Europe/Paris" })
+        expect((yield* query(zoned, "SHOW TimeZone")).rows).toEqual([{ TimeZone: "Europe/Paris" }])
+        const unknown = yield* failureOf(connectPg(server, { options: "-c no_such_setting=1" }))
+        expect(unknown.code).toBe("42704")
+      }))
+
     it.scoped("answers server_version, server_version_num and version() like DSQL: PostgreSQL 16", () =>
       Effect.gen(function*() {
         const client = yield* connectPg(yield* DsqlLocal.DsqlLocal)

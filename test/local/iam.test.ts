@@ -74,4 +74,42 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
         expect((yield* query(admin, "COMMIT")).command).toBe("ROLLBACK")
       }))
   })
+
+  describe("DROP ROLE", () => {
+    const dependsOn = (role: string) => ({
+      code: "2BP01",
+      message: `role "${role}" cannot be dropped because some objects depend on it`
+    })
+
+    it.scoped("is refused with 2BP01 while an IAM principal is mapped to the role, in both protocols", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const admin = yield* connectPg(server)
+        const role = `mapped_${Math.random().toString(36).slice(2, 8)}`
+        yield* query(admin, `CREATE ROLE ${role} WITH LOGIN`)
+        yield* query(admin, `AWS IAM GRANT ${role} TO '${arn}'`)
+
+        const simple = yield* failureOf(query(admin, `DROP ROLE IF EXISTS nobody_at_all, ${role}`))
+        expect({ code: simple.code, message: simple.message }).toEqual(dependsOn(role))
+        const extended = yield* failureOf(extendedQuery(admin, `DROP USER ${role.toUpperCase()}`))
+        expect({ code: extended.code, message: extended.message, where: extended.where }).toEqual({
+          ...dependsOn(role),
+          where: undefined
+        })
+
+        // Inside a block the refusal aborts it, like DSQL's other refusals.
+        yield* query(admin, "BEGIN")
+        const inBlock = yield* failureOf(query(admin, `DROP ROLE ${role}`))
+        expect({ code: inBlock.code, message: inBlock.message }).toEqual(dependsOn(role))
+        expect((yield* failureOf(query(admin, "SELECT 1"))).code).toBe("25P02")
+        expect((yield* query(admin, "COMMIT")).command).toBe("ROLLBACK")
+        const kept = yield* query(admin, `SELECT count(*)::int AS n FROM pg_roles WHERE rolname = '${role}'`)
+        expect(kept.rows).toEqual([{ n: 1 }])
+
+        yield* query(admin, `AWS IAM REVOKE ${role} FROM '${arn}'`)
+        yield* query(admin, `DROP ROLE ${role}`)
+        const gone = yield* query(admin, `SELECT count(*)::int AS n FROM pg_roles WHERE rolname = '${role}'`)
+        expect(gone.rows).toEqual([{ n: 0 }])
+      }))
+  })
 })

@@ -99,6 +99,8 @@ export interface ConnectOptions {
   readonly ssl?: pg.ClientConfig["ssl"]
   readonly port?: number
   readonly applicationName?: string
+  /** The `options` startup parameter, e.g. `-c search_path=myschema`. */
+  readonly options?: string
 }
 
 /** The TLS settings of a DSQL client: verify the chain and the host name, send SNI. */
@@ -125,7 +127,8 @@ export const connectPg = (server: DsqlLocal.Server, options: ConnectOptions = {}
             ssl,
             ...(ssl === false ? {} : { sslnegotiation: options.sslnegotiation ?? "direct" }),
             connectionTimeoutMillis: 10_000,
-            ...(options.applicationName === undefined ? {} : { application_name: options.applicationName })
+            ...(options.applicationName === undefined ? {} : { application_name: options.applicationName }),
+            ...(options.options === undefined ? {} : { options: options.options })
           })
           // A server that closes the connection makes pg emit 'error'; the failing query reports it instead.
           client.on("error", () => {})

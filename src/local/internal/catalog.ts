@@ -52,6 +52,8 @@ const rulesRows = Object.entries(backendRules).map(([name, rule]) =>
  *   `dsql_local.iam_revoke(role, arn)` (what `AWS IAM GRANT` / `REVOKE` run); a role may log in only with one.
  * - `dsql_local.check_drop_columns(schema, table, columns)`: run before `ALTER TABLE … DROP COLUMN`; refuses
  *   dropping a primary-key column (after the drop the catalog no longer knows the key).
+ * - `dsql_local.check_drop_roles(roles)`: run before `DROP ROLE`; refuses dropping a role an IAM principal is still
+ *   mapped to (PostgreSQL has no hook on dropping a role). It reads the mappings defined further down.
  *
  * @since 0.1.0
  * @category constructors
@@ -354,6 +356,19 @@ BEGIN
 END
 $body$;
 
+CREATE OR REPLACE PROCEDURE dsql_local.check_drop_roles(dropped text[])
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $body$
+DECLARE
+  mapped name;
+BEGIN
+  SELECT r.rolname INTO mapped FROM dsql_local.iam_role_mappings m JOIN pg_roles r ON r.oid = m.pg_role_oid
+  WHERE r.rolname = ANY (dropped) ORDER BY array_position(dropped, r.rolname::text) LIMIT 1;
+  IF mapped IS NOT NULL THEN
+    CALL dsql_local.refuse('drop_mapped_role', mapped);
+  END IF;
+END
+$body$;
+
 CREATE OR REPLACE FUNCTION dsql_local.check_table(table_oid oid, created boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog AS $body$
 DECLARE
@@ -505,6 +520,15 @@ export const checkDropColumnsSql = (dropped: DroppedColumns): string =>
   `CALL dsql_local.check_drop_columns(${dropped.schema === undefined ? "NULL" : literal(dropped.schema)}, ${
     literal(dropped.table)
   }, ARRAY[${dropped.columns.map(literal).join(", ")}]::text[])`
+
+/**
+ * Fails with DSQL's refusal when an IAM principal is still mapped to one of the dropped roles.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const checkDropRolesSql = (roles: ReadonlyArray<string>): string =>
+  `CALL dsql_local.check_drop_roles(ARRAY[${roles.map(literal).join(", ")}]::text[])`
 
 /**
  * What runs on the backend instead of a statement PostgreSQL does not know, and the command tag the client gets:

@@ -59,15 +59,63 @@ export interface SessionPolicy {
   readonly fromBackend: (frame: Frame) => ReadonlyArray<Action>
 }
 
+/** DSQL's session defaults, which the client's own startup options may change. */
+const sessionDefaults = "-c TimeZone=UTC"
+
 /**
- * The `options` startup parameter for backend sessions: DSQL's isolation and time zone, and a short lock timeout so
- * that a statement never waits long on another transaction's row lock (DSQL never waits).
+ * What DsqlLocal's model needs of every backend session, placed after the client's options so that they cannot undo
+ * it: DSQL's isolation, and a short lock timeout so that a statement never waits long on another transaction's row
+ * lock (DSQL never waits).
+ */
+const sessionRequirements = "-c default_transaction_isolation=repeatable\\ read -c lock_timeout=10ms"
+
+/** DSQL's PrivateLink routing option (`-c amzn-cluster-id=…`): it names the cluster, it is no setting. */
+const routingOptions = new Set(["amzn_cluster_id"])
+
+/** Splits an `options` startup parameter into arguments as PostgreSQL does: whitespace separates, `\` escapes. */
+const splitOptions = (options: string): Array<string> => {
+  const args: Array<string> = []
+  let current: string | undefined
+  for (let index = 0; index < options.length; index++) {
+    const char = options[index]!
+    if (/\s/.test(char)) {
+      if (current !== undefined) args.push(current)
+      current = undefined
+      continue
+    }
+    current = (current ?? "") + (char === "\\" && index + 1 < options.length ? options[++index]! : char)
+  }
+  if (current !== undefined) args.push(current)
+  return args
+}
+
+const escapeOption = (arg: string): string => arg.replace(/[\s\\]/g, (char) => `\\${char}`)
+
+/** The setting an assignment `name=value` names, with `-` read as `_` like PostgreSQL does. */
+const settingName = (assignment: string): string => assignment.split("=", 1)[0]!.toLowerCase().replaceAll("-", "_")
+
+/** The client's `options` without DSQL's routing options, which PostgreSQL would refuse as unknown settings. */
+const clientOptions = (options: string): Array<string> => {
+  const args = splitOptions(options)
+  const kept: Array<string> = []
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!
+    const pair = arg === "-c" && index + 1 < args.length ? [arg, args[++index]!] : [arg]
+    const assignment = pair.length === 2 ? pair[1]! : arg.replace(/^(-c|--)/, "")
+    if (!routingOptions.has(settingName(assignment))) kept.push(...pair)
+  }
+  return kept
+}
+
+/**
+ * The `options` startup parameter for a backend session: DSQL's defaults, then the client's own `options` (as DSQL
+ * takes them, e.g. `-c search_path=myschema`), then what DsqlLocal's model requires.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const backendSessionOptions =
-  "-c default_transaction_isolation=repeatable\\ read -c TimeZone=UTC -c lock_timeout=10ms"
+export const backendSessionOptions = (client: string | undefined): string =>
+  [sessionDefaults, ...clientOptions(client ?? "").map(escapeOption), sessionRequirements].join(" ")
 
 /**
  * Loads the libpg-query WASM parser once; must complete before the first session starts.
@@ -451,15 +499,17 @@ class Session {
 
   /**
    * The statement between the backend checks it needs: before dropping columns, that none is in the primary key;
+   * before dropping roles, that no IAM principal is mapped to them;
    * after DML, the transaction's row count (the triggers of `catalog.ts` count the rows), in the same transaction so
    * that a statement crossing the limit is undone with it, in autocommit too. An asynchronous job takes the next
    * injected job failure, if any.
    */
   private runChecked(statement: Statement, extended: boolean): Plan {
-    const before = statement.droppedColumns === undefined ? [] : [{
-      sql: Catalog.checkDropColumnsSql(statement.droppedColumns),
-      sent: this.sent(undefined, { hidden: true })
-    }]
+    const checks = [
+      ...(statement.droppedColumns === undefined ? [] : [Catalog.checkDropColumnsSql(statement.droppedColumns)]),
+      ...(statement.droppedRoles === undefined ? [] : [Catalog.checkDropRolesSql(statement.droppedRoles)])
+    ]
+    const before = checks.map((sql) => ({ sql, sent: this.sent(undefined, { hidden: true }) }))
     // In the extended protocol a COPY's rows arrive after its Execute, where a check would cut the copy short: its
     // rows count at the next DML statement's check instead.
     const checksRows = statement.kind === "dml" && !(extended && statement.copiesFromClient)

@@ -329,6 +329,7 @@ export const backendRules: Readonly<
   identity_type: { code: "0A000", message: "datatype %s not supported, identity column type must be bigint" },
   key_type: { code: "0A000", message: "datatype %s is not supported in a key" },
   drop_key_column: { code: "0A000", message: "cannot drop primary key column %s" },
+  drop_mapped_role: { code: "2BP01", message: "role \"%s\" cannot be dropped because some objects depend on it" },
   columns_per_table: { code: "54011", message: "tables can have at most 255 columns", limit: 255 },
   key_columns: { code: "54011", message: "more than 8 column keys in an index are not supported", limit: 8 },
   declared_key_bytes: { code: "54000", message: "key size greater than 2000 bytes not supported", limit: 2000 },

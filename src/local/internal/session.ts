@@ -50,8 +50,8 @@ export interface SessionContext {
   readonly secureContext: tls.SecureContext
   readonly secretFor: (accessKeyId: string) => string | undefined
   readonly backend: { readonly host: string; readonly port: number; readonly password: string | undefined }
-  /** Sent as the backend's `options` startup parameter. */
-  readonly backendSessionOptions: string
+  /** The backend's `options` startup parameter, given the client's. */
+  readonly backendSessionOptions: (clientOptions: string | undefined) => string
   readonly makePolicy: () => SessionPolicy
 }
 
@@ -250,7 +250,7 @@ const handshake = (raw: net.Socket, context: SessionContext, answerOn: (socket: 
         parameters: {
           database: "postgres",
           ...(parameters["application_name"] === undefined ? {} : { application_name: parameters["application_name"] }),
-          options: context.backendSessionOptions
+          options: context.backendSessionOptions(parameters["options"])
         }
       }),
       (error) => refuse(fromBackendError(error))

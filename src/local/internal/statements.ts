@@ -56,6 +56,8 @@ export interface Statement {
   readonly waitForJob: boolean
   /** Set for `ALTER TABLE … DROP COLUMN`: DSQL refuses dropping a primary-key column. */
   readonly droppedColumns: DroppedColumns | undefined
+  /** Set for `DROP ROLE`: DSQL refuses dropping a role an IAM principal is still mapped to. */
+  readonly droppedRoles: ReadonlyArray<string> | undefined
   /** Set for DSQL's `AWS IAM GRANT` / `AWS IAM REVOKE` (not PostgreSQL syntax). */
   readonly iamMapping: IamMapping | undefined
   /** `COPY … FROM STDIN`: the client's rows follow the statement. */
@@ -239,6 +241,7 @@ const statement = (
   asyncValidation: extra.asyncValidation,
   waitForJob: extra.waitForJob ?? false,
   droppedColumns: extra.droppedColumns,
+  droppedRoles: extra.droppedRoles,
   iamMapping: extra.iamMapping,
   copiesFromClient: extra.copiesFromClient ?? false
 })
@@ -281,6 +284,7 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
   return statement(sql, kind, {
     refusal: statementRefusal(node) ?? refusalInTree(node),
     droppedColumns: "AlterTableStmt" in node ? droppedColumns(node.AlterTableStmt) : undefined,
+    droppedRoles: "DropRoleStmt" in node ? droppedRoles(node.DropRoleStmt) : undefined,
     copiesFromClient: "CopyStmt" in node && node.CopyStmt.is_from === true && node.CopyStmt.filename === undefined
   })
 }
@@ -297,6 +301,11 @@ const droppedColumns = (stmt: Extract<Node, { AlterTableStmt: unknown }>["AlterT
     ? undefined
     : { schema: stmt.relation?.schemaname, table, columns }
 }
+
+const droppedRoles = (stmt: Extract<Node, { DropRoleStmt: unknown }>["DropRoleStmt"]) =>
+  (stmt.roles ?? []).flatMap((role) =>
+    "RoleSpec" in role && role.RoleSpec.rolename !== undefined ? [role.RoleSpec.rolename] : []
+  )
 
 /** The refusal of the statement's own kind, from the rules table. */
 const statementRefusal = (node: Node): Refusal | undefined => {

@@ -72,7 +72,7 @@ const serve = (client: net.Socket, backendPort: number, policy: SessionPolicy) =
     backend.write(startupMessage({
       user: parameters.user ?? "postgres",
       database: parameters.database ?? parameters.user ?? "postgres",
-      options: backendSessionOptions
+      options: backendSessionOptions(parameters.options)
     }))
     backend.on("data", (chunk: Buffer) => {
       apply(

@@ -1,11 +1,10 @@
 /**
- * Turns a failed connection attempt into one line a user can act on. Never includes the token: pg errors carry
- * the server's message, code and hint only.
+ * Errors in words: what a failed connection attempt says to a user (TLS, network and server codes), for both lines.
  *
- * @internal
+ * @since 0.1.0
  */
-import { SqlState } from "@effect-dsql/core"
-import { causeChain } from "./causes.js"
+import { causeChain } from "./Causes.js"
+import { isSqlState } from "./SqlState.js"
 
 interface ErrorLike {
   readonly message?: unknown
@@ -46,7 +45,7 @@ const describeCode = (link: unknown, hostInput: string): string | undefined => {
   if (code in tlsCodes) return `TLS verification failed: ${tlsCodes[code]} (${code})`
   if (code === "ENOTFOUND") return `host name not found: check ${hostInput}`
   if (code in networkCodes) return networkCodes[code]!
-  if (SqlState.isSqlState(code)) {
+  if (isSqlState(code)) {
     const hint = typeof e.hint === "string" && e.hint.length > 0 ? ` — ${clip(e.hint)}` : ""
     return `${messageOf(link)} (SQLSTATE ${code})${hint}`
   }
@@ -62,8 +61,16 @@ const messageOf = (link: unknown): string => {
  * A readable description of why connecting failed: the messages along the cause chain, outermost first, down to the
  * first link with a known code (described by it), each inner part left out when the outer message already quotes it.
  * `hostInput` is the input the host came from (`DsqlConfig.hostInput`).
+ *
+ * @example
+ * ```ts
+ * import { Diagnostics } from "@effect-dsql/core"
+ * Diagnostics.describeError({ message: "connect failed", cause: { code: "ENOTFOUND" } }, "DSQL_HOST")
+ * // "connect failed: host name not found: check DSQL_HOST"
+ * ```
+ * @since 0.1.0
  */
-export const describeConnectError = (error: unknown, hostInput = "the host"): string => {
+export const describeError = (error: unknown, hostInput = "the host"): string => {
   const chain = causeChain(error)
   let end = chain.length - 1
   let description = messageOf(chain[end])

@@ -1,0 +1,379 @@
+/**
+ * The `PgClient` behind `DsqlClient`, on @effect/sql-pg 4's own pool and connections: a fresh IAM token per physical
+ * connection (the pool's `password` Effect), verify-full TLS with SNI, direct TLS (ALPN `postgresql`) through a
+ * `stream` or the classic SSLRequest, a per-connection lifetime jittered down from the configured one, back-off on
+ * DSQL's connection limits, DSQL's own words in every `SqlError`, and transactions without savepoints.
+ *
+ * @internal
+ */
+import { Backoff, SqlState } from "@effect-dsql/core"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as PgConnection from "@effect/sql-pg/PgConnection"
+import * as PgPool from "@effect/sql-pg/PgPool"
+import type * as PgTypes from "@effect/sql-pg/PgTypes"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import type * as Reactivity from "effect/reactivity/Reactivity"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as SqlClient from "effect/sql/SqlClient"
+import type * as SqlConnection from "effect/sql/SqlConnection"
+import { AuthenticationError, ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
+import * as Statement from "effect/sql/Statement"
+import * as Stream from "effect/Stream"
+import * as Net from "node:net"
+import * as Tls from "node:tls"
+import type { DsqlConfig } from "../DsqlConfig.js"
+import { TokenSigner } from "../TokenSigner.js"
+import { sqlStateOf, withDsqlMessage } from "./errors.js"
+
+/**
+ * What a client needs, normalised: `DsqlConfig` but the profile, which only chooses the `TokenSigner`.
+ *
+ * @internal
+ */
+export type ClientConfig = Omit<DsqlConfig, "profile">
+
+/**
+ * @effect/sql-pg's options for names, JSON and types, passed on as they are.
+ *
+ * @internal
+ */
+export type ClientOptions = Pick<
+  PgClient.PgClientConfig,
+  "transformResultNames" | "transformQueryNames" | "transformJson" | "types"
+>
+
+/**
+ * Delay before TCP keep-alive probes an idle connection. PrivateLink endpoints and NLBs drop a flow idle for 350 s
+ * without telling either end; a probe every minute keeps the flow alive.
+ */
+const keepAlive = Duration.seconds(60)
+
+/** Share of the configured lifetime cut at random per connection, so a pool's connections don't all expire at once. */
+export const lifetimeJitter = 0.1
+
+/** A connection's lifetime: the configured one, shortened by up to `lifetimeJitter` of it, never lengthened. */
+export const jitteredLifetimeMillis = (lifetimeMillis: number, random: number): number =>
+  Backoff.jitteredMillis(lifetimeMillis, lifetimeJitter, random)
+
+const isConnectionLimitError = (error: SqlError): boolean => SqlState.isConnectionLimit(sqlStateOf(error))
+
+/** Back-off before retry `retry` (0, 1, …) after a refusal for DSQL's limits, `random` in [0, 1). */
+export const connectRetryDelayMillis = (retry: number, random: number): number =>
+  Backoff.jitteredMillis(Backoff.cappedDelayMillis(Backoff.connectRetry, retry), Backoff.connectRetry.jitter, random)
+
+/**
+ * TLS options for verify-full against the DSQL host name: certificate chain and host name checked, SNI sent, TLS 1.2
+ * or later. An extra CA is added to Node's roots, never replacing them, in one secure context per client.
+ */
+const tlsOptions = (config: ClientConfig): Tls.ConnectionOptions => ({
+  servername: config.host,
+  rejectUnauthorized: true,
+  minVersion: "TLSv1.2",
+  checkServerIdentity: (_hostname, certificate) => Tls.checkServerIdentity(config.host, certificate),
+  ...Option.match(config.caPem, {
+    onNone: () => ({}),
+    onSome: (pem) => ({
+      secureContext: Tls.createSecureContext({ ca: [...Tls.rootCertificates, pem], minVersion: "TLSv1.2" })
+    })
+  })
+})
+
+/**
+ * The transport: direct TLS with ALPN `postgresql` opened by us (`ssl: false` tells sql-pg not to send an
+ * SSLRequest on it), or, for the SSLRequest negotiation, a plain socket to `hostAddress` that sql-pg upgrades itself
+ * (without `hostAddress` sql-pg dials `host` itself).
+ */
+const transport = (config: ClientConfig): Pick<PgPool.Config, "ssl" | "stream" | "keepAlive"> => {
+  const tls = tlsOptions(config)
+  const address = Option.getOrElse(config.hostAddress, () => config.host)
+  const socketOptions = {
+    host: address,
+    port: config.port,
+    noDelay: true,
+    keepAlive: true,
+    keepAliveInitialDelay: Duration.toMillis(keepAlive)
+  }
+  if (config.sslNegotiation === "direct") {
+    return { ssl: false, stream: () => Tls.connect({ ...socketOptions, ...tls, ALPNProtocols: ["postgresql"] }) }
+  }
+  return Option.isSome(config.hostAddress)
+    ? { ssl: tls, stream: () => Net.connect(socketOptions) }
+    : { ssl: tls, keepAlive }
+}
+
+/** A connection whose every failure carries DSQL's message and SQLSTATE. */
+class DsqlConnection implements SqlConnection.Connection {
+  readonly connection: PgConnection.PgConnection
+  constructor(connection: PgConnection.PgConnection) {
+    this.connection = connection
+  }
+  private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean) {
+    return Effect.map(this.connection.query(sql, params, prepare), (result) => result.rows)
+  }
+  execute(sql: string, params: ReadonlyArray<unknown>, transformRows: Transform | undefined) {
+    return withMessage(mapRows(this.rows(sql, params, true), transformRows))
+  }
+  executeRaw(sql: string, params: ReadonlyArray<unknown>) {
+    return withMessage(this.connection.query(sql, params))
+  }
+  executeValues(sql: string, params: ReadonlyArray<unknown>) {
+    return withMessage(this.connection.queryValues(sql, params))
+  }
+  executeValuesUnprepared(sql: string, params: ReadonlyArray<unknown>) {
+    return withMessage(this.connection.queryValues(sql, params, false))
+  }
+  executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: Transform | undefined) {
+    return withMessage(mapRows(this.rows(sql, params, false), transformRows))
+  }
+  executeStream(sql: string, params: ReadonlyArray<unknown>, transformRows: Transform | undefined) {
+    const stream = Stream.mapError(this.connection.stream(sql, params), (error) => withDsqlMessage(error))
+    return transformRows === undefined
+      ? stream
+      : Stream.mapArray(stream, (rows) => transformRows(rows) as typeof rows)
+  }
+}
+
+type Transform = <A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>
+
+const mapRows = <E>(rows: Effect.Effect<ReadonlyArray<any>, E>, transform: Transform | undefined) =>
+  transform === undefined ? rows : Effect.map(rows, transform)
+
+const withMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+  Effect.mapError(effect, (error) => withDsqlMessage(error))
+
+const rolledBack = () =>
+  new SqlError({
+    reason: new UnknownError({
+      cause: new Error("COMMIT answered ROLLBACK"),
+      message: "DsqlClient: the transaction was rolled back, nothing of it was committed: COMMIT was answered with " +
+        "ROLLBACK because a statement of the transaction failed and its error was caught, which aborts the " +
+        "transaction. Let that error fail the transaction, or run the work that recovers from it in a transaction of " +
+        "its own.",
+      operation: "commit"
+    })
+  })
+
+/** COMMIT, failing when the server answers `ROLLBACK` (the transaction had been aborted). */
+const commit = (conn: SqlConnection.Connection): Effect.Effect<void, SqlError> =>
+  Effect.flatMap(
+    conn.executeRaw("COMMIT", []),
+    (result) => (result as PgConnection.Result).command === "ROLLBACK" ? Effect.fail(rolledBack()) : Effect.void
+  )
+
+/**
+ * `effect` in a scope of its own, closed at once when it fails (a failed checkout gives back whatever it took), or
+ * with the caller's scope when it succeeds.
+ */
+const inChildScope = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>): Effect.Effect<A, E, Scope.Scope> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Effect.scope, (parent) =>
+      Effect.flatMap(Scope.fork(parent), (scope) =>
+        Effect.onError(
+          restore(Scope.provide(effect, scope)),
+          (cause) => Scope.close(scope, Exit.failCause(cause))
+        )))
+  )
+
+/** A signing failure, which the pool's `password` Effect can only raise as a defect, as a typed `SqlError`. */
+const signingFailed = (host: string, cause: unknown) =>
+  new SqlError({
+    reason: new AuthenticationError({
+      cause,
+      message: `DsqlClient: could not sign an IAM token for ${host}: ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      operation: "connect"
+    })
+  })
+
+const TokenSignerErrorTag = "TokenSignerError"
+
+const isTokenSignerError = (defect: unknown): boolean =>
+  typeof defect === "object" && defect !== null && (defect as { _tag?: unknown })._tag === TokenSignerErrorTag
+
+const PgJson = Statement.custom<PgClient.PgCustom>("PgJson")
+
+/**
+ * Builds the client: the pool, one connection opened within `connectTimeout` (TLS, the token and the server's
+ * acceptance checked; the connection then stays in the pool), and the `PgClient` over them.
+ *
+ * @internal
+ */
+export const make = Effect.fnUntraced(function*(
+  config: ClientConfig,
+  options: ClientOptions = {}
+): Effect.fn.Return<
+  PgClient.PgClient & SqlClient.SqlClient,
+  SqlError,
+  Scope.Scope | Reactivity.Reactivity | TokenSigner
+> {
+  const signer = yield* TokenSigner
+  const pool = yield* PgPool.make({
+    host: config.host,
+    port: config.port,
+    username: config.user,
+    database: config.database,
+    // run for every physical connection: one token each
+    password: Effect.orDie(
+      Effect.map(
+        signer.sign({
+          hostname: config.host,
+          region: config.region,
+          user: config.user,
+          expiresIn: config.tokenDuration
+        }),
+        (token) => Redacted.make(Redacted.value(token))
+      )
+    ),
+    ...transport(config),
+    connectTimeout: config.connectTimeout,
+    applicationName: config.applicationName,
+    types: options.types as PgTypes.Registry | undefined,
+    maxConnections: config.maxConnections,
+    minConnections: config.minConnections,
+    idleTimeout: config.idleTimeout,
+    // a checkout, waiting for a pooled connection included, is bounded as a connect is (pg-pool's
+    // connectionTimeoutMillis in the Effect 3 line)
+    acquireTimeout: config.connectTimeout,
+    // the pool's own bound counts from the connect; the jittered one below counts from the first checkout
+    connectionTTL: config.maxConnectionLifetime
+  })
+
+  const lifetimeMillis = Duration.toMillis(config.maxConnectionLifetime)
+  const connectTimeoutMillis = Duration.toMillis(config.connectTimeout)
+  const retireAt = new WeakMap<PgConnection.PgConnection, number>()
+
+  /** Past its jittered lifetime: its deadline is drawn at its first checkout. */
+  const retired = (connection: PgConnection.PgConnection): Effect.Effect<boolean> =>
+    Effect.clockWith((clock) => {
+      const now = clock.currentTimeMillisUnsafe()
+      const deadline = retireAt.get(connection)
+      if (deadline !== undefined) return Effect.succeed(now >= deadline)
+      return Effect.map(Random.next, (random) => {
+        retireAt.set(connection, now + jitteredLifetimeMillis(lifetimeMillis, random))
+        return false
+      })
+    })
+
+  const withoutRetired = (
+    checkout: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>
+  ): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> =>
+    Effect.flatMap(checkout, (connection) =>
+      Effect.flatMap(
+        retired(connection),
+        (isRetired) =>
+          isRetired ? Effect.andThen(pool.invalidate(connection), withoutRetired(checkout)) : Effect.succeed(connection)
+      ))
+
+  /**
+   * A checkout, tried again with back-off while DSQL refuses new connections for its limits (53300, 53400), until
+   * `connectTimeout` after the first attempt; every failure in DSQL's words.
+   */
+  const withConnectRetry = (
+    checkout: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>
+  ): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> => {
+    const attempt = inChildScope(checkout).pipe(
+      Effect.mapError((error) => withDsqlMessage(error, `could not connect to ${config.host}`, config.hostInput)),
+      Effect.catchDefect((defect) =>
+        isTokenSignerError(defect) ? Effect.fail(signingFailed(config.host, defect)) : Effect.die(defect)
+      )
+    )
+    return Effect.clockWith((clock) => {
+      const startedAt = clock.currentTimeMillisUnsafe()
+      const loop = (retry: number): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> =>
+        Effect.catchIf(attempt, isConnectionLimitError, (error) =>
+          Effect.flatMap(Random.next, (random) => {
+            const delay = connectRetryDelayMillis(retry, random)
+            return !Backoff.withinBudget(clock.currentTimeMillisUnsafe() - startedAt, delay, connectTimeoutMillis)
+              ? Effect.fail(error)
+              : Effect.andThen(Effect.sleep(Duration.millis(delay)), loop(retry + 1))
+          }))
+      return loop(0)
+    })
+  }
+
+  const get = withConnectRetry(withoutRetired(pool.get))
+  const reserve = withConnectRetry(withoutRetired(pool.reserve))
+
+  // The start-up check: one connection within the connect timeout, back in the pool for the first statement.
+  yield* Effect.scoped(get).pipe(
+    Effect.timeoutOrElse({
+      duration: config.connectTimeout,
+      orElse: () =>
+        Effect.fail(
+          new SqlError({
+            reason: new ConnectionError({
+              cause: new Error("connect timeout"),
+              message: `DsqlClient: no connection to ${config.host} within ${Duration.format(config.connectTimeout)}`,
+              operation: "connect"
+            })
+          })
+        )
+    })
+  )
+
+  const spanAttributes: Record<string, unknown> = {
+    "server.address": config.host,
+    "dsql.region": config.region,
+    ...Option.match(config.clusterId, { onNone: () => ({}), onSome: (id) => ({ "dsql.cluster_id": id }) })
+  }
+  const compiler = PgClient.makeCompiler(options.transformQueryNames, options.transformJson)
+  const client = yield* SqlClient.make({
+    driver: "pg",
+    acquirer: Effect.map(get, (connection) => new DsqlConnection(connection)),
+    transactionAcquirer: Effect.map(reserve, (connection) => new DsqlConnection(connection)),
+    compiler,
+    prepareTransactionControls: true,
+    commit,
+    // a COMMIT the server refused before running it leaves the transaction open
+    onCommitFailure: (conn) => Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)),
+    spanAttributes: [
+      ...Object.entries(spanAttributes),
+      ["db.system.name", "postgresql"],
+      ["db.namespace", config.database],
+      ["server.port", config.port]
+    ],
+    transformRows: options.transformResultNames === undefined
+      ? undefined
+      : Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
+  })
+
+  // DSQL has no savepoints: a nested transaction is part of its client's outer one and commits or fails with it. The
+  // transaction service is this client's own, so another client's transaction (maybe another cluster) is never joined.
+  const outermost = client.withTransaction
+  const withTransaction: SqlClient.SqlClient["withTransaction"] = (self) =>
+    Effect.flatMap(
+      Effect.serviceOption(client.transactionService),
+      (open) => Option.isSome(open) ? self : outermost(self)
+    )
+
+  return Object.assign(client, {
+    [PgClient.TypeId]: PgClient.TypeId,
+    withTransaction,
+    config: {
+      host: config.host,
+      port: config.port,
+      username: config.user,
+      database: config.database,
+      applicationName: config.applicationName,
+      spanAttributes,
+      ...options
+    },
+    poolStats: pool.stats,
+    json: (value: unknown) => Statement.fragment([PgJson(value, undefined, undefined)]),
+    listen: (channel: string) =>
+      Effect.flatMap(reserve, (connection) => Effect.mapError(connection.listen(channel), (e) => withDsqlMessage(e))),
+    notify: (channel: string, payload: string) =>
+      Effect.asVoid(Effect.scoped(
+        Effect.flatMap(
+          Effect.map(get, (connection) => new DsqlConnection(connection)),
+          (conn) => conn.executeRaw("SELECT pg_notify($1, $2)", [channel, payload])
+        )
+      ))
+  }) as PgClient.PgClient & SqlClient.SqlClient
+})

@@ -1,0 +1,342 @@
+/**
+ * DsqlClient on DsqlLocal: tokens per physical connection, TLS, negotiation, lifetime, connection-limit back-off,
+ * DSQL's words in errors, and DSQL-correct transactions.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Cause, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Random, Ref } from "effect"
+import * as Reactivity from "effect/reactivity/Reactivity"
+import { SqlClient } from "effect/sql"
+import { SqlError } from "effect/sql/SqlError"
+import { TestClock } from "effect/testing"
+import * as DsqlClient from "../src/DsqlClient.js"
+import * as DsqlConfig from "../src/DsqlConfig.js"
+import { connectRetryDelayMillis, jitteredLifetimeMillis } from "../src/internal/client.js"
+import * as OccRetry from "../src/OccRetry.js"
+import * as TokenSigner from "../src/TokenSigner.js"
+import * as DsqlLocal from "./utils/dsqlLocal.js"
+import { withEnv } from "./utils/env.js"
+
+type Server = DsqlLocal.DsqlLocal["Service"]
+
+/** Environment credentials DsqlLocal does not accept. */
+const refusedKeys: Record<string, string | undefined> = {
+  AWS_ACCESS_KEY_ID: "AKIAREFUSEDBYDSQLLOC",
+  AWS_SECRET_ACCESS_KEY: "refused-by-dsql-local",
+  AWS_SESSION_TOKEN: undefined,
+  AWS_PROFILE: undefined
+}
+
+const signerFor = (server: Server) =>
+  TokenSigner.layerStatic({
+    accessKeyId: server.credentials.accessKeyId,
+    secretAccessKey: server.credentials.secretAccessKey
+  })
+
+const optionsFor = (server: Server, overrides?: DsqlConfig.Options): DsqlConfig.Options => ({
+  host: server.hostname,
+  port: server.port,
+  region: server.region,
+  hostAddress: server.address,
+  caPem: server.ca,
+  ...overrides
+})
+
+/** A client of its own (its own pool and signer) for the test's scope. */
+const open = (
+  server: Server,
+  overrides?: DsqlConfig.Options,
+  signer: Layer.Layer<TokenSigner.TokenSigner> = signerFor(server)
+) =>
+  Effect.flatMap(DsqlConfig.make(optionsFor(server, overrides)), (config) => DsqlClient.make(config)).pipe(
+    Effect.provide(Layer.merge(Reactivity.layer, signer))
+  )
+
+const failureOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.map(Effect.exit(effect), (exit) => {
+    assert(Exit.isFailure(exit), "expected a failure")
+    const failure = Cause.findErrorOption(exit.cause)
+    assert(failure._tag === "Some", `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
+    assert(failure.value instanceof SqlError, `expected a SqlError, got ${Cause.pretty(exit.cause)}`)
+    return failure.value
+  })
+
+const stats = Effect.map(DsqlLocal.DsqlLocal, (server) => server.stats())
+
+let tableCount = 0
+/** A table of its own for the test (tests share the server). */
+const freshTable = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    const name = `e4client_${process.pid}_${++tableCount}`
+    yield* sql.unsafe(`CREATE TABLE ${name} (id int PRIMARY KEY, note text)`)
+    return name
+  })
+
+layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", (it) => {
+  it("connection lifetime jitter only shortens, by at most a tenth", () => {
+    for (const random of [0, 0.25, 0.5, 0.999]) {
+      const lifetime = jitteredLifetimeMillis(600_000, random)
+      assert.isAtMost(lifetime, 600_000)
+      assert.isAtLeast(lifetime, 540_000)
+    }
+    assert.strictEqual(jitteredLifetimeMillis(600_000, 0), 600_000)
+    assert.isBelow(connectRetryDelayMillis(0, 0.999), connectRetryDelayMillis(0, 0) + 1)
+    assert.strictEqual(connectRetryDelayMillis(10, 0), 1_000)
+  })
+
+  it.effect("signs one token per physical connection, and reuses pooled connections", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const before = yield* stats
+      const sql = yield* open(server, { maxConnections: 4 })
+      // four transactions held open together need four connections
+      const started = yield* Ref.make(0)
+      const allStarted = yield* Deferred.make<void>()
+      const hold = sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT 1`
+        if ((yield* Ref.updateAndGet(started, (n) => n + 1)) === 4) yield* Deferred.succeed(allStarted, undefined)
+        yield* Deferred.await(allStarted)
+      }))
+      yield* Effect.all([hold, hold, hold, hold], { concurrency: "unbounded" })
+      for (let i = 0; i < 10; i++) yield* sql`SELECT ${i} AS i`
+      const after = yield* stats
+      assert.strictEqual(after.connectionsAccepted - before.connectionsAccepted, 4)
+      assert.strictEqual(after.tokensVerified - before.tokensVerified, 4)
+    }))
+
+  it.effect("opens direct TLS by default and SSLRequest with sslNegotiation postgres", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const modes = Effect.map(stats, (s) => s.tlsModes)
+      const before = yield* modes
+      yield* Effect.scoped(Effect.flatMap(open(server), (sql) => sql`SELECT 1`))
+      const afterDirect = yield* modes
+      assert.strictEqual(afterDirect.direct - before.direct, 1)
+      assert.strictEqual(afterDirect.sslrequest - before.sslrequest, 0)
+      yield* Effect.scoped(Effect.flatMap(open(server, { sslNegotiation: "postgres" }), (sql) => sql`SELECT 1`))
+      const afterRequest = yield* modes
+      assert.strictEqual(afterRequest.sslrequest - afterDirect.sslrequest, 1)
+      assert.strictEqual(afterRequest.direct - afterDirect.direct, 0)
+    }))
+
+  it.effect("refuses a server whose certificate does not chain to a trusted CA, or names another host", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      for (const sslNegotiation of ["direct", "postgres"] as const) {
+        const untrusted = yield* failureOf(Effect.scoped(open(server, { sslNegotiation, caPem: undefined })))
+        assert.strictEqual(untrusted.reason._tag, "ConnectionError")
+        assert.include(untrusted.message, "TLS verification failed")
+        assert.include(untrusted.message, server.hostname)
+        const wrongName = yield* failureOf(Effect.scoped(open(server, { sslNegotiation, host: "db.example.com" })))
+        assert.include(wrongName.message, "does not match the host name")
+      }
+    }))
+
+  it.effect("sends application_name", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server, { applicationName: "orders" })
+      const [row] = yield* sql<{ application_name: string }>`SHOW application_name`
+      assert.strictEqual(row!.application_name, "orders:effect-dsql/2.0.0")
+    }))
+
+  it.effect("fails typed, in DSQL's words, when the token is refused or cannot be signed", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const wrongKey = TokenSigner.layerStatic({ accessKeyId: server.credentials.accessKeyId, secretAccessKey: "x" })
+      const refused = yield* failureOf(Effect.scoped(open(server, {}, wrongKey)))
+      assert.include(refused.message, "access denied")
+      assert.include(refused.message, "SQLSTATE 08006")
+      const noCredentials = TokenSigner.layerFromProvider(() => Promise.reject(new Error("no IMDS here")))
+      const unsigned = yield* failureOf(Effect.scoped(open(server, {}, noCredentials)))
+      assert.strictEqual(unsigned.reason._tag, "AuthenticationError")
+      assert.include(unsigned.message, "could not sign an IAM token")
+      assert.include(unsigned.message, "no IMDS here")
+    }))
+
+  it.effect("puts DSQL's message and SQLSTATE in every SqlError", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server)
+      const error = yield* failureOf(sql`TRUNCATE pg_class`)
+      assert.include(error.message, "unsupported statement: Truncate")
+      assert.include(error.message, "SQLSTATE 0A000")
+      assert.strictEqual((error.reason.cause as { code?: string }).code, "0A000")
+    }))
+
+  it.effect("retries a connection refused for the cluster's connection limit until one is free", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      yield* Effect.acquireRelease(
+        Effect.sync(() => server.faults.setLimits({ maxConnections: 1 })),
+        () => Effect.sync(() => server.faults.reset())
+      )
+      // every connection attempt signs a token first: counting signatures counts attempts
+      let attempts = 0
+      const counting = Layer.effect(
+        TokenSigner.TokenSigner,
+        Effect.map(TokenSigner.TokenSigner, (signer) =>
+          TokenSigner.TokenSigner.of({
+            sign: (request) => Effect.andThen(Effect.sync(() => attempts++), signer.sign(request))
+          }))
+      ).pipe(Layer.provide(signerFor(server)))
+      // on the live clock: the pool's connect timeouts must be able to fire
+      const sql = yield* TestClock.withLive(open(server, { maxConnections: 2, connectTimeout: "20 seconds" }, counting))
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Effect.forkScoped(sql.withTransaction(
+        Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
+      ))
+      yield* Deferred.await(holding)
+      // the second statement needs a second connection, which the cluster refuses (53300) until the first is free
+      const second = yield* Effect.forkScoped(TestClock.withLive(sql<{ one: number }>`SELECT 1 AS one`))
+      // the start-up connection, the refused attempt and at least one retry
+      yield* TestClock.withLive(
+        Effect.gen(function*() {
+          while (attempts < 3) yield* Effect.sleep("10 millis")
+        }).pipe(Effect.timeoutOrElse({
+          duration: "10 seconds",
+          orElse: () => Effect.die("the refused attempt was not retried")
+        }))
+      )
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      assert.deepStrictEqual(yield* Fiber.join(second), [{ one: 1 }])
+    }))
+
+  it.effect("recycles a connection at its jittered lifetime, never later than the configured one", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const tokens = Effect.map(stats, (s) => s.tokensVerified)
+      // the largest jitter: the connection's life is cut to just over 0.9 of the configured 10 minutes
+      const maxJitter: Random.Random = { nextDoubleUnsafe: () => 0.999, nextIntUnsafe: () => 0 }
+      const sql = yield* open(server, { maxConnections: 1, maxConnectionLifetime: "10 minutes", idleTimeout: "1 hour" })
+        .pipe(Effect.provideService(Random.Random, maxJitter))
+      const opened = yield* tokens
+      yield* TestClock.adjust("539 seconds")
+      yield* sql`SELECT 1`
+      assert.strictEqual(yield* tokens, opened, "recycled before 0.9 of its lifetime")
+      yield* TestClock.adjust("31 seconds")
+      yield* sql`SELECT 1`
+      assert.strictEqual(yield* tokens, opened + 1, "not recycled at 0.95 of its lifetime with the largest jitter")
+    }))
+
+  it.effect("commits, and fails typed when COMMIT fails or is answered ROLLBACK", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server)
+      const table = yield* freshTable(sql)
+      yield* sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (1, 'committed')`)
+      server.faults.failNextCommits(1, "OC000")
+      const conflict = yield* failureOf(sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (2, 'conflict')`))
+      assert.strictEqual(conflict.reason._tag, "SerializationError")
+      assert.include(conflict.message, "OC000")
+      assert.include(conflict.message, "SQLSTATE 40001")
+      const rolledBack = yield* failureOf(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO ${sql(table)} VALUES (3, 'aborted')`
+        yield* Effect.ignore(sql`TRUNCATE ${sql(table)}`)
+      })))
+      assert.include(rolledBack.message, "COMMIT was answered with ROLLBACK")
+      const rows = yield* sql<{ id: number }>`SELECT id FROM ${sql(table)} ORDER BY id`
+      assert.deepStrictEqual(rows, [{ id: 1 }])
+    }))
+
+  it.effect("keeps the SQLSTATE where OccRetry reads it: withOccRetry retries a COMMIT conflict to one commit", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server)
+      const table = yield* freshTable(sql)
+      let attempts = 0
+      server.faults.failNextCommits(2, "OC000")
+      yield* Effect.suspend(() => {
+        attempts++
+        return sql`INSERT INTO ${sql(table)} VALUES (1, 'once')`
+      }).pipe(
+        OccRetry.withOccRetry({ baseDelay: "1 millis" }),
+        Effect.provideService(SqlClient.SqlClient, sql),
+        TestClock.withLive
+      )
+      assert.strictEqual(attempts, 3)
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)}`, [{ id: 1 }])
+    }))
+
+  it.effect("joins a nested transaction to its own client's outer one, never sending SAVEPOINT", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server)
+      const table = yield* freshTable(sql)
+      const refusedBefore = (yield* stats).statementsRefused
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO ${sql(table)} VALUES (1, 'outer')`
+        yield* sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (2, 'inner')`)
+      }))
+      const failed = yield* Effect.exit(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO ${sql(table)} VALUES (3, 'outer')`
+        yield* sql.withTransaction(
+          Effect.andThen(sql`INSERT INTO ${sql(table)} VALUES (4, 'inner')`, Effect.fail("no"))
+        )
+      })))
+      assert.isTrue(Exit.isFailure(failed))
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)} ORDER BY id`, [{ id: 1 }, {
+        id: 2
+      }])
+      assert.strictEqual((yield* stats).statementsRefused, refusedBefore, "a statement (SAVEPOINT) was refused")
+    }))
+
+  it.effect("runs a transaction of another client on that client's connection, not joining ours", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const ours = yield* open(server)
+      const theirs = yield* open(server)
+      const table = yield* freshTable(ours)
+      const failed = yield* Effect.exit(ours.withTransaction(Effect.gen(function*() {
+        yield* theirs.withTransaction(theirs`INSERT INTO ${theirs(table)} VALUES (1, 'theirs')`)
+        return yield* Effect.fail("ours fails")
+      })))
+      assert.isTrue(Exit.isFailure(failed))
+      assert.deepStrictEqual(yield* ours<{ id: number }>`SELECT id FROM ${ours(table)}`, [{ id: 1 }])
+    }))
+
+  it.effect("layer reads the environment, layerFromUrl a connection string, each signing with the signer provided", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      // keys the server refuses: a client that built a chain of its own instead of using the signer would fail
+      yield* withEnv(refusedKeys)
+      const select = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`)
+      const fromEnv = DsqlClient.layer.pipe(
+        Layer.provide(Layer.merge(signerFor(server), ConfigProvider.layer(ConfigProvider.fromEnv({ env: server.env }))))
+      )
+      assert.deepStrictEqual(yield* Effect.provide(select, fromEnv), [{ one: 1 }])
+      const fromUrl = DsqlClient.layerFromUrl(
+        `dsql://admin@${server.hostname}:${server.port}/postgres?region=${server.region}`,
+        { hostAddress: server.address, caPem: server.ca }
+      ).pipe(Layer.provide(signerFor(server)))
+      assert.deepStrictEqual(yield* Effect.provide(select, fromUrl), [{ one: 1 }])
+    }))
+
+  it.effect("layer reads the environment and signs with the default AWS credential chain", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const vars: Record<string, string | undefined> = {
+        AWS_ACCESS_KEY_ID: server.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
+        AWS_SESSION_TOKEN: undefined,
+        AWS_PROFILE: undefined
+      }
+      yield* withEnv(vars)
+      const select = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`)
+      const live = DsqlClient.layer.pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: server.env })))
+      )
+      assert.deepStrictEqual(yield* Effect.provide(select, live), [{ one: 1 }])
+    }))
+
+  it.effect("connect opens exactly one connection, signing with the signer provided", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      yield* withEnv(refusedKeys)
+      const before = (yield* stats).connectionsAccepted
+      const sql = yield* DsqlClient.connect(optionsFor(server)).pipe(Effect.provide(signerFor(server)))
+      yield* Effect.all([sql`SELECT 1`, sql`SELECT 2`, sql`SELECT 3`], { concurrency: "unbounded" })
+      assert.strictEqual((yield* stats).connectionsAccepted - before, 1)
+    }))
+})
