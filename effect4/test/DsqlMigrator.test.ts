@@ -234,6 +234,35 @@ describe("DsqlMigrator on DsqlLocal (Effect 4)", () => {
         assert.deepStrictEqual(yield* recorded(table), [[1, "create_stock"], [2, "seed_stock"]])
       }).pipe(TestClock.withLive))
 
+    it.effect("4 migrators racing apply every migration exactly once and all return", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const table = unique("migrations")
+        const audit = unique("audit")
+        const note = (id: number) => migration((sql) => sql`INSERT INTO ${sql(audit)} (migration) VALUES (${id})`)
+        const loader = Migrator.fromRecord({
+          "1_create_audit": migration((sql) =>
+            sql`CREATE TABLE ${sql(audit)} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), migration int NOT NULL)`
+          ),
+          "2_note": note(2),
+          "3_add_column": migration((sql) => sql`ALTER TABLE ${sql(audit)} ADD COLUMN detail text`),
+          "4_index": migration((sql) =>
+            sql`CREATE INDEX ASYNC ${sql(`${audit}_migration`)} ON ${sql(audit)} (migration)`
+          ),
+          "5_note": note(5)
+        })
+        const runs = yield* Effect.all(Array.from({ length: 4 }, () => DsqlMigrator.run({ loader, table })), {
+          concurrency: "unbounded"
+        })
+        const all = runs.flat().sort(([a], [b]) => a - b)
+        assert.deepStrictEqual(all, [[1, "create_audit"], [2, "note"], [3, "add_column"], [4, "index"], [5, "note"]])
+        assert.deepStrictEqual(yield* recorded(table), all)
+        assert.deepStrictEqual(
+          yield* sql`SELECT migration FROM ${sql(audit)} ORDER BY migration`,
+          [{ migration: 2 }, { migration: 5 }]
+        )
+      }).pipe(TestClock.withLive))
+
     it.effect("a lease taken over during the last migration fails the run with lease-lost and records nothing of it", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
