@@ -8,7 +8,7 @@ import type * as Metric from "effect/Metric"
 import * as Internal from "./internal/metrics.js"
 
 /**
- * Authentication tokens signed (one per new physical connection).
+ * `dsql_tokens_signed_total`: authentication tokens signed (one per new physical connection).
  *
  * @stability stable
  * @since 2.0.0
@@ -17,8 +17,8 @@ import * as Internal from "./internal/metrics.js"
 export const tokensSigned: Metric.Counter<number> = Internal.tokensSigned
 
 /**
- * AWS credential resolutions (the first one and each refresh before expiry), with the attribute `outcome`
- * (`success` or `failure`).
+ * `dsql_credential_resolutions_total`: AWS credential resolutions (the first one and each refresh before expiry), with
+ * the attribute `outcome` (`success` or `failure`).
  *
  * @stability stable
  * @since 2.0.0
@@ -27,7 +27,7 @@ export const tokensSigned: Metric.Counter<number> = Internal.tokensSigned
 export const credentialResolutions: Metric.Counter<number> = Internal.credentialResolutions
 
 /**
- * Physical connections opened by the pool.
+ * `dsql_connections_opened_total`: physical connections opened by the pool.
  *
  * @stability stable
  * @since 2.0.0
@@ -36,7 +36,8 @@ export const credentialResolutions: Metric.Counter<number> = Internal.credential
 export const connectionsOpened: Metric.Counter<number> = Internal.connectionsOpened
 
 /**
- * New-connection attempts retried after DSQL's rate limit (53400) or connection cap (53300).
+ * `dsql_connect_retries_total`: new-connection attempts retried after DSQL's rate limit (53400) or connection cap
+ * (53300).
  *
  * @stability stable
  * @since 2.0.0
@@ -45,7 +46,7 @@ export const connectionsOpened: Metric.Counter<number> = Internal.connectionsOpe
 export const connectRetries: Metric.Counter<number> = Internal.connectRetries
 
 /**
- * OCC conflicts seen, with the attribute `code` (OC000, OC001 or 40001).
+ * `dsql_occ_conflicts_total`: OCC conflicts seen, with the attribute `code` (OC000, OC001 or 40001).
  *
  * @stability stable
  * @since 2.0.0
@@ -54,8 +55,8 @@ export const connectRetries: Metric.Counter<number> = Internal.connectRetries
 export const occConflicts: Metric.Counter<number> = Internal.occConflicts
 
 /**
- * Transient errors seen under `withOccRetry` (nothing committed, the transaction is run again), with the attribute
- * `code` (the SQLSTATE, e.g. XX000).
+ * `dsql_transient_errors_total`: transient errors seen under `withOccRetry` (nothing committed, the transaction is run
+ * again), with the attribute `code` (the SQLSTATE, e.g. XX000).
  *
  * @stability stable
  * @since 2.0.0
@@ -64,7 +65,8 @@ export const occConflicts: Metric.Counter<number> = Internal.occConflicts
 export const transientErrors: Metric.Counter<number> = Internal.transientErrors
 
 /**
- * COMMITs that failed otherwise than by an OCC conflict: whether the transaction committed is unknown.
+ * `dsql_commit_outcomes_unknown_total`: COMMITs that failed otherwise than by an OCC conflict: whether the transaction
+ * committed is unknown.
  *
  * @stability stable
  * @since 2.0.0
@@ -73,7 +75,7 @@ export const transientErrors: Metric.Counter<number> = Internal.transientErrors
 export const commitOutcomesUnknown: Metric.Counter<number> = Internal.commitOutcomesUnknown
 
 /**
- * Transactions that gave up after the retry policy ran out.
+ * `dsql_occ_retries_exhausted_total`: transactions that gave up after the retry policy ran out.
  *
  * @stability stable
  * @since 2.0.0
@@ -82,7 +84,7 @@ export const commitOutcomesUnknown: Metric.Counter<number> = Internal.commitOutc
 export const occRetriesExhausted: Metric.Counter<number> = Internal.occRetriesExhausted
 
 /**
- * Attempts per transaction run under `withOccRetry` or `execWithRetry` (1 = committed first time).
+ * `dsql_occ_attempts`: attempts per transaction run under `withOccRetry` or `execWithRetry` (1 = committed first time).
  *
  * @stability stable
  * @since 2.0.0
