@@ -3,8 +3,9 @@
  * metric registry).
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Exit, Layer, Metric } from "effect"
-import { DsqlMetrics, OccRetry } from "effect-dsql"
+import { Deferred, Effect, Exit, Fiber, Layer, Metric } from "effect"
+import { DsqlClient, DsqlConfig, DsqlMetrics, OccRetry, TokenSigner } from "effect-dsql"
+import { Reactivity } from "effect/reactivity"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
@@ -80,6 +81,52 @@ describe("DsqlMetrics recorded by OccRetry on DsqlLocal", () => {
         assert.strictEqual(yield* count(DsqlMetrics.commitOutcomesUnknown), 1)
         assert.strictEqual(yield* count(DsqlMetrics.occRetriesExhausted), 0)
         assert.deepStrictEqual(yield* attempts, { count: 1, sum: 1 })
+      })))
+  })
+})
+
+describe("DsqlMetrics recorded by DsqlClient on DsqlLocal", () => {
+  layer(DsqlLocal.layer(), { timeout: "120 seconds" })("client", (it) => {
+    it.effect("a token signed per connection attempt, connect retries after a refusal (53300)", () =>
+      isolated(Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        yield* Effect.acquireRelease(
+          Effect.sync(() => server.faults.setLimits({ maxConnections: 1 })),
+          () => Effect.sync(() => server.faults.reset())
+        )
+        const signer = TokenSigner.layerStatic({
+          accessKeyId: server.credentials.accessKeyId,
+          secretAccessKey: server.credentials.secretAccessKey
+        })
+        const sql = yield* Effect.flatMap(
+          DsqlConfig.make({
+            host: server.hostname,
+            port: server.port,
+            region: server.region,
+            hostAddress: server.address,
+            caPem: server.ca,
+            maxConnections: 2,
+            connectTimeout: "20 seconds"
+          }),
+          DsqlClient.make
+        ).pipe(Effect.provide(Layer.merge(Reactivity.layer, signer)))
+        assert.strictEqual(yield* count(DsqlMetrics.tokensSigned), 1, "the start-up connection")
+        const holding = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.forkScoped(sql.withTransaction(
+          Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
+        ))
+        yield* Deferred.await(holding)
+        // a second connection is refused (53300) until the first is free
+        const second = yield* Effect.forkScoped(sql`SELECT 1 AS one`)
+        yield* Effect.gen(function*() {
+          while ((yield* count(DsqlMetrics.connectRetries)) < 1) yield* Effect.sleep("10 millis")
+        }).pipe(Effect.timeoutOrElse({ duration: "10 seconds", orElse: () => Effect.die("no connect retry counted") }))
+        yield* Deferred.succeed(release, undefined)
+        yield* Effect.andThen(Fiber.join(holder), Fiber.join(second))
+        assert.isAtLeast(yield* count(DsqlMetrics.connectRetries), 1)
+        // a retry may find the first connection free again: a refused attempt signs, a pooled checkout does not
+        assert.isAtLeast(yield* count(DsqlMetrics.tokensSigned), 2, "the start-up connection and the refused attempt")
       })))
   })
 })
