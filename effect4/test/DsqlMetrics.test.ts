@@ -85,6 +85,27 @@ describe("DsqlMetrics recorded by OccRetry on DsqlLocal", () => {
   })
 })
 
+describe("DsqlMetrics recorded by TokenSigner", () => {
+  it.effect("a failed credential resolution, by outcome", () =>
+    isolated(Effect.gen(function*() {
+      const signer = yield* Effect.provide(
+        Effect.service(TokenSigner.TokenSigner),
+        TokenSigner.layerFromProvider(() => Promise.reject(new Error("no credentials here")))
+      )
+      const signed = yield* Effect.exit(
+        signer.sign({
+          hostname: "x.dsql.us-east-1.on.aws",
+          region: "us-east-1",
+          user: "admin",
+          expiresIn: "15 minutes"
+        })
+      )
+      assert.isTrue(Exit.isFailure(signed))
+      assert.strictEqual(yield* count(DsqlMetrics.credentialResolutions, { outcome: "failure" }), 1)
+      assert.strictEqual(yield* count(DsqlMetrics.credentialResolutions, { outcome: "success" }), 0)
+    })))
+})
+
 describe("DsqlMetrics recorded by DsqlClient on DsqlLocal", () => {
   layer(DsqlLocal.layer(), { timeout: "120 seconds" })("client", (it) => {
     it.effect("a token signed per connection attempt, connect retries after a refusal (53300)", () =>
@@ -111,6 +132,7 @@ describe("DsqlMetrics recorded by DsqlClient on DsqlLocal", () => {
           DsqlClient.make
         ).pipe(Effect.provide(Layer.merge(Reactivity.layer, signer)))
         assert.strictEqual(yield* count(DsqlMetrics.tokensSigned), 1, "the start-up connection")
+        assert.strictEqual(yield* count(DsqlMetrics.credentialResolutions, { outcome: "success" }), 1)
         const holding = yield* Deferred.make<void>()
         const release = yield* Deferred.make<void>()
         const holder = yield* Effect.forkScoped(sql.withTransaction(
