@@ -19,6 +19,7 @@
  *
  * @since 0.1.0
  */
+import { Migration } from "@effect-dsql/core"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -71,7 +72,7 @@ export interface Options<R = never> extends Migrator.MigratorOptions<R> {
  * @category errors
  */
 export class MigrationError extends Data.TaggedError("MigrationError")<{
-  readonly reason: "failed" | "index-build-failed" | "import-error" | "duplicates" | "lease-lost" | "unsupported-client"
+  readonly reason: Migration.Reason
   readonly message: string
   readonly migration?: readonly [id: number, name: string] | undefined
   readonly code?: string | undefined
@@ -79,10 +80,7 @@ export class MigrationError extends Data.TaggedError("MigrationError")<{
   readonly cause?: unknown
 }> {}
 
-const defaultLeaseDuration = Duration.seconds(30)
-
-/** A message without its final full stop, so that a sentence can follow it. */
-const withoutFullStop = (message: string) => message.replace(/\.$/, "")
+const defaultLeaseDuration = Duration.millis(Migration.defaultLeaseMillis)
 
 const migrationFailed = (id: number, name: string, cause: unknown) => {
   const server = Internal.serverErrorOf(cause)
@@ -92,9 +90,7 @@ const migrationFailed = (id: number, name: string, cause: unknown) => {
   })
   return new MigrationError({
     reason: "failed",
-    message:
-      `Migration ${id}_${name} failed: ${withoutFullStop(detail)}. It is not recorded as applied; fix it and run ` +
-      "again.",
+    message: Migration.messages.failed(id, name, detail),
     migration: [id, name],
     code: Option.getOrUndefined(Option.map(server, ({ code }) => code)),
     cause
@@ -105,11 +101,12 @@ const indexBuildFailed = (id: number, name: string, failed: Internal.FailedJob) 
   const index = failed.job.object ?? "(unknown)"
   return new MigrationError({
     reason: "index-build-failed",
-    message: `Migration ${id}_${name} failed: the build of index ${index} (job ${failed.job.jobId}) ended ` +
-      `${failed.status ?? "without success"}${
-        failed.details === undefined ? "" : `: ${withoutFullStop(failed.details)}`
-      }. ` +
-      "Drop the invalid index, fix the cause and run again.",
+    message: Migration.messages.indexBuildFailed(id, name, {
+      index,
+      jobId: failed.job.jobId,
+      status: failed.status,
+      details: failed.details
+    }),
     migration: [id, name],
     index
   })
@@ -186,7 +183,7 @@ const applyPending = (
 const leaseLost = () =>
   new MigrationError({
     reason: "lease-lost",
-    message: "DsqlMigrator: another process took the migration lease over; run again to continue"
+    message: Migration.messages.leaseLost
   })
 
 /**
@@ -229,20 +226,16 @@ export const run: <R = never>(
   const table = options.table ?? "effect_sql_migrations"
   const settings: Internal.Settings = {
     table,
-    leaseTable: `${table}_lease`,
+    statements: Migration.statements(table),
     leaseDuration: Duration.decode(options.leaseDuration ?? defaultLeaseDuration),
     occRetry: options.occRetry
   }
   const migrations = yield* options.loader.pipe(
     Effect.mapError((error) => new MigrationError({ reason: "import-error", message: error.message, cause: error }))
   )
-  const ids = migrations.map(([id]) => id)
-  const duplicates = ids.filter((id, index) => ids.indexOf(id) !== index)
+  const duplicates = Migration.duplicateIds(migrations.map(([id]) => id))
   if (duplicates.length > 0) {
-    return yield* new MigrationError({
-      reason: "duplicates",
-      message: `Migration ids ${[...new Set(duplicates)].join(", ")} are used more than once`
-    })
+    return yield* new MigrationError({ reason: "duplicates", message: Migration.messages.duplicates(duplicates) })
   }
   const ordered = [...migrations].sort(([a], [b]) => a - b)
   yield* Internal.ensureTables(sql, settings)

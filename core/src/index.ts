@@ -41,6 +41,20 @@ export * as SqlState from "./SqlState.js"
 export * as Backoff from "./Backoff.js"
 
 /**
+ * The metrics both lines record: names, descriptions, boundaries.
+ *
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.js"
+
+/**
+ * Asynchronous DDL recognition and the migration lease's arithmetic.
+ *
+ * @since 0.1.0
+ */
+export * as Migration from "./Migration.js"
+
+/**
  * The token's IAM action and the bounds of a signing request.
  *
  * @since 0.1.0

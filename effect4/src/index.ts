@@ -34,6 +34,20 @@ export * as DsqlClient from "./DsqlClient.js"
 export * as OccRetry from "./OccRetry.js"
 
 /**
+ * The metrics effect-dsql records.
+ *
+ * @since 2.0.0
+ */
+export * as DsqlMetrics from "./DsqlMetrics.js"
+
+/**
+ * Schema migrations that work on Aurora DSQL.
+ *
+ * @since 2.0.0
+ */
+export * as DsqlMigrator from "./DsqlMigrator.js"
+
+/**
  * The retry combinator and its error classes, also at the top level as in the Effect 3 line.
  *
  * @since 2.0.0

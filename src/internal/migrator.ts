@@ -4,10 +4,9 @@
  *
  * @internal
  */
-import { Backoff, SqlState } from "@effect-dsql/core"
+import { Backoff, Migration, SqlState } from "@effect-dsql/core"
 import type * as Migrator from "@effect/sql/Migrator"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -20,7 +19,7 @@ import * as Occ from "./occ.js"
 
 export interface Settings {
   readonly table: string
-  readonly leaseTable: string
+  readonly statements: Migration.Statements
   readonly leaseDuration: Duration.Duration
   readonly occRetry: OccRetry.Options | undefined
 }
@@ -47,115 +46,75 @@ export const retryingOcc: <A, E, R>(
 const retried = <A, E, R>(statement: Effect.Effect<A, E, R>, settings: Settings) =>
   retryingOcc(statement, settings.occRetry)
 
-const quoted = (name: string) => name.split(".").map((part) => `"${part.replace(/"/g, "\"\"")}"`).join(".")
-
 /**
  * Creates a table unless it exists, with one DDL in its own transaction. The existence check is a read, so services
  * starting against an up-to-date database run no DDL (a DDL makes concurrent transactions fail with OC001). Two
  * processes creating it at once: the loser's error means nothing when the table is there afterwards.
  */
-const ensureTable = (
-  sql: SqlClient.SqlClient,
-  name: string,
-  create: Effect.Effect<unknown, SqlError>,
-  settings: Settings
-) => {
+const ensureTable = (sql: SqlClient.SqlClient, name: string, create: string, settings: Settings) => {
   const present = Effect.map(
-    retried(sql<{ present: boolean }>`SELECT to_regclass(${quoted(name)}) IS NOT NULL AS present`, settings),
+    retried(
+      sql.unsafe<{ present: boolean }>(settings.statements.tableExists, [Migration.quoteIdentifier(name)]),
+      settings
+    ),
     ([row]) => row?.present === true
   )
   return Effect.flatMap(present, (exists) =>
-    exists ? Effect.void : retried(create, settings).pipe(
-      // PostgreSQL reports the loser of two concurrent creations as 42P07, 42710 (the row type) or 23505 (a catalog
-      // index), DSQL as a conflict: whatever the error, the table being there now is what counts.
+    exists ? Effect.void : retried(sql.unsafe(create), settings).pipe(
+      // The loser of two concurrent creations fails (42P07, 42710, 23505, or a conflict on DSQL): the table being
+      // there now is what counts.
       Effect.catchAll((error) => Effect.flatMap(present, (created) => created ? Effect.void : Effect.fail(error))),
       Effect.asVoid
     ))
 }
 
-/** The migrations table (as @effect/sql's `PgMigrator` lays it out) and the lease table. */
+/** The migrations table (as `PgMigrator` lays it out) and the lease table. */
 export const ensureTables = (sql: SqlClient.SqlClient, settings: Settings) =>
   Effect.zipRight(
-    ensureTable(
-      sql,
-      settings.table,
-      sql`CREATE TABLE IF NOT EXISTS ${sql(settings.table)} (
-        migration_id integer PRIMARY KEY,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        name text NOT NULL
-      )`,
-      settings
-    ),
-    ensureTable(
-      sql,
-      settings.leaseTable,
-      sql`CREATE TABLE IF NOT EXISTS ${sql(settings.leaseTable)} (
-        id integer PRIMARY KEY,
-        holder text NOT NULL,
-        expires_at timestamptz NOT NULL
-      )`,
-      settings
-    )
+    ensureTable(sql, settings.table, settings.statements.createMigrations, settings),
+    ensureTable(sql, Migration.leaseTableOf(settings.table), settings.statements.createLease, settings)
   )
 
 /** The highest migration id recorded, 0 when none is. Reads too can meet OC001 after a concurrent DDL: retried. */
 export const latestId = (sql: SqlClient.SqlClient, settings: Settings) =>
   Effect.map(
-    retried(
-      sql<{ latest: number }>`SELECT coalesce(max(migration_id), 0)::int AS latest FROM ${sql(settings.table)}`
-        .withoutTransform,
-      settings
-    ),
+    retried(sql.unsafe<{ latest: number }>(settings.statements.latestId).withoutTransform, settings),
     ([row]) => row?.latest ?? 0
   )
 
 /** Records a migration as applied. */
 export const record = (sql: SqlClient.SqlClient, settings: Settings, id: number, name: string) =>
-  retried(
-    sql`INSERT INTO ${sql(settings.table)} (migration_id, name) VALUES (${id}, ${name})`.withoutTransform,
-    settings
-  )
+  retried(sql.unsafe(settings.statements.record, [id, name]).withoutTransform, settings)
 
-const expiry = (sql: SqlClient.SqlClient, settings: Settings) =>
-  sql`now() + ${Duration.toMillis(settings.leaseDuration)}::float8 * interval '1 millisecond'`
+const leaseMillis = (settings: Settings) => Duration.toMillis(settings.leaseDuration)
 
 /**
- * Tries to take the lease for `holder`: true when it did. The lease row is written only when it is missing or
- * expired; of two processes claiming at once the first to commit wins and the other, after its conflict (OC000) is
- * retried, finds the row live. A conflict that outlasts the retry policy means somebody else is claiming: not taken.
+ * Tries to take the lease for `holder`: true when it did (see core's `Migration.statements`). A conflict that
+ * outlasts the retry policy means somebody else is claiming: not taken.
  */
 export const claim = (sql: SqlClient.SqlClient, settings: Settings, holder: string) =>
   Effect.gen(function*() {
-    const lease = sql(settings.leaseTable)
-    const live = yield* retried(
-      sql`SELECT holder FROM ${lease} WHERE id = 1 AND expires_at >= now()`.withoutTransform,
-      settings
-    )
+    const live = yield* retried(sql.unsafe(settings.statements.liveLease).withoutTransform, settings)
     if (live.length > 0) return false
     const taken = yield* retryingOcc(
-      sql`INSERT INTO ${lease} (id, holder, expires_at) VALUES (1, ${holder}, ${expiry(sql, settings)})
-        ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-        WHERE ${lease}.expires_at < now()
-        RETURNING holder`.withoutTransform,
+      sql.unsafe(settings.statements.claimLease, [holder, leaseMillis(settings)]).withoutTransform,
       settings.occRetry
-    ).pipe(Effect.catchIf(Occ.isConflict, () => Effect.succeed([])))
+    ).pipe(
+      Effect.catchIf(Occ.isConflict, () => Effect.succeed([]))
+    )
     return taken.length > 0
   })
 
 /** Extends `holder`'s lease by its duration from now: false when `holder` no longer holds it. */
 export const renew = (sql: SqlClient.SqlClient, settings: Settings, holder: string) =>
   Effect.map(
-    retried(
-      sql`UPDATE ${sql(settings.leaseTable)} SET expires_at = ${expiry(sql, settings)}
-        WHERE id = 1 AND holder = ${holder} RETURNING holder`.withoutTransform,
-      settings
-    ),
+    retried(sql.unsafe(settings.statements.renewLease, [holder, leaseMillis(settings)]).withoutTransform, settings),
     (rows) => rows.length > 0
   )
 
 /** Gives the lease up, if `holder` still has it. */
 export const release = (sql: SqlClient.SqlClient, settings: Settings, holder: string) =>
-  retried(sql`DELETE FROM ${sql(settings.leaseTable)} WHERE id = 1 AND holder = ${holder}`, settings)
+  retried(sql.unsafe(settings.statements.releaseLease, [holder]).withoutTransform, settings)
 
 /**
  * Renews the lease every third of its duration, forever. Fails with `lost` when the lease was taken over, or when
@@ -163,17 +122,17 @@ export const release = (sql: SqlClient.SqlClient, settings: Settings, holder: st
  */
 export const keepLease = <E>(sql: SqlClient.SqlClient, settings: Settings, holder: string, lost: () => E) =>
   Effect.gen(function*() {
-    const beat = Duration.divide(settings.leaseDuration, 3).pipe(Option.getOrElse(() => settings.leaseDuration))
+    const leaseMillis = Duration.toMillis(settings.leaseDuration)
     let renewedAt = yield* Clock.currentTimeMillis
     for (;;) {
-      yield* Effect.sleep(beat)
+      yield* Effect.sleep(Duration.millis(Migration.leaseRenewalMillis(leaseMillis)))
       const held = yield* Effect.either(renew(sql, settings, holder))
       const now = yield* Clock.currentTimeMillis
       if (held._tag === "Right" && held.right) {
         renewedAt = now
-      } else if (held._tag === "Right" || now - renewedAt >= Duration.toMillis(settings.leaseDuration)) {
+      } else if (Migration.leaseLost(held._tag === "Right" ? held.right : undefined, renewedAt, now, leaseMillis)) {
         return yield* Effect.fail(lost())
-      } else {
+      } else if (held._tag === "Left") {
         yield* Effect.logWarning("DsqlMigrator: could not renew the lease, retrying").pipe(
           Effect.annotateLogs("error", held.left.message)
         )
@@ -227,12 +186,14 @@ export const waitForJobs = (sql: SqlClient.SqlClient, settings: Settings, jobs: 
   Effect.gen(function*() {
     for (const job of jobs) {
       const [result] = yield* retried(
-        sql<{ succeeded: boolean }>`CALL sys.wait_for_job(${job.jobId})`.withoutTransform,
+        sql.unsafe<{ succeeded: boolean }>(settings.statements.waitForJob, [job.jobId]).withoutTransform,
         settings
       )
       if (result?.succeeded !== true) {
-        const [row] = yield* sql<{ status: string; details: string | null; object_name: string | null }>`
-          SELECT status, details, object_name FROM sys.jobs WHERE job_id = ${job.jobId}`.withoutTransform
+        const [row] = yield* sql.unsafe<{ status: string; details: string | null; object_name: string | null }>(
+          settings.statements.job,
+          [job.jobId]
+        ).withoutTransform
         return Option.some<FailedJob>({
           job: { ...job, object: job.object ?? row?.object_name ?? undefined },
           status: row?.status,

@@ -7,6 +7,7 @@
  *
  * @internal
  */
+import { Migration } from "@effect-dsql/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -36,32 +37,6 @@ const isStatementParts = (u: unknown): u is StatementParts =>
   Predicate.hasProperty(u, "compiler") && Predicate.hasProperty(u.compiler, "compile") &&
   Predicate.hasProperty(u, "spanAttributes") && Array.isArray(u.spanAttributes)
 
-/** Blanks and comments before a statement's first keyword. */
-const lead = String.raw`^(?:\s|--[^\n]*(?:\n|$)|/\*[\s\S]*?\*/)*`
-const asyncDdl = new RegExp(String.raw`${lead}(?:CREATE\s+(?:UNIQUE\s+)?INDEX|ALTER\s+TABLE)\s+ASYNC\b`, "i")
-const createIndexAsync = String.raw`CREATE\s+(?:UNIQUE\s+)?INDEX\s+ASYNC\s+(?:IF\s+NOT\s+EXISTS\s+)?`
-const validateConstraint = String.raw`ALTER\s+TABLE\s+ASYNC\s+[\s\S]*?\bVALIDATE\s+CONSTRAINT\s+`
-const identifier = String.raw`("(?:[^"]|"")+"|[^\s(;]+)`
-/** The index (or constraint) an asynchronous DDL names. */
-const objectName = new RegExp(`${lead}(?:${createIndexAsync}|${validateConstraint})${identifier}`, "i")
-
-/** An identifier as written in SQL, without its quotes. */
-const unquote = (name: string) => name.startsWith("\"") ? name.slice(1, -1).replace(/""/g, "\"") : name
-
-/** The job ids in a statement's answer: rows as objects (`job_id`, or the one column after a name transform), rows as arrays, or pg's raw result. */
-const jobIdsOf = (result: unknown): ReadonlyArray<string> => {
-  const rows: unknown = Predicate.hasProperty(result, "rows") ? result.rows : result
-  if (!Array.isArray(rows)) return []
-  return rows.flatMap((row: unknown) => {
-    const value = Array.isArray(row)
-      ? row[0]
-      : Predicate.isRecord(row)
-      ? ("job_id" in row ? row.job_id : Object.values(row)[0])
-      : undefined
-    return typeof value === "string" ? [value] : []
-  })
-}
-
 /** Where the jobs started inside a migration's transaction go until it commits: an attempt rolled back started none. */
 class TransactionJobs extends Context.Tag("effect-dsql/DsqlMigrator/TransactionJobs")<
   TransactionJobs,
@@ -76,11 +51,10 @@ const watchConnection = (
 ): SqlConnection.Connection => {
   const watch = <A>(sql: string, statement: Effect.Effect<A, SqlError>) =>
     retry(
-      asyncDdl.test(sql)
+      Migration.isAsyncDdl(sql)
         ? Effect.tap(statement, (result) => {
-          const name = objectName.exec(sql)?.[1]
-          const object = name === undefined ? undefined : unquote(name)
-          return Ref.update(jobs, (all) => [...all, ...jobIdsOf(result).map((jobId) => ({ jobId, object }))])
+          const object = Migration.asyncDdlObject(sql)
+          return Ref.update(jobs, (all) => [...all, ...Migration.jobIdsOf(result).map((jobId) => ({ jobId, object }))])
         })
         : statement
     )

@@ -14,6 +14,7 @@ import type * as PgTypes from "@effect/sql-pg/PgTypes"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Reactivity from "effect/reactivity/Reactivity"
@@ -29,6 +30,7 @@ import * as Tls from "node:tls"
 import type { DsqlConfig } from "../DsqlConfig.js"
 import { TokenSigner } from "../TokenSigner.js"
 import { sqlStateOf, withDsqlMessage } from "./errors.js"
+import * as Metrics from "./metrics.js"
 
 /**
  * What a client needs, normalised: `DsqlConfig` but the profile, which only chooses the `TokenSigner`.
@@ -228,7 +230,7 @@ export const make = Effect.fnUntraced(function*(
           expiresIn: config.tokenDuration
         }),
         (token) => Redacted.make(Redacted.value(token))
-      )
+      ).pipe(Effect.tap(() => Metric.update(Metrics.tokensSigned, 1)))
     ),
     ...transport(config),
     connectTimeout: config.connectTimeout,
@@ -291,7 +293,10 @@ export const make = Effect.fnUntraced(function*(
             const delay = connectRetryDelayMillis(retry, random)
             return !Backoff.withinBudget(clock.currentTimeMillisUnsafe() - startedAt, delay, connectTimeoutMillis)
               ? Effect.fail(error)
-              : Effect.andThen(Effect.sleep(Duration.millis(delay)), loop(retry + 1))
+              : Metric.update(Metrics.connectRetries, 1).pipe(
+                Effect.andThen(Effect.sleep(Duration.millis(delay))),
+                Effect.andThen(loop(retry + 1))
+              )
           }))
       return loop(0)
     })

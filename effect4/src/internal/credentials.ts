@@ -6,10 +6,12 @@
  */
 import { Refresh } from "@effect-dsql/core"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import type * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Semaphore from "effect/Semaphore"
 import type * as Tracer from "effect/Tracer"
+import * as Metrics from "./metrics.js"
 
 /**
  * Resolved credentials, secrets redacted, with the instant they stop working.
@@ -66,21 +68,24 @@ export const makeCredentialCache = <E>(
 
     const attempt = (current: CacheState<E>, span: Tracer.AnySpan): Effect.Effect<CachedCredentials, E> =>
       Effect.flatMap(Effect.result(Effect.withParentSpan(resolve, span)), (result) =>
-        Effect.clockWith((clock) => {
-          const now = clock.currentTimeMillisUnsafe()
-          if (Result.isSuccess(result)) {
-            return cache(result.success, Refresh.attemptAt(result.success.expiresAt, now, refreshBeforeMillis))
-          }
-          const previous = usable(current, now)
-          if (previous === undefined) {
-            state = { _tag: "Failed", failure: result.failure }
-            return Effect.fail(result.failure)
-          }
-          return cache(
-            previous,
-            previous.expiresAt === undefined ? undefined : Refresh.backOff(previous.expiresAt, now)
-          )
-        }))
+        Effect.andThen(
+          Metric.update(Metrics.credentialResolution(Result.isSuccess(result) ? "success" : "failure"), 1),
+          Effect.clockWith((clock) => {
+            const now = clock.currentTimeMillisUnsafe()
+            if (Result.isSuccess(result)) {
+              return cache(result.success, Refresh.attemptAt(result.success.expiresAt, now, refreshBeforeMillis))
+            }
+            const previous = usable(current, now)
+            if (previous === undefined) {
+              state = { _tag: "Failed", failure: result.failure }
+              return Effect.fail(result.failure)
+            }
+            return cache(
+              previous,
+              previous.expiresAt === undefined ? undefined : Refresh.backOff(previous.expiresAt, now)
+            )
+          })
+        ))
 
     // `seen` is the state the caller found stale; any other state under the lock is an attempt that ended meanwhile
     const refresh = (seen: CacheState<E>, span: Tracer.AnySpan): Effect.Effect<CachedCredentials, E> =>

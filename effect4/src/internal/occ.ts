@@ -8,6 +8,8 @@ import { Backoff, SqlState } from "@effect-dsql/core"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Random from "effect/Random"
@@ -15,6 +17,7 @@ import * as Schedule from "effect/Schedule"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Options } from "../OccRetry.js"
+import * as Metrics from "./metrics.js"
 
 /** See `OccRetry.OccConflict`. */
 export class OccConflict extends Data.TaggedError("OccConflict")<{
@@ -125,7 +128,14 @@ const atCommit = (attempt: number) => <E>(error: E): E | OccConflict | CommitOut
   })
 }
 
-/** Runs `attempt` (numbered from 1) under the policy, each attempt in its own span. */
+/** A retryable failure named on its attempt's span and counted under its code. */
+const noted = (attribute: string, metric: Metric.Counter<number>, code: string) =>
+  Effect.andThen(Effect.annotateCurrentSpan(attribute, code), Metrics.countCode(metric, code))
+
+/**
+ * Runs `attempt` (numbered from 1) under the policy, each attempt in its own span. Each conflict and transient error
+ * is counted; once it ends (not interrupted), the attempts made, and a retryable failure left means the policy ran out.
+ */
 const retrying = <A, E, R>(attempt: (n: number) => Effect.Effect<A, E, R>, options: Options | undefined) =>
   Effect.suspend(() => {
     let n = 0
@@ -134,14 +144,18 @@ const retrying = <A, E, R>(attempt: (n: number) => Effect.Effect<A, E, R>, optio
       return attempt(n).pipe(
         Effect.tapError((error) =>
           isOccConflict(error)
-            ? Effect.annotateCurrentSpan("dsql.occ.code", error.code)
+            ? noted("dsql.occ.code", Metrics.occConflicts, error.code)
             : isTransientError(error)
-            ? Effect.annotateCurrentSpan("dsql.transient.code", error.code)
+            ? noted("dsql.transient.code", Metrics.transientErrors, error.code)
             : Effect.void
         ),
         Effect.withSpan("OccRetry.attempt", { attributes: { "dsql.occ.attempt": n } })
       )
-    }).pipe(Effect.retry(policy(options)))
+    }).pipe(
+      Effect.retry(policy(options)),
+      Effect.tapError((error) => isRetryable(error) ? Metric.update(Metrics.occRetriesExhausted, 1) : Effect.void),
+      Effect.onExit((exit) => Exit.hasInterrupts(exit) ? Effect.void : Metric.update(Metrics.occAttempts, n))
+    )
   })
 
 /** See `OccRetry.withOccRetry`. */
@@ -160,7 +174,10 @@ export const withOccRetry = <A, E, R>(program: Effect.Effect<A, E, R>, options?:
                   ran = true
                 }))
               return sql.withTransaction(marked).pipe(
-                Effect.mapError((error) => ran ? atCommit(n)(error) : tagged(n, true)(error))
+                Effect.mapError((error) => ran ? atCommit(n)(error) : tagged(n, true)(error)),
+                Effect.tapError((error) =>
+                  isCommitOutcomeUnknown(error) ? Metric.update(Metrics.commitOutcomesUnknown, 1) : Effect.void
+                )
               )
             }), options))
   )
@@ -175,4 +192,22 @@ export const execWithRetry = <A, E, R>(statement: Effect.Effect<A, E, R>, option
         Option.isSome(open)
           ? Effect.mapError(statement, tagged(1, true))
           : retrying((n) => Effect.mapError(statement, tagged(n, false)), options))
+  )
+
+/**
+ * For the migrator: `effect` (one statement outside a transaction, or a whole transaction) retried on conflicts like
+ * `execWithRetry`, its failures left as they are: a conflict that outlasts the policy fails with its `SqlError`.
+ * Inside a transaction of `sql` it retries nothing (the outermost attempt does).
+ */
+export const retryConflicts = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  effect: Effect.Effect<A, E, R>,
+  options: Options | undefined
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(
+    Effect.serviceOption(sql.transactionService),
+    (open) =>
+      Option.isSome(open) ? effect : retrying((n) => Effect.mapError(effect, tagged(n, false)), options).pipe(
+        Effect.mapError((error) => (isOccConflict(error) ? error.cause : error) as E)
+      )
   )
