@@ -14,12 +14,10 @@
  * Run: `npm run example -w effect4 -- drizzle`.
  */
 import { eq, inArray, sql } from "drizzle-orm"
-import { EffectDrizzleQueryError } from "drizzle-orm/effect-core"
 import * as PgDrizzle from "drizzle-orm/effect-postgres"
 import { integer, pgTable, text, uuid } from "drizzle-orm/pg-core"
-import { Cause, Console, Effect, Option, Random } from "effect"
+import { Console, Effect, Random } from "effect"
 import { DsqlClient, OccRetry, withOccRetry } from "effect-dsql"
-import { SqlError } from "effect/sql/SqlError"
 import { runMainIfScript } from "./internal/runMain.js"
 
 /** The typed schema. */
@@ -36,24 +34,6 @@ const createAccountTable = sql`
     balance integer NOT NULL
   )`
 
-/**
- * Drizzle reports a failed query as an `EffectDrizzleQueryError` with the client's `SqlError` inside its `cause`.
- * `withOccRetry` and `execWithRetry` classify `SqlError`s, so a conflict (or transient error) met by a statement
- * before COMMIT is only retried once the `SqlError` is handed back. A conflict at COMMIT needs nothing: the COMMIT is
- * the client's own and fails with the `SqlError` itself.
- */
-export const unwrapQueryError = <A, E, R>(
-  self: Effect.Effect<A, E | EffectDrizzleQueryError, R>
-): Effect.Effect<A, E | EffectDrizzleQueryError | SqlError, R> =>
-  Effect.catchIf(
-    self,
-    (error): error is EffectDrizzleQueryError => error instanceof EffectDrizzleQueryError,
-    (error) => {
-      const inner = Cause.findErrorOption(error.cause as Cause.Cause<unknown>)
-      return Effect.fail(Option.isSome(inner) && inner.value instanceof SqlError ? inner.value : error)
-    }
-  )
-
 const owners = ["Ada", "Grace", "Edsger", "Barbara"]
 const initialBalance = 1_000
 const transfers = 40
@@ -61,9 +41,9 @@ const transfers = 40
 export const program = Effect.gen(function*() {
   const db = yield* PgDrizzle.makeWithDefaults()
 
-  yield* OccRetry.execWithRetry(unwrapQueryError(db.execute(createAccountTable)))
+  yield* OccRetry.execWithRetry(db.execute(createAccountTable))
   const accounts = yield* db.insert(account).values(owners.map((owner) => ({ owner, balance: initialBalance })))
-    .returning({ id: account.id, owner: account.owner }).pipe(unwrapQueryError, withOccRetry())
+    .returning({ id: account.id, owner: account.owner }).pipe(withOccRetry())
   const ids = accounts.map((row) => row.id)
   yield* Console.log(`drizzle: ${accounts.length} accounts of ${initialBalance} inserted (${owners.join(", ")})`)
 
@@ -76,7 +56,7 @@ export const program = Effect.gen(function*() {
           nested.update(account).set({ balance: sql`${account.balance} + ${amount}` }).where(eq(account.id, to))
         )
       })
-    ).pipe(unwrapQueryError, withOccRetry())
+    ).pipe(withOccRetry())
 
   const randomTransfer = Effect.gen(function*() {
     const from = yield* Random.nextIntBetween(0, ids.length, { halfOpen: true })
@@ -93,7 +73,7 @@ export const program = Effect.gen(function*() {
   if (total !== owners.length * initialBalance) {
     return yield* Effect.die(new Error(`drizzle: total balance ${total}, expected ${owners.length * initialBalance}`))
   }
-  yield* db.delete(account).where(inArray(account.id, ids)).pipe(unwrapQueryError, OccRetry.execWithRetry())
+  yield* db.delete(account).where(inArray(account.id, ids)).pipe(OccRetry.execWithRetry())
   yield* Console.log(`drizzle: deleted them again`)
 })
 

@@ -4,7 +4,8 @@
  *
  * @internal
  */
-import { Backoff, SqlState } from "@effect-dsql/core"
+import { Backoff, Causes, SqlState } from "@effect-dsql/core"
+import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -48,6 +49,21 @@ export const isCommitOutcomeUnknown = (u: unknown): u is CommitOutcomeUnknown =>
 export const isRetryable = (u: unknown): u is OccConflict | TransientError => isOccConflict(u) || isTransientError(u)
 
 const isSqlError = (u: unknown): u is SqlError => Predicate.isTagged(u, "SqlError")
+
+/**
+ * The statement's `SqlError`: the failure itself, or one a library on the client keeps along its cause chain (Drizzle's
+ * `EffectDrizzleQueryError` holds the query's Effect `Cause`).
+ */
+const sqlErrorIn = (error: unknown): SqlError | undefined => {
+  for (const link of Causes.causeChain(error)) {
+    if (isSqlError(link)) return link
+    if (Cause.isCause(link)) {
+      const failure = Cause.findErrorOption(link)
+      if (Option.isSome(failure) && isSqlError(failure.value)) return failure.value
+    }
+  }
+  return undefined
+}
 
 /** See `OccRetry.classify`. */
 export const classify = (error: SqlError, attempts = 1): Option.Option<OccConflict> => {
@@ -100,12 +116,13 @@ export const policy = (options: Options = {}): Schedule.Schedule<Duration.Durati
 const tagged = (attempt: number, transient: boolean) => <E>(error: E): E | OccConflict | TransientError => {
   if (isOccConflict(error)) return new OccConflict({ ...error, attempts: attempt })
   if (isTransientError(error)) return new TransientError({ ...error, attempts: attempt })
-  if (!isSqlError(error)) return error
-  const conflict = classify(error, attempt)
+  const sqlError = sqlErrorIn(error)
+  if (sqlError === undefined) return error
+  const conflict = classify(sqlError, attempt)
   if (Option.isSome(conflict)) return conflict.value
-  const server = transient ? SqlState.serverError(error) : undefined
+  const server = transient ? SqlState.serverError(sqlError) : undefined
   return server !== undefined && SqlState.isTransient(server.code)
-    ? new TransientError({ ...server, attempts: attempt, cause: error })
+    ? new TransientError({ ...server, attempts: attempt, cause: sqlError })
     : error
 }
 
