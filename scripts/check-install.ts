@@ -85,7 +85,7 @@ const diskUsage = (path: string, skip: (path: string) => boolean = () => false):
   )
 }
 
-const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
+const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`
 
 interface LockEntry {
   readonly dependencies?: Record<string, string>
