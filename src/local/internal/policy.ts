@@ -165,6 +165,22 @@ const COMPLETES: Readonly<Record<string, Pending["_tag"]>> = {
 /** Backend errors that mean "another transaction got there first". */
 const CONFLICT_CODES = new Set(["40001", "40P01", "55P03"])
 
+/**
+ * PostgreSQL's context line for a statement waiting on another transaction's row ("while updating tuple (0,95) in
+ * relation …", "while locking tuple …", "while inserting index tuple …").
+ */
+const ROW_LOCK_WAIT = /^while (updating|deleting|locking|inserting index|checking uniqueness of) tuple/m
+
+/**
+ * A conflict: one of `CONFLICT_CODES`, or a query cancel met while waiting on another transaction's row, reported as
+ * `57014` "canceling statement due to user request": seen under load with 32 writers on 4 rows, where the 10 ms lock
+ * timeout races the lock being granted (DsqlLocal refuses the protocol's cancel requests). DSQL never makes a writer
+ * wait, so a writer stopped while waiting is one that lost a conflict.
+ */
+export const isConflict = (fields: Readonly<Record<string, string>>): boolean =>
+  (fields.C !== undefined && CONFLICT_CODES.has(fields.C)) ||
+  (fields.C === "57014" && fields.W !== undefined && ROW_LOCK_WAIT.test(fields.W))
+
 /** Fields PL/pgSQL adds to errors raised by the policy's helpers (context, source file, line, routine). */
 const HELPER_NOISE = new Set(["W", "F", "L", "R", "P", "p", "q"])
 
@@ -656,7 +672,7 @@ class Session {
     this.heldTag = undefined
     const fields = Wire.parseErrorFields(frame.body)
     const statement = sent?.statement
-    const conflict = fields.C !== undefined && CONFLICT_CODES.has(fields.C)
+    const conflict = isConflict(fields)
     if (conflict && sent?.raises !== true) {
       const code: OccCode = statement?.kind === "ddl" ? "OC001" : "OC000"
       this.state.stats.occErrors[code]++
