@@ -12,10 +12,13 @@ import { bundleLikeCdk } from "../scripts/check-bundle.js"
 import type { Endpoint } from "./protocol.js"
 import { median, round } from "./stats.js"
 
-/** `sqlpg` is a reference, not a contender: plain @effect/sql-pg, to tell Effect's share from effect-dsql's. */
-export type ColdStartClient = "ours" | "connector" | "sqlpg"
+/**
+ * `ours4` is effect-dsql 2 (the Effect 4 line). `sqlpg` and `sqlpg4` are references, not contenders: plain
+ * @effect/sql-pg 0.53 and 4, to tell each Effect line's share from effect-dsql's.
+ */
+export type ColdStartClient = "ours" | "connector" | "sqlpg" | "ours4" | "sqlpg4"
 
-export const COLD_START_CLIENTS: ReadonlyArray<ColdStartClient> = ["ours", "connector", "sqlpg"]
+export const COLD_START_CLIENTS: ReadonlyArray<ColdStartClient> = ["ours", "connector", "sqlpg", "ours4", "sqlpg4"]
 
 export interface ColdStartRow {
   readonly client: ColdStartClient

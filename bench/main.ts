@@ -106,9 +106,10 @@ const QUIET_LOAD = 0.5
 
 const machine = async () => {
   const cpuinfo = await Fs.readFile("/proc/cpuinfo", "utf8").catch(() => "")
-  const packageVersion = async (name: string) =>
-    JSON.parse(await Fs.readFile(Path.join(benchDir, "..", "node_modules", name, "package.json"), "utf8"))
-      .version as string
+  const packageVersion = async (name: string, dir = Path.join(benchDir, "..", "node_modules", name)) =>
+    JSON.parse(await Fs.readFile(Path.join(dir, "package.json"), "utf8")).version as string
+  // The Effect 4 line's own packages, where npm keeps them: under effect4/, shadowed at the root by Effect 3's.
+  const effect4Dir = Path.join(benchDir, "..", "effect4")
   return {
     nproc: Os.availableParallelism(),
     cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? Os.cpus()[0]?.model ?? "unknown",
@@ -120,18 +121,28 @@ const machine = async () => {
           async (name) => [name, await packageVersion(name)] as const
         )
       )
-    )
+    ),
+    effect4Packages: {
+      "effect-dsql": await packageVersion("effect-dsql", effect4Dir),
+      effect: await packageVersion("effect", Path.join(effect4Dir, "node_modules", "effect")),
+      "@effect/sql-pg": await packageVersion(
+        "@effect/sql-pg",
+        Path.join(effect4Dir, "node_modules", "@effect", "sql-pg")
+      )
+    }
   }
 }
 
-/** Which library code was measured: the commit, and src/ files changed since it. */
+/** Which library code was measured: the commit, and files of both lines' src/ changed since it. */
 const sourceState = () => {
   const git = (...args: Array<string>) =>
     execFileSync("git", args, { cwd: Path.join(benchDir, ".."), encoding: "utf8" }).trim()
   try {
     return {
       commit: git("rev-parse", "--short", "HEAD"),
-      uncommittedSrc: git("status", "--porcelain", "--", "src").split("\n").filter((line) => line.length > 0)
+      uncommittedSrc: git("status", "--porcelain", "--", "src", "effect4/src", "core/src").split("\n").filter((line) =>
+        line.length > 0
+      )
     }
   } catch {
     return { commit: "unknown", uncommittedSrc: [] }
@@ -186,6 +197,8 @@ const writeOutputs = async (results: Report.Results, targets: ReadonlyArray<Repo
       Object.values(meta.loadAverage).map((load) => load[0]!.toFixed(1)).join(" → ")
     } through the scenarios; ` +
     Object.entries(meta.machine.packages).map(([name, version]) => `${name} ${version}`).join(", ") +
+    "; Effect 4 line: " +
+    Object.entries(meta.machine.effect4Packages).map(([name, version]) => `${name} ${version}`).join(", ") +
     `; effect-dsql at ${meta.source.commit}${
       meta.source.uncommittedSrc.length > 0
         ? ` with uncommitted changes in ${meta.source.uncommittedSrc.length} src files`

@@ -62,6 +62,8 @@ export const CLIENT_NAMES: Record<ClientName | SignerName, string> = {
   connector: "node-postgres connector",
   pg: "raw pg",
   sqlpg: "@effect/sql-pg (reference)",
+  ours4: "effect-dsql 2 (Effect 4)",
+  sqlpg4: "@effect/sql-pg 4 (reference)",
   effectAws: "@effect-aws/dsql",
   floor: "floor (node:crypto)",
   floorCachedKey: "floor, key cached per day (reference)"
@@ -106,14 +108,25 @@ const findSigner = (mode: TokenCost, name: SignerName) => mode.signers.find((sig
 // ---------------------------------------------------------------------------------------------------------------
 // Targets
 
-const tokenTargets = (tokens: ReadonlyArray<TokenCost>): Array<Target> =>
+/** Which line a target judges: the Effect 3 line's `ours` variants, or the Effect 4 line's `ours4` ones. */
+interface Line {
+  readonly ours: "ours" | "ours4"
+  /** Put before each target of the line: empty for the Effect 3 line. */
+  readonly prefix: string
+}
+
+const LINE_3: Line = { ours: "ours", prefix: "" }
+const LINE_4: Line = { ours: "ours4", prefix: "Effect 4 line: " }
+
+const tokenTargets = (tokens: ReadonlyArray<TokenCost>, line: Line): Array<Target> =>
   tokens.map((mode) => {
-    const ours = findSigner(mode, "ours")
+    const ours = findSigner(mode, line.ours)
     const connector = findSigner(mode, "connector")
     const spread = ratios(ours.roundsUs, connector.roundsUs)
     return {
       scenario: 1,
-      target: `token no slower than the connector's per-checkout path (credentials from ${mode.credentials})`,
+      target:
+        `${line.prefix}token no slower than the connector's per-checkout path (credentials from ${mode.credentials})`,
       met: spread.max <= 1,
       detail: `ours ${ms(ours.medianUs)} µs, connector path ${ms(connector.medianUs)} µs: ours/connector ${xs(spread)}`,
       spread
@@ -122,11 +135,16 @@ const tokenTargets = (tokens: ReadonlyArray<TokenCost>): Array<Target> =>
 
 /**
  * Where direct TLS saves a round trip (the link delay holds the handshake too) effect-dsql must be 15% faster;
- * with `setLatency`, which spares the handshake, no slower.
+ * with `setLatency`, which spares the handshake, no slower. The Effect 4 line: no slower with either (issue 23).
  */
 const SETUP_CEILING = { linkDelay: 0.85, setLatency: 1 } as const
+const SETUP_CEILING_4 = { linkDelay: 1, setLatency: 1 } as const
 
-const setupTargets = (rows: ReadonlyArray<SetupRow>): Array<Target> => {
+const setupTargets = (
+  rows: ReadonlyArray<SetupRow>,
+  line: Line,
+  ceilings: Record<SetupRow["latency"], number>
+): Array<Target> => {
   const targets: Array<Target> = []
   for (const latency of ["linkDelay", "setLatency"] as const) {
     const find = (variant: string, parallel: boolean) =>
@@ -134,20 +152,20 @@ const setupTargets = (rows: ReadonlyArray<SetupRow>): Array<Target> => {
     const where = latency === "linkDelay"
       ? `${LATENCY_MS} ms link delay each way`
       : `DsqlLocal setLatency ${LATENCY_MS} ms`
-    const ours = find("ours", false)
+    const ours = find(line.ours, false)
     const connector = find("connector", false)
     targets.push({
       scenario: 2,
-      target: `one handshake round trip fewer than the connector (${where})`,
+      target: `${line.prefix}one handshake round trip fewer than the connector (${where})`,
       met: round(connector.roundTripsPerConnection - ours.roundTripsPerConnection) === 1,
       detail: `ours ${ours.roundTripsPerConnection}, connector ${connector.roundTripsPerConnection} per connection`
     })
-    const ceiling = SETUP_CEILING[latency]
+    const ceiling = ceilings[latency]
     for (const parallel of [false, true]) {
       for (
         const [oursId, peerId, how] of [
-          ["ours", "connector", "CA in each client's option (ours caPem, connector ssl.ca)"],
-          ["ours-extra-ca", "connector-extra-ca", "CA through NODE_EXTRA_CA_CERTS for both"]
+          [line.ours, "connector", "CA in each client's option (ours caPem, connector ssl.ca)"],
+          [`${line.ours}-extra-ca`, "connector-extra-ca", "CA through NODE_EXTRA_CA_CERTS for both"]
         ] as const
       ) {
         const a = find(oursId, parallel)
@@ -155,7 +173,7 @@ const setupTargets = (rows: ReadonlyArray<SetupRow>): Array<Target> => {
         const spread = ratios(a.runsMs, b.runsMs)
         targets.push({
           scenario: 2,
-          target: `${
+          target: `${line.prefix}${
             ceiling < 1 ? `≥ ${round((1 - ceiling) * 100)}% lower` : "no higher"
           } setup time than the connector, ${a.connections} connections ${
             parallel ? "at once" : "one after another"
@@ -175,29 +193,37 @@ const NETWORK_NAMES: Record<Network, string> = {
   rtt1ms: "1 ms round trip"
 }
 
-/** Judges ours against `peer` on ops/s over the given cells, every run: each failing cell with its spread. */
+/**
+ * Judges `ours` against `peer` over the given cells, every run: ops/s at least `floor` times the peer's (or, for
+ * `cpu`, client CPU per query at most `floor` times the peer's); each failing cell with its spread.
+ */
 const opsTarget = (
   rows: ReadonlyArray<LoadRow>,
   network: Network,
   concurrencies: ReadonlyArray<number>,
   peer: ClientName,
-  floor: number
+  floor: number,
+  ours: ClientName = "ours",
+  measure: "ops" | "cpu" = "ops"
 ): Pick<Target, "met" | "detail" | "spread"> => {
   const cells = QUERIES.flatMap((query) => concurrencies.map((concurrency) => ({ query, concurrency })))
   const get = (query: QueryKind, concurrency: number, client: ClientName) =>
     rows.find((row) =>
       row.network === network && row.query === query && row.concurrency === concurrency && row.client === client
     )!
+  const runs = (row: LoadRow) => measure === "ops" ? row.runsOpsPerSecond : row.runsCpuUsPerOp
   const spreads = cells.map(({ concurrency, query }) => ({
     cell: `${QUERY_NAMES[query]} c=${concurrency}`,
-    spread: ratios(get(query, concurrency, "ours").runsOpsPerSecond, get(query, concurrency, peer).runsOpsPerSecond)
+    spread: ratios(runs(get(query, concurrency, ours)), runs(get(query, concurrency, peer)))
   }))
-  const failures = spreads.filter(({ spread }) => spread.min < floor)
-  const worst = spreads.reduce((a, b) => (b.spread.min < a.spread.min ? b : a))
+  // the worst run: the lowest ops/s ratio, or the highest CPU ratio
+  const badness = (spread: Spread) => measure === "ops" ? -spread.min : spread.max
+  const failures = spreads.filter(({ spread }) => measure === "ops" ? spread.min < floor : spread.max > floor)
+  const worst = spreads.reduce((a, b) => (badness(b.spread) > badness(a.spread) ? b : a))
   return {
     met: failures.length === 0,
     detail: failures.length === 0
-      ? `all ${cells.length} cells; lowest ${worst.cell}: ${xs(worst.spread)}`
+      ? `all ${cells.length} cells; ${measure === "ops" ? "lowest" : "highest"} ${worst.cell}: ${xs(worst.spread)}`
       : failures.map(({ cell, spread }) => `${cell}: ${xs(spread)}`).join("; "),
     spread: worst.spread
   }
@@ -218,35 +244,47 @@ const throughputTargets = (rows: ReadonlyArray<LoadRow>): Array<Target> => [
     scenario: 3,
     target: `ops/s ≥ the connector's, ${NETWORK_NAMES[network]}, every query and concurrency`,
     ...opsTarget(rows, network, CONCURRENCIES, "connector", 1)
-  }))
+  })),
+  ...NETWORKS.flatMap((network) => [
+    {
+      scenario: 3,
+      target: `${LINE_4.prefix}ops/s ≥ 1.0× raw pg, ${NETWORK_NAMES[network]}, every query and concurrency`,
+      ...opsTarget(rows, network, CONCURRENCIES, "pg", 1, "ours4")
+    },
+    {
+      scenario: 3,
+      target: `${LINE_4.prefix}client CPU per query ≤ raw pg's, ${NETWORK_NAMES[network]}, every query and concurrency`,
+      ...opsTarget(rows, network, CONCURRENCIES, "pg", 1, "ours4", "cpu")
+    }
+  ])
 ]
 
 /** Committed tx/s against the connector's defaults, per contention level (item 3 of issue 13). */
 const OCC_FLOOR: Record<number, number> = { 4: 3, 64: 1 }
 
-const occTargets = (rows: ReadonlyArray<OccRow>): Array<Target> =>
+const occTargets = (rows: ReadonlyArray<OccRow>, line: Line): Array<Target> =>
   [...new Set(rows.map((row) => `${row.workers}×${row.accounts}`))].flatMap((config) => {
-    const ours = rows.find((row) => `${row.workers}×${row.accounts}` === config && row.client === "ours")!
+    const ours = rows.find((row) => `${row.workers}×${row.accounts}` === config && row.client === line.ours)!
     const peer = rows.find((row) => `${row.workers}×${row.accounts}` === config && row.client === "connector")!
     const spread = ratios(ours.runsCommittedPerSecond, peer.runsCommittedPerSecond)
     const floor = OCC_FLOOR[ours.accounts] ?? 1
     return [
       {
         scenario: 4,
-        target: `committed tx/s ≥ ${floor === 1 ? "" : `${floor}× `}the connector's defaults (${config})`,
+        target: `${line.prefix}committed tx/s ≥ ${floor === 1 ? "" : `${floor}× `}the connector's defaults (${config})`,
         met: spread.min >= floor,
         detail: `ours ${ours.committedPerSecond}/s, connector ${peer.committedPerSecond}/s: ${xs(spread)}`,
         spread
       },
       {
         scenario: 4,
-        target: `no transfer gives up (${config})`,
+        target: `${line.prefix}no transfer gives up (${config})`,
         met: ours.gaveUpShare === 0,
         detail: `ours ${pct(ours.gaveUpShare)}, connector ${pct(peer.gaveUpShare)} of transfers gave up`
       },
       {
         scenario: 4,
-        target: `zero invariant violations (${config})`,
+        target: `${line.prefix}zero invariant violations (${config})`,
         met: ours.invariantViolations === 0 && peer.invariantViolations === 0,
         detail: `ours ${ours.invariantViolations}, connector ${peer.invariantViolations}`
       }
@@ -271,23 +309,27 @@ const stormTargets = (rows: ReadonlyArray<StormRow>): Array<Target> =>
 const findCold = (rows: ReadonlyArray<ColdStartRow>, client: ColdStartClient) =>
   rows.find((row) => row.client === client)!
 
-const coldStartTargets = (rows: ReadonlyArray<ColdStartRow>): Array<Target> => {
-  const ours = findCold(rows, "ours")
+/** Ceilings against the connector's cold start: time and bundle size (the Effect 4 line's from issue 23). */
+const COLD_START_CEILING = { ours: { time: 1.2, size: 1.5 }, ours4: { time: 1, size: 1.1 } } as const
+
+const coldStartTargets = (rows: ReadonlyArray<ColdStartRow>, line: Line): Array<Target> => {
+  const ours = findCold(rows, line.ours)
   const connector = findCold(rows, "connector")
   const spread = ratios(ours.runsMs, connector.runsMs)
   const size = ours.bundleBytes / connector.bundleBytes
+  const ceiling = COLD_START_CEILING[line.ours]
   return [
     {
       scenario: 6,
-      target: "process start → first query answered ≤ 1.2× the connector's (bundled handler)",
-      met: spread.max <= 1.2,
+      target: `${line.prefix}process start → first query answered ≤ ${ceiling.time}× the connector's (bundled handler)`,
+      met: spread.max <= ceiling.time,
       detail: `ours ${ms(ours.medianMs)} ms, connector ${ms(connector.medianMs)} ms: ${xs(spread)}`,
       spread
     },
     {
       scenario: 6,
-      target: "bundle ≤ 1.5× the connector's",
-      met: size <= 1.5,
+      target: `${line.prefix}bundle ≤ ${ceiling.size}× the connector's`,
+      met: size <= ceiling.size,
       detail: `ours ${kib(ours.bundleBytes)} KiB, connector ${kib(connector.bundleBytes)} KiB: ${x(size)}`
     }
   ]
@@ -295,22 +337,22 @@ const coldStartTargets = (rows: ReadonlyArray<ColdStartRow>): Array<Target> => {
 
 export const targets = (results: Results): Array<Target> => [
   ...(results.tokens
-    ? tokenTargets(results.tokens)
+    ? [...tokenTargets(results.tokens, LINE_3), ...tokenTargets(results.tokens, LINE_4)]
     : [{ scenario: 1, target: "token cost", met: undefined, detail: "not measured" }]),
   ...(results.setup
-    ? setupTargets(results.setup)
+    ? [...setupTargets(results.setup, LINE_3, SETUP_CEILING), ...setupTargets(results.setup, LINE_4, SETUP_CEILING_4)]
     : [{ scenario: 2, target: "connection setup", met: undefined, detail: "not measured" }]),
   ...(results.throughput
     ? throughputTargets(results.throughput.rows)
     : [{ scenario: 3, target: "throughput", met: undefined, detail: "not measured" }]),
   ...(results.occ
-    ? occTargets(results.occ)
+    ? [...occTargets(results.occ, LINE_3), ...occTargets(results.occ, LINE_4)]
     : [{ scenario: 4, target: "OCC", met: undefined, detail: "not measured" }]),
   ...(results.storm
     ? stormTargets(results.storm)
     : [{ scenario: 5, target: "storm", met: undefined, detail: "not measured" }]),
   ...(results.coldStart
-    ? coldStartTargets(results.coldStart)
+    ? [...coldStartTargets(results.coldStart, LINE_3), ...coldStartTargets(results.coldStart, LINE_4)]
     : [{ scenario: 6, target: "cold start", met: undefined, detail: "not measured" }])
 ]
 
@@ -402,22 +444,26 @@ const throughputTable = (rows: ReadonlyArray<LoadRow>) =>
   )
 
 /**
- * The query path in layers, cell by cell: what effect-dsql adds over plain @effect/sql-pg, and what @effect/sql-pg
- * adds over raw pg, in throughput (per-run ratios) and in client CPU per query (medians over runs).
+ * The query path in layers, cell by cell, for one line (effect-dsql over its plain @effect/sql-pg): what effect-dsql
+ * adds over plain @effect/sql-pg, and what @effect/sql-pg adds over raw pg, in throughput (per-run ratios) and in
+ * client CPU per query (medians over runs).
  */
-const layersTable = (rows: ReadonlyArray<LoadRow>) =>
-  table(
+const layersTable = (rows: ReadonlyArray<LoadRow>, oursName: "ours" | "ours4", sqlpgName: "sqlpg" | "sqlpg4") => {
+  const [ourLabel, sqlpgLabel] = oursName === "ours"
+    ? ["effect-dsql", "@effect/sql-pg"]
+    : ["effect-dsql 2", "@effect/sql-pg 4"]
+  return table(
     [
       "network",
       "query",
       "concurrency",
-      "effect-dsql ÷ @effect/sql-pg ops/s (min–max)",
-      "effect-dsql − @effect/sql-pg CPU µs/op",
-      "@effect/sql-pg ÷ raw pg ops/s (min–max)",
-      "@effect/sql-pg − raw pg CPU µs/op"
+      `${ourLabel} ÷ ${sqlpgLabel} ops/s (min–max)`,
+      `${ourLabel} − ${sqlpgLabel} CPU µs/op`,
+      `${sqlpgLabel} ÷ raw pg ops/s (min–max)`,
+      `${sqlpgLabel} − raw pg CPU µs/op`
     ],
-    rows.filter((row) => row.client === "ours").map((ours) => {
-      const sqlpg = loadPeer(rows, ours, "sqlpg")
+    rows.filter((row) => row.client === oursName).map((ours) => {
+      const sqlpg = loadPeer(rows, ours, sqlpgName)
       const pg = loadPeer(rows, ours, "pg")
       return [
         NETWORK_NAMES[ours.network],
@@ -430,6 +476,7 @@ const layersTable = (rows: ReadonlyArray<LoadRow>) =>
       ]
     })
   )
+}
 
 const usageTable = (usage: ReadonlyArray<ClientUsage>, label: (variant: string) => string) =>
   table(
@@ -532,7 +579,10 @@ export const markdown = (results: Results, list: ReadonlyArray<Target>): string 
     const label = (variant: string) => CLIENT_NAMES[variant as ClientName] ?? variant
     sections.push(
       `### 3. Query throughput and latency (pool of 16)\n\n${throughputTable(results.throughput.rows)}\n\n` +
-        `What each layer adds to the query path:\n\n${layersTable(results.throughput.rows)}\n\n` +
+        `What each layer adds to the query path, Effect 3 line:\n\n${
+          layersTable(results.throughput.rows, "ours", "sqlpg")
+        }\n\n` +
+        `Effect 4 line:\n\n${layersTable(results.throughput.rows, "ours4", "sqlpg4")}\n\n` +
         `Client processes' memory in scenario 3:\n\n${usageTable(results.throughput.usage, label)}`
     )
   }

@@ -173,6 +173,10 @@ export const connectionSetup = async (ctx: Context): Promise<ReadonlyArray<Setup
     variant(ctx, "ours-sslrequest", "effect-dsql (SSLRequest, caPem) [control]", "ours", {
       env: { BENCH_SSL_NEGOTIATION: "postgres" }
     }),
+    variant(ctx, "ours4", "effect-dsql 2 (Effect 4; direct TLS, caPem)", "ours4"),
+    variant(ctx, "ours4-extra-ca", "effect-dsql 2 (Effect 4; direct TLS, NODE_EXTRA_CA_CERTS)", "ours4", {
+      extraCa: true
+    }),
     variant(ctx, "connector", "node-postgres connector (ssl.ca)", "connector"),
     variant(ctx, "connector-extra-ca", "node-postgres connector (NODE_EXTRA_CA_CERTS)", "connector", { extraCa: true }),
     variant(ctx, "pg", "raw pg (ssl.ca)", "pg")
@@ -280,7 +284,9 @@ export const throughput = async (
     variant(ctx, "ours", "effect-dsql", "ours"),
     variant(ctx, "connector", "node-postgres connector", "connector"),
     variant(ctx, "pg", "raw pg", "pg"),
-    variant(ctx, "sqlpg", "@effect/sql-pg reference", "sqlpg")
+    variant(ctx, "sqlpg", "@effect/sql-pg reference", "sqlpg"),
+    variant(ctx, "ours4", "effect-dsql 2 (Effect 4)", "ours4"),
+    variant(ctx, "sqlpg4", "@effect/sql-pg 4 reference", "sqlpg4")
   ]
   const children = await Promise.all(variants.map(startVariant))
   const runs = new Map<string, Array<LoadResult>>()
@@ -495,6 +501,7 @@ const warmUp = (ctx: Context, child: Child) =>
 export const contention = async (ctx: Context): Promise<ReadonlyArray<OccRow>> => {
   const variants = [
     variant(ctx, "ours", "effect-dsql withOccRetry (defaults)", "ours"),
+    variant(ctx, "ours4", "effect-dsql 2 (Effect 4) withOccRetry (defaults)", "ours4"),
     variant(ctx, "connector", "connector pool.transaction (defaults)", "connector")
   ]
   const children = await Promise.all(variants.map(startVariant))
@@ -611,7 +618,15 @@ export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
     variant(ctx, "ours-extra-ca", "effect-dsql (NODE_EXTRA_CA_CERTS)", "ours", { extraCa: true }),
     variant(ctx, "connector", "node-postgres connector", "connector"),
     variant(ctx, "pg", "raw pg", "pg"),
-    variant(ctx, "ours-loaded", `effect-dsql (caPem, ${STORM_BUSY_PROCESSES} busy processes competing)`, "ours")
+    variant(ctx, "ours-loaded", `effect-dsql (caPem, ${STORM_BUSY_PROCESSES} busy processes competing)`, "ours"),
+    variant(ctx, "ours4", "effect-dsql 2, Effect 4 (caPem)", "ours4"),
+    variant(ctx, "ours4-extra-ca", "effect-dsql 2, Effect 4 (NODE_EXTRA_CA_CERTS)", "ours4", { extraCa: true }),
+    variant(
+      ctx,
+      "ours4-loaded",
+      `effect-dsql 2, Effect 4 (caPem, ${STORM_BUSY_PROCESSES} busy processes competing)`,
+      "ours4"
+    )
   ]
   const { stormFibers, stormPools, stormReps } = ctx.sizes
   const rows: Array<StormRow> = []
@@ -636,10 +651,13 @@ export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
           await run(ctx.server.faults.reset)
           await run(ctx.server.faults.setLimits(STORM_LIMITS))
           await run(ctx.server.resetStats)
-          const result = await withBusyCores(v.id === "ours-loaded" ? STORM_BUSY_PROCESSES : 0, () =>
-            kind === "fibers"
-              ? child.call<StormResult>({ kind: "storm", endpoint, fibers: stormFibers, poolSize: STORM_POOL_SIZE })
-              : child.call<StormResult>({ kind: "coldStart", endpoint, pools: stormPools, poolSize: STORM_POOL_SIZE }))
+          const result = await withBusyCores(
+            v.id.endsWith("-loaded") ? STORM_BUSY_PROCESSES : 0,
+            () =>
+              kind === "fibers"
+                ? child.call<StormResult>({ kind: "storm", endpoint, fibers: stormFibers, poolSize: STORM_POOL_SIZE })
+                : child.call<StormResult>({ kind: "coldStart", endpoint, pools: stormPools, poolSize: STORM_POOL_SIZE })
+          )
           await sleep(300)
           measured[kind].push({ result, stats: await run(ctx.server.stats) })
         }

@@ -11,13 +11,14 @@ import pg from "pg"
 import type { TokenSigner as TokenSignerTypes } from "../src/index.js"
 import { dialing, sslFor } from "./clients/common.js"
 import { effectDsql } from "./library.js"
+import { effect4, effectDsql4 } from "./library4.js"
 import type { Endpoint } from "./protocol.js"
 import { describeError } from "./protocol.js"
 import { median } from "./stats.js"
 
 const { TokenSigner } = effectDsql
 
-export type SignerName = "ours" | "connector" | "effectAws" | "floor" | "floorCachedKey"
+export type SignerName = "ours" | "ours4" | "connector" | "effectAws" | "floor" | "floorCachedKey"
 
 export interface SignerResult {
   readonly name: SignerName
@@ -108,6 +109,23 @@ const makeSigners = async (endpoint: Endpoint, profile: string | undefined): Pro
       return { count, token: Redacted.value(token) }
     })
 
+  // effect-dsql 2 (the Effect 4 line): the same loop on its own TokenSigner and Effect 4
+  const request4 = { hostname, region, user: "admin", expiresIn: "15 minutes" } as const
+  const ours4 = effect4.ManagedRuntime.make(
+    effectDsql4.TokenSigner.layerFromChain(profile === undefined ? undefined : { profile })
+  )
+  const ours4Loop = (deadline: number) =>
+    effect4.Effect.gen(function*() {
+      const signer = yield* effectDsql4.TokenSigner.TokenSigner
+      let count = 0
+      let token = effect4.Redacted.make("")
+      while (performance.now() < deadline) {
+        token = yield* signer.sign(request4)
+        count++
+      }
+      return { count, token: effect4.Redacted.value(token) }
+    })
+
   const effectAws = ManagedRuntime.make(
     EffectAwsDsqlSigner.layer({ hostname, region, expiresIn: 900, ...(profile === undefined ? {} : { profile }) })
   )
@@ -138,6 +156,7 @@ const makeSigners = async (endpoint: Endpoint, profile: string | undefined): Pro
 
   return [
     { name: "ours", runUntil: (deadline) => ours.runPromise(oursLoop(deadline)) },
+    { name: "ours4", runUntil: (deadline) => ours4.runPromise(ours4Loop(deadline)) },
     {
       name: "connector",
       runUntil: async (deadline) => {

@@ -1,0 +1,163 @@
+/**
+ * effect-dsql 2, the Effect 4 line: `DsqlClient.layerConfig` (credentials from the default AWS chain through its
+ * `TokenSigner`, direct TLS by default, a token per new connection) used through `SqlClient`, and `withOccRetry` with
+ * its defaults for OCC retries; the same program as ours.ts, on Effect 4.
+ */
+import { randomUUID } from "node:crypto"
+import type { OccRetry as OccRetryTypes } from "../../effect4/src/index.js"
+import { effect4, effectDsql4, SqlClient } from "../library4.js"
+import type { BenchClient, Endpoint, RetryPolicy, StormResult, TransferOptions, TransferResult } from "../protocol.js"
+import { makeRecorder } from "../stats.js"
+import { makeErrorLog } from "./common.js"
+import { loadEffect4 } from "./effectLoad4.js"
+
+const { Cause, Context, Duration, Effect, Exit, Layer, ManagedRuntime, Metric } = effect4
+const { DsqlClient, DsqlMetrics, OccRetry, withOccRetry } = effectDsql4
+
+const layerFor = (endpoint: Endpoint, poolSize: number) =>
+  DsqlClient.layerConfig({
+    host: endpoint.hostname,
+    port: endpoint.port,
+    region: endpoint.region,
+    hostAddress: endpoint.address,
+    ...(endpoint.ca === undefined ? {} : { caPem: endpoint.ca }),
+    maxConnections: poolSize
+  })
+
+const retryOptions = (policy: RetryPolicy | undefined): OccRetryTypes.Options | undefined =>
+  policy === undefined ? undefined : {
+    maxRetries: policy.maxRetries,
+    baseDelay: Duration.millis(policy.baseDelayMs),
+    maxDelay: Duration.millis(policy.maxDelayMs),
+    jitter: policy.jitter
+  }
+
+const transfers = (options: TransferOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const recorder = makeRecorder()
+    const errors = makeErrorLog()
+    const retry = retryOptions(options.policy)
+    let commits = 0
+    let commitsInWindow = 0
+    let attempts = 0
+    let gaveUp = 0
+    const transfer = (id: string, from: number, to: number, amount: number) =>
+      Effect.gen(function*() {
+        attempts++
+        yield* sql`UPDATE ${sql(options.bank)} SET balance = balance - ${amount} WHERE id = ${from}`
+        yield* sql`UPDATE ${sql(options.bank)} SET balance = balance + ${amount} WHERE id = ${to}`
+        yield* sql`INSERT INTO ${sql(options.ledger)} (id, src, dst, amount) VALUES (${id}, ${from}, ${to}, ${amount})`
+      }).pipe(withOccRetry(retry))
+    const started = performance.now()
+    const deadline = started + options.durationMs
+    const worker = Effect.gen(function*() {
+      while (performance.now() < deadline) {
+        const from = 1 + Math.floor(Math.random() * options.accounts)
+        const to = 1 + ((from + Math.floor(Math.random() * (options.accounts - 1))) % options.accounts)
+        const begin = performance.now()
+        const exit = yield* Effect.exit(transfer(randomUUID(), from, to, 1 + Math.floor(Math.random() * 10)))
+        if (Exit.isSuccess(exit)) {
+          const now = performance.now()
+          commits++
+          if (now <= deadline) commitsInWindow++
+          recorder.add(now - begin)
+        } else {
+          const error = Cause.squash(exit.cause)
+          if (OccRetry.isOccConflict(error)) gaveUp++
+          else errors.add(error)
+        }
+      }
+    })
+    yield* Effect.all(Array.from({ length: options.workers }, () => worker), {
+      concurrency: "unbounded",
+      discard: true
+    })
+    return {
+      commits,
+      commitsInWindow,
+      drainMs: performance.now() - deadline,
+      attempts,
+      gaveUp,
+      otherErrors: errors.count(),
+      errorSamples: errors.samples(),
+      latency: recorder.summary()
+    } satisfies TransferResult
+  })
+
+const tokensSigned = Effect.map(Metric.value(DsqlMetrics.tokensSigned), (state) => state.count)
+
+/** Opens each pool (its layer) and starts `queriesPerPool` queries on it at once; pools close after the count. */
+const storm = (endpoint: Endpoint, pools: number, poolSize: number, queriesPerPool: number) =>
+  Effect.gen(function*() {
+    const errors = makeErrorLog()
+    const signedBefore = yield* tokensSigned
+    const started = performance.now()
+    const runPool = Effect.gen(function*() {
+      const built = yield* Effect.exit(Layer.build(layerFor(endpoint, poolSize)))
+      if (Exit.isFailure(built)) {
+        for (let index = 0; index < queriesPerPool; index++) errors.add(Cause.squash(built.cause))
+        return
+      }
+      const sql = Context.get(built.value, SqlClient)
+      yield* Effect.all(
+        Array.from({ length: queriesPerPool }, () =>
+          Effect.catchCause(sql`SELECT 1`, (cause) => Effect.sync(() => errors.add(Cause.squash(cause))))),
+        { concurrency: "unbounded", discard: true }
+      )
+    })
+    yield* Effect.all(
+      Array.from({ length: pools }, () =>
+        runPool),
+      { concurrency: "unbounded", discard: true }
+    )
+    const elapsedMs = performance.now() - started
+    return {
+      elapsedMs,
+      queries: pools * queriesPerPool,
+      errors: errors.count(),
+      errorSamples: errors.samples(),
+      tokensSigned: (yield* tokensSigned) - signedBefore
+    } satisfies StormResult
+  }).pipe(Effect.scoped)
+
+const makeRuntime = (endpoint: Endpoint, poolSize: number) => ManagedRuntime.make(layerFor(endpoint, poolSize))
+
+let runtime: ReturnType<typeof makeRuntime> | undefined
+
+const opened = () => {
+  if (runtime === undefined) throw new Error("no pool open")
+  return runtime
+}
+
+export const client: BenchClient = {
+  setup: (endpoint, connections, parallel) =>
+    Effect.runPromise(
+      Effect.gen(function*() {
+        const started = performance.now()
+        const context = yield* Layer.build(layerFor(endpoint, connections))
+        const sql = Context.get(context, SqlClient)
+        if (parallel) {
+          yield* Effect.all(Array.from({ length: connections }, () => sql.reserve), {
+            concurrency: "unbounded",
+            discard: true
+          })
+        } else {
+          for (let index = 0; index < connections; index++) yield* sql.reserve
+        }
+        return { elapsedMs: performance.now() - started }
+      }).pipe(Effect.scoped)
+    ),
+  open: async (endpoint, poolSize) => {
+    runtime = makeRuntime(endpoint, poolSize)
+    await runtime.context()
+  },
+  load: (query, concurrency, durationMs) => opened().runPromise(loadEffect4(query, concurrency, durationMs)),
+  transfers: (options) => opened().runPromise(transfers(options)),
+  close: async () => {
+    await runtime?.dispose()
+    runtime = undefined
+  },
+  storm: (endpoint, fibers, poolSize) => Effect.runPromise(storm(endpoint, 1, poolSize, fibers)),
+  coldStart: (endpoint, pools, poolSize) => Effect.runPromise(storm(endpoint, pools, poolSize, poolSize))
+}
