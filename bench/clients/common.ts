@@ -57,33 +57,98 @@ export const runQuery = (pool: pg.Pool, query: QueryKind): Promise<unknown> => {
   }
 }
 
+/**
+ * The bookkeeping of a load run, whatever runs the queries (promises, Effect 3 or Effect 4 fibers): the deadline,
+ * each query's latency or error, and at the end the counts with the CPU the process spent since it started.
+ */
+export const makeLoadMeter = (durationMs: number) => {
+  const recorder = makeRecorder()
+  let errors = 0
+  const cpu = process.cpuUsage()
+  const started = performance.now()
+  const deadline = started + durationMs
+  return {
+    running: () => performance.now() < deadline,
+    succeeded: (begin: number) => recorder.add(performance.now() - begin),
+    failed: () => {
+      errors++
+    },
+    result: (): LoadResult => {
+      const elapsedMs = performance.now() - started
+      const { system, user } = process.cpuUsage(cpu)
+      const latency = recorder.summary()
+      return { ops: latency.count, errors, elapsedMs, latency, cpuUs: user + system }
+    }
+  }
+}
+
 /** `concurrency` async loops running `op` until `durationMs` has passed. */
 export const loadLoop = async (
   op: () => Promise<unknown>,
   concurrency: number,
   durationMs: number
 ): Promise<LoadResult> => {
-  const recorder = makeRecorder()
-  let errors = 0
-  const cpu = process.cpuUsage()
-  const started = performance.now()
-  const deadline = started + durationMs
+  const meter = makeLoadMeter(durationMs)
   const worker = async () => {
-    while (performance.now() < deadline) {
+    while (meter.running()) {
       const begin = performance.now()
       try {
         await op()
-        recorder.add(performance.now() - begin)
+        meter.succeeded(begin)
       } catch {
-        errors++
+        meter.failed()
       }
     }
   }
   await Promise.all(Array.from({ length: concurrency }, worker))
-  const elapsedMs = performance.now() - started
-  const { system, user } = process.cpuUsage(cpu)
-  const latency = recorder.summary()
-  return { ops: latency.count, errors, elapsedMs, latency, cpuUs: user + system }
+  return meter.result()
+}
+
+/**
+ * The bookkeeping of a transfer run (scenario 4), whatever retries the transfers: the deadline, a random transfer
+ * between two distinct accounts, attempts, commits (and those within the window), give-ups and other errors, and
+ * the result.
+ */
+export const makeTransferTally = (options: TransferOptions) => {
+  const recorder = makeRecorder()
+  const errors = makeErrorLog()
+  let commits = 0
+  let commitsInWindow = 0
+  let attempts = 0
+  let gaveUp = 0
+  const deadline = performance.now() + options.durationMs
+  return {
+    running: () => performance.now() < deadline,
+    /** Two distinct accounts and an amount, at random. */
+    pick: () => {
+      const from = 1 + Math.floor(Math.random() * options.accounts)
+      const to = 1 + ((from + Math.floor(Math.random() * (options.accounts - 1))) % options.accounts)
+      return { id: randomUUID(), from, to, amount: 1 + Math.floor(Math.random() * 10) }
+    },
+    attempted: () => {
+      attempts++
+    },
+    committed: (begin: number) => {
+      const now = performance.now()
+      commits++
+      if (now <= deadline) commitsInWindow++
+      recorder.add(now - begin)
+    },
+    gaveUp: () => {
+      gaveUp++
+    },
+    failed: errors.add,
+    result: (): TransferResult => ({
+      commits,
+      commitsInWindow,
+      drainMs: performance.now() - deadline,
+      attempts,
+      gaveUp,
+      otherErrors: errors.count(),
+      errorSamples: errors.samples(),
+      latency: recorder.summary()
+    })
+  }
 }
 
 /** Collects a few distinct error descriptions. */

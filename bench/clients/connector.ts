@@ -5,11 +5,9 @@
  */
 import { DsqlSigner } from "@aws-sdk/dsql-signer"
 import { AuroraDSQLPool, isOCCError } from "@aws/aurora-dsql-node-postgres-connector"
-import { randomUUID } from "node:crypto"
 import type pg from "pg"
 import type { Endpoint, TransferOptions, TransferResult } from "../protocol.js"
-import { makeRecorder } from "../stats.js"
-import { makeErrorLog, pgOptions, pooledClient } from "./common.js"
+import { makeTransferTally, pgOptions, pooledClient } from "./common.js"
 
 // The connector signs through this class's methods; counting calls (then signing as before) is how the storm
 // scenario learns how many tokens it signed.
@@ -25,24 +23,14 @@ const makePool = (endpoint: Endpoint, poolSize: number): AuroraDSQLPool =>
 
 const transfers = async (pool: AuroraDSQLPool, options: TransferOptions): Promise<TransferResult> => {
   if (options.policy !== undefined) throw new Error("the connector runs with its own defaults")
-  const recorder = makeRecorder()
-  const errors = makeErrorLog()
-  let commits = 0
-  let commitsInWindow = 0
-  let attempts = 0
-  let gaveUp = 0
-  const started = performance.now()
-  const deadline = started + options.durationMs
+  const tally = makeTransferTally(options)
   const worker = async () => {
-    while (performance.now() < deadline) {
-      const from = 1 + Math.floor(Math.random() * options.accounts)
-      const to = 1 + ((from + Math.floor(Math.random() * (options.accounts - 1))) % options.accounts)
-      const amount = 1 + Math.floor(Math.random() * 10)
-      const id = randomUUID()
+    while (tally.running()) {
+      const { amount, from, id, to } = tally.pick()
       const begin = performance.now()
       try {
         await pool.transaction(async (client: pg.PoolClient) => {
-          attempts++
+          tally.attempted()
           await client.query(`UPDATE ${options.bank} SET balance = balance - $1 WHERE id = $2`, [amount, from])
           await client.query(`UPDATE ${options.bank} SET balance = balance + $1 WHERE id = $2`, [amount, to])
           await client.query(
@@ -50,27 +38,15 @@ const transfers = async (pool: AuroraDSQLPool, options: TransferOptions): Promis
             [id, from, to, amount]
           )
         })
-        const now = performance.now()
-        commits++
-        if (now <= deadline) commitsInWindow++
-        recorder.add(now - begin)
+        tally.committed(begin)
       } catch (error) {
-        if (isOCCError(error)) gaveUp++
-        else errors.add(error)
+        if (isOCCError(error)) tally.gaveUp()
+        else tally.failed(error)
       }
     }
   }
   await Promise.all(Array.from({ length: options.workers }, worker))
-  return {
-    commits,
-    commitsInWindow,
-    drainMs: performance.now() - deadline,
-    attempts,
-    gaveUp,
-    otherErrors: errors.count(),
-    errorSamples: errors.samples(),
-    latency: recorder.summary()
-  }
+  return tally.result()
 }
 
 export const client = pooledClient({ makePool, tokensSigned: () => tokensSigned, transfers })

@@ -5,10 +5,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Exit } from "effect"
 import { randomUUID } from "node:crypto"
-import type { LoadResult, QueryKind } from "../protocol.js"
+import type { QueryKind } from "../protocol.js"
 import { INSERT_TABLE, KV_TABLE } from "../protocol.js"
-import { makeRecorder } from "../stats.js"
-import { randomKey } from "./common.js"
+import { makeLoadMeter, randomKey } from "./common.js"
 
 const queryFor = (sql: SqlClient.SqlClient, query: QueryKind) =>
   Effect.suspend(() => {
@@ -26,23 +25,16 @@ const queryFor = (sql: SqlClient.SqlClient, query: QueryKind) =>
 export const loadEffect = (query: QueryKind, concurrency: number, durationMs: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const recorder = makeRecorder()
-    let errors = 0
     const op = queryFor(sql, query)
-    const cpu = process.cpuUsage()
-    const started = performance.now()
-    const deadline = started + durationMs
+    const meter = makeLoadMeter(durationMs)
     const worker = Effect.gen(function*() {
-      while (performance.now() < deadline) {
+      while (meter.running()) {
         const begin = performance.now()
         const exit = yield* Effect.exit(op)
-        if (Exit.isSuccess(exit)) recorder.add(performance.now() - begin)
-        else errors++
+        if (Exit.isSuccess(exit)) meter.succeeded(begin)
+        else meter.failed()
       }
     })
     yield* Effect.all(Array.from({ length: concurrency }, () => worker), { concurrency: "unbounded", discard: true })
-    const elapsedMs = performance.now() - started
-    const { system, user } = process.cpuUsage(cpu)
-    const latency = recorder.summary()
-    return { ops: latency.count, errors, elapsedMs, latency, cpuUs: user + system } satisfies LoadResult
+    return meter.result()
   })

@@ -3,12 +3,10 @@
  * `TokenSigner`, direct TLS by default, a token per new connection) used through `SqlClient`, and `withOccRetry` with
  * its defaults for OCC retries; the same program as ours.ts, on Effect 4.
  */
-import { randomUUID } from "node:crypto"
 import type { OccRetry as OccRetryTypes } from "../../effect4/src/index.js"
 import { effect4, effectDsql4, SqlClient } from "../library4.js"
-import type { BenchClient, Endpoint, RetryPolicy, StormResult, TransferOptions, TransferResult } from "../protocol.js"
-import { makeRecorder } from "../stats.js"
-import { makeErrorLog } from "./common.js"
+import type { BenchClient, Endpoint, RetryPolicy, StormResult, TransferOptions } from "../protocol.js"
+import { makeErrorLog, makeTransferTally } from "./common.js"
 import { loadEffect4 } from "./effectLoad4.js"
 
 const { Cause, Context, Duration, Effect, Exit, Layer, ManagedRuntime, Metric } = effect4
@@ -35,37 +33,26 @@ const retryOptions = (policy: RetryPolicy | undefined): OccRetryTypes.Options | 
 const transfers = (options: TransferOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    const recorder = makeRecorder()
-    const errors = makeErrorLog()
     const retry = retryOptions(options.policy)
-    let commits = 0
-    let commitsInWindow = 0
-    let attempts = 0
-    let gaveUp = 0
-    const transfer = (id: string, from: number, to: number, amount: number) =>
+    const tally = makeTransferTally(options)
+    const transfer = ({ amount, from, id, to }: ReturnType<typeof tally.pick>) =>
       Effect.gen(function*() {
-        attempts++
+        tally.attempted()
         yield* sql`UPDATE ${sql(options.bank)} SET balance = balance - ${amount} WHERE id = ${from}`
         yield* sql`UPDATE ${sql(options.bank)} SET balance = balance + ${amount} WHERE id = ${to}`
         yield* sql`INSERT INTO ${sql(options.ledger)} (id, src, dst, amount) VALUES (${id}, ${from}, ${to}, ${amount})`
       }).pipe(withOccRetry(retry))
-    const started = performance.now()
-    const deadline = started + options.durationMs
     const worker = Effect.gen(function*() {
-      while (performance.now() < deadline) {
-        const from = 1 + Math.floor(Math.random() * options.accounts)
-        const to = 1 + ((from + Math.floor(Math.random() * (options.accounts - 1))) % options.accounts)
+      while (tally.running()) {
+        const picked = tally.pick()
         const begin = performance.now()
-        const exit = yield* Effect.exit(transfer(randomUUID(), from, to, 1 + Math.floor(Math.random() * 10)))
+        const exit = yield* Effect.exit(transfer(picked))
         if (Exit.isSuccess(exit)) {
-          const now = performance.now()
-          commits++
-          if (now <= deadline) commitsInWindow++
-          recorder.add(now - begin)
+          tally.committed(begin)
         } else {
           const error = Cause.squash(exit.cause)
-          if (OccRetry.isOccConflict(error)) gaveUp++
-          else errors.add(error)
+          if (OccRetry.isOccConflict(error)) tally.gaveUp()
+          else tally.failed(error)
         }
       }
     })
@@ -73,16 +60,7 @@ const transfers = (options: TransferOptions) =>
       concurrency: "unbounded",
       discard: true
     })
-    return {
-      commits,
-      commitsInWindow,
-      drainMs: performance.now() - deadline,
-      attempts,
-      gaveUp,
-      otherErrors: errors.count(),
-      errorSamples: errors.samples(),
-      latency: recorder.summary()
-    } satisfies TransferResult
+    return tally.result()
   })
 
 const tokensSigned = Effect.map(Metric.value(DsqlMetrics.tokensSigned), (state) => state.count)
