@@ -118,15 +118,14 @@ interface Line {
 const LINE_3: Line = { ours: "ours", prefix: "" }
 const LINE_4: Line = { ours: "ours4", prefix: "Effect 4 line: " }
 
-const tokenTargets = (tokens: ReadonlyArray<TokenCost>, line: Line): Array<Target> =>
+const tokenTargets = (tokens: ReadonlyArray<TokenCost>): Array<Target> =>
   tokens.map((mode) => {
-    const ours = findSigner(mode, line.ours)
+    const ours = findSigner(mode, "ours")
     const connector = findSigner(mode, "connector")
     const spread = ratios(ours.roundsUs, connector.roundsUs)
     return {
       scenario: 1,
-      target:
-        `${line.prefix}token no slower than the connector's per-checkout path (credentials from ${mode.credentials})`,
+      target: `token no slower than the connector's per-checkout path (credentials from ${mode.credentials})`,
       met: spread.max <= 1,
       detail: `ours ${ms(ours.medianUs)} µs, connector path ${ms(connector.medianUs)} µs: ours/connector ${xs(spread)}`,
       spread
@@ -337,7 +336,7 @@ const coldStartTargets = (rows: ReadonlyArray<ColdStartRow>, line: Line): Array<
 
 export const targets = (results: Results): Array<Target> => [
   ...(results.tokens
-    ? [...tokenTargets(results.tokens, LINE_3), ...tokenTargets(results.tokens, LINE_4)]
+    ? tokenTargets(results.tokens)
     : [{ scenario: 1, target: "token cost", met: undefined, detail: "not measured" }]),
   ...(results.setup
     ? [...setupTargets(results.setup, LINE_3, SETUP_CEILING), ...setupTargets(results.setup, LINE_4, SETUP_CEILING_4)]
