@@ -30,7 +30,8 @@ const forwardDelayed = (from: Net.Socket, to: Net.Socket, delayMs: number) => {
       if (chunk === undefined) to.end()
       else if (!to.destroyed) to.write(chunk)
     }
-    if (held.length > 0) timer = setTimeout(flush, held[0]!.due - performance.now())
+    // the clock may pass `due` between the loop's check and here: Node warns on a negative delay (and waits 1 ms)
+    if (held.length > 0) timer = setTimeout(flush, Math.max(0, held[0]!.due - performance.now()))
   }
   const hold = (chunk: Buffer | undefined) => {
     held.push({ due: performance.now() + delayMs, chunk })
