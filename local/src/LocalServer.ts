@@ -5,7 +5,7 @@
  * @example
  * ```ts
  * import { DsqlSigner } from "@aws-sdk/dsql-signer"
- * import { LocalServer } from "effect-dsql/local"
+ * import { LocalServer } from "@effect-dsql/local"
  * import pg from "pg"
  *
  * await using server = await LocalServer.start()
