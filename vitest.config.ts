@@ -13,7 +13,9 @@ export default defineConfig({
     alias: [
       { find: /^effect-dsql\/local$/, replacement: src("local/index.ts") },
       { find: /^effect-dsql$/, replacement: src("index.ts") },
-      { find: /^@effect-dsql\/core$/, replacement: here("./core/src/index.ts") }
+      { find: /^@effect-dsql\/core$/, replacement: here("./core/src/index.ts") },
+      { find: /^@effect-dsql\/local$/, replacement: here("./local/src/index.ts") },
+      { find: /^@effect-dsql\/local\/DsqlLocal$/, replacement: here("./local/src/DsqlLocal.ts") }
     ]
   },
   test: {

@@ -8,9 +8,10 @@ export default defineConfig({
     // Tests import the package by name, as users do, and run against the sources (the shared core's too).
     alias: [
       { find: /^effect-dsql$/, replacement: here("./src/index.ts") },
+      { find: /^effect-dsql\/local$/, replacement: here("./src/local/index.ts") },
       { find: /^@effect-dsql\/core$/, replacement: here("../core/src/index.ts") },
       // DsqlLocal from the repository root, through its promise API (no Effect 3 type reaches these tests).
-      { find: /^@effect-dsql\/local$/, replacement: here("../src/local/index.ts") }
+      { find: /^@effect-dsql\/local$/, replacement: here("../local/src/index.ts") }
     ]
   },
   test: {

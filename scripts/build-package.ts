@@ -1,5 +1,6 @@
 /**
- * Last step of `npm run build`, after tsc has written `dist/esm` (JS + declarations) and `dist/cjs` (JS only).
+ * Last step of `npm run build` (of the root package, or of the workspace given as argument: `build-package.ts local`),
+ * after tsc has written `dist/esm` (JS + declarations) and `dist/cjs` (JS only).
  *
  * - `dist/cjs/package.json` marks that tree as CommonJS: the package root is `"type": "module"`, so without it Node
  *   would load the CJS files as ESM and TypeScript would read their declarations as ESM (TS1479 for `require` users).
@@ -10,8 +11,9 @@
 import { copyFileSync, existsSync, readdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 
-const esm = "dist/esm"
-const cjs = "dist/cjs"
+const dir = process.argv[2] ?? "."
+const esm = join(dir, "dist/esm")
+const cjs = join(dir, "dist/cjs")
 
 writeFileSync(join(cjs, "package.json"), JSON.stringify({ type: "commonjs", sideEffects: false }, null, 2) + "\n")
 

@@ -5,16 +5,18 @@
  * node-postgres connector with `pg` (the baseline a user would otherwise install), both at the versions this
  * repository's lockfile holds. Then checks that:
  *
- * - no PostgreSQL binary, `libpg-query` or `@peculiar/*` package is installed (DsqlLocal's packages are optional
- *   peers);
+ * - no PostgreSQL binary, `libpg-query` or `@peculiar/*` package is installed (DsqlLocal is the optional peer
+ *   `@effect-dsql/local`);
  * - no package effect-dsql brings has an install script;
  * - what effect-dsql adds to a project with its Effect peers (packages in its dependency tree that are not in the
  *   peers' trees; `pg` comes with `@effect/sql-pg`) takes no more disk than the baseline;
  * - `import { DsqlClient } from "effect-dsql"` works from ESM and from CommonJS;
- * - `DsqlLocal.start` fails with a typed error naming the packages and the command that installs them.
+ * - `effect-dsql/local` without `@effect-dsql/local` fails naming the package to install.
  *
  * Then the same for the Effect 4 line (`effect4/`, effect-dsql 2) with its Effect 4 peers: none of DsqlLocal's
  * packages, no install script, and each line's install holds one Effect major, its own.
+ *
+ * Last, `@effect-dsql/local` alone beside `pg`, as a node-postgres suite installs it: its `dsql-local` command serves.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Data, Effect } from "effect"
@@ -146,13 +148,35 @@ const cjsCheck = `const { DsqlClient } = require("effect-dsql")
 if (typeof DsqlClient.layerConfig !== "function") throw new Error("DsqlClient.layerConfig is missing")
 `
 
-const localCheck = `import { Cause, Effect, Exit } from "effect"
-import { DsqlLocal } from "effect-dsql/local"
-const exit = await Effect.runPromiseExit(Effect.scoped(DsqlLocal.start()))
-const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
-console.log(JSON.stringify(failure?._tag === "Some"
-  ? { tag: failure.value._tag, reason: failure.value.reason, message: failure.value.message }
-  : { unexpected: Exit.isSuccess(exit) ? "DsqlLocal started" : Cause.pretty(exit.cause) }))
+const localCheck = `try {
+  await import("effect-dsql/local")
+  console.log(JSON.stringify({ unexpected: "effect-dsql/local imported without @effect-dsql/local" }))
+} catch (error) {
+  console.log(JSON.stringify({ code: error.code, message: error.message }))
+}
+`
+
+/**
+ * A node-postgres test suite with \`@effect-dsql/local\` as its only DSQL package: starts the installed \`dsql-local\`
+ * command, reads its JSON line, queries through it with plain pg and stops it (SIGTERM: it exits 0).
+ */
+const commandCheck = `import { spawn } from "node:child_process"
+import { createInterface } from "node:readline"
+import pg from "pg"
+// The installed command itself (npx would stand between it and the SIGTERM below).
+const child = spawn("node_modules/.bin/dsql-local", ["--json"], { stdio: ["ignore", "pipe", "inherit"] })
+const [line] = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next().then((r) => [r.value])
+const server = JSON.parse(line)
+const client = new pg.Client({
+  host: server.address, port: server.port, user: server.user, database: server.database, password: server.token,
+  ssl: { ca: server.ca, servername: server.hostname }
+})
+await client.connect()
+const { rows } = await client.query("SELECT 'through DsqlLocal' AS answer")
+await client.end()
+child.kill("SIGTERM")
+const code = await new Promise((resolve) => child.once("exit", resolve))
+console.log(JSON.stringify({ rows, code }))
 `
 
 /** Packs the package in each of `dirs` (built, scripts skipped) into `dest`; the tarballs' paths. */
@@ -252,21 +276,37 @@ const effect3Line = (dir: string) =>
     yield* exec(process.execPath, ["cjs-check.cjs"], project)
     yield* Console.log("check:install: import { DsqlClient } from \"effect-dsql\" works from ESM and CommonJS")
 
-    const optional = Object.keys(manifest.peerDependenciesMeta)
-    const expectation = `DsqlLocal.start without ${
-      optional.join(", ")
-    } must fail with a DsqlLocalError (MissingPackages) naming them and the npm i -D command`
-    const local = JSON.parse(
-      yield* exec(process.execPath, ["local-check.mjs"], project).pipe(
-        Effect.mapError((error) => new InstallCheckError({ message: `${expectation}: ${error.message}`, cause: error }))
+    const local = JSON.parse(yield* exec(process.execPath, ["local-check.mjs"], project))
+    if (local.code !== "ERR_MODULE_NOT_FOUND" || !String(local.message).includes("@effect-dsql/local")) {
+      return yield* fail(
+        `effect-dsql/local without @effect-dsql/local must fail naming it, got ${JSON.stringify(local)}`
       )
-    )
-    const named = typeof local.message === "string" && local.message.includes("npm i -D ") &&
-      optional.every((name) => local.message.includes(name))
-    if (local.tag !== "DsqlLocalError" || local.reason !== "MissingPackages" || !named) {
-      return yield* fail(`${expectation}, got ${JSON.stringify(local)}`)
     }
-    yield* Console.log(`check:install: DsqlLocal.start without its packages fails typed: ${local.message}`)
+    yield* Console.log(
+      "check:install: effect-dsql/local without @effect-dsql/local fails naming the package to install"
+    )
+  })
+
+/**
+ * DsqlLocal for any client, \`@effect-dsql/local\` (packed with the core), installed with \`pg\` alone as a
+ * node-postgres test suite would: no effect-dsql, no Effect of the project's own; its \`dsql-local\` command serves pg.
+ */
+const localPackage = (dir: string) =>
+  Effect.gen(function*() {
+    const tarballs = yield* pack([join(root, "local"), join(root, "core")], join(dir, "local-tarballs"))
+    const project = join(dir, "project-local")
+    yield* installProject(project, [...tarballs, `pg@${installedVersion("pg")}`])
+    const packages = lockPackages(project)
+    if ("node_modules/effect-dsql" in packages) return yield* fail("@effect-dsql/local brought effect-dsql")
+    writeFileSync(join(project, "command-check.mjs"), commandCheck)
+    const rows = yield* exec(process.execPath, ["command-check.mjs"], project)
+    const answer = JSON.parse(rows)
+    if (answer.rows?.[0]?.answer !== "through DsqlLocal" || answer.code !== 0) {
+      return yield* fail(`pg through dsql-local, then SIGTERM: ${rows}`)
+    }
+    yield* Console.log(
+      "check:install: @effect-dsql/local installs beside pg alone, and pg queries through its dsql-local command"
+    )
   })
 
 const effect4Esm = `import * as EffectDsql from "effect-dsql"
@@ -299,6 +339,7 @@ const main = Effect.gen(function*() {
   const dir = yield* tempDir
   yield* effect3Line(dir)
   yield* effect4Line(dir)
+  yield* localPackage(dir)
 })
 
 NodeRuntime.runMain(main.pipe(Effect.scoped))

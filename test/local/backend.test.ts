@@ -7,8 +7,8 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { inspect } from "node:util"
 import * as Pg from "pg"
-import type { Backend } from "../../src/local/internal/backend.js"
-import { acquireBackend, versionWarning } from "../../src/local/internal/backend.js"
+import type { Backend } from "../../local/src/internal/backend.js"
+import { acquireBackend, versionWarning } from "../../local/src/internal/backend.js"
 import { failureOf } from "../utils/failure.js"
 
 const uniquePrefix = () => `dsql-local-backend-test-${randomUUID()}-`

@@ -3,8 +3,8 @@ import { Effect } from "effect"
 import { createPrivateKey, X509Certificate } from "node:crypto"
 import type { AddressInfo } from "node:net"
 import * as tls from "node:tls"
-import type { KeyAndCertificate } from "../../src/local/internal/certificates.js"
-import { issueServerCertificate, makeAuthority } from "../../src/local/internal/certificates.js"
+import type { KeyAndCertificate } from "../../local/src/internal/certificates.js"
+import { issueServerCertificate, makeAuthority } from "../../local/src/internal/certificates.js"
 import { failureOf } from "../utils/failure.js"
 
 const hostnames = ["*.dsql.us-east-1.on.aws", "localhost"]

@@ -35,7 +35,7 @@ const serveCli = (args: ReadonlyArray<string> = []) =>
       Error
     >((resume) => {
       const { DSQL_LOCAL_BACKEND_URL: _, DSQL_LOCAL_PORT: __, ...env } = process.env
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "src/local/cli.ts", ...args], {
+      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "local/src/cli.ts", ...args], {
         cwd: root,
         env,
         detached: true,
@@ -89,7 +89,7 @@ describe("starting from the command line", () => {
   it.live("the effect-dsql-local CLI prints a port in use as one line and exits with 1", () =>
     Effect.gen(function*() {
       const port = yield* takenPort
-      const result = yield* run("src/local/cli.ts", ["--port", String(port)], {})
+      const result = yield* run("local/src/cli.ts", ["--port", String(port)], {})
       expect(result).toEqual({
         code: 1,
         stdout: "",

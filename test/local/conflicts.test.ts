@@ -3,7 +3,7 @@
  * met while waiting on another transaction's row (the lock timeout racing the grant, seen under load).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { isConflict } from "../../src/local/internal/policy.js"
+import { isConflict } from "../../local/src/internal/policy.js"
 
 describe("isConflict", () => {
   it("takes PostgreSQL's serialization, deadlock and lock-timeout errors for conflicts", () => {

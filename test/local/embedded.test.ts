@@ -4,8 +4,8 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Pg from "pg"
-import type { Binaries } from "../../src/local/internal/embedded.js"
-import { acquireEmbedded, embeddedPostgresPackage } from "../../src/local/internal/embedded.js"
+import type { Binaries } from "../../local/src/internal/embedded.js"
+import { acquireEmbedded, embeddedPostgresPackage } from "../../local/src/internal/embedded.js"
 import { failureOf } from "../utils/failure.js"
 
 /** A fresh folder only its owner may enter (`mktemp -d`), removed with the scope. */

@@ -3,17 +3,16 @@ import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import type { OptionalPackage } from "../../src/local/internal/packages.js"
-import { declaredVersions, loadPackage, loadPackages } from "../../src/local/internal/packages.js"
+import type { OptionalPackage } from "../../local/src/internal/packages.js"
+import { declaredVersions, loadPackage, loadPackages } from "../../local/src/internal/packages.js"
 import { failureOf } from "../utils/failure.js"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
-const manifest = JSON.parse(readFileSync(`${root}/package.json`, "utf8")) as {
+const manifest = JSON.parse(readFileSync(`${root}/local/package.json`, "utf8")) as {
   readonly dependencies?: Record<string, string>
-  readonly devDependencies?: Record<string, string>
 }
-/** The version package.json declares for `name`: its dev dependency (this repository installs it) or dependency. */
-const declared = (name: string) => manifest.devDependencies?.[name] ?? manifest.dependencies?.[name]
+/** The version `@effect-dsql/local`'s package.json declares for `name`. */
+const declared = (name: string) => manifest.dependencies?.[name]
 
 /** A package loaded by name, as DsqlLocal loads its own. */
 const byName = (name: string, version = "1.2.3"): OptionalPackage<unknown> => ({
@@ -106,7 +105,7 @@ describe("DsqlLocal's optional packages", () => {
 
   it.live("without them, the effect-dsql-local CLI prints one line and exits with 1", () =>
     Effect.gen(function*() {
-      const result = yield* runWithoutLocalPackages("src/local/cli.ts")
+      const result = yield* runWithoutLocalPackages("local/src/cli.ts")
       expect(result).toEqual({
         code: 1,
         stdout: "",

@@ -84,7 +84,7 @@ layer(dsqlLocalLayer, { excludeTestServices: true, timeout: "120 seconds" })("ps
         const shared = yield* DsqlLocal.DsqlLocal
         const cli = yield* Effect.acquireRelease(
           Effect.sync(() =>
-            spawn(join("node_modules", ".bin", "tsx"), ["src/local/cli.ts", "--region", "eu-west-1"], {
+            spawn(join("node_modules", ".bin", "tsx"), ["local/src/cli.ts", "--region", "eu-west-1"], {
               env: { ...process.env, DSQL_LOCAL_BACKEND_URL: shared.backendUrl },
               stdio: ["ignore", "pipe", "pipe"]
             })

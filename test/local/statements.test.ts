@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
-import type { Classification, Statement } from "../../src/local/internal/statements.js"
-import { classify, loadParser } from "../../src/local/internal/statements.js"
+import type { Classification, Statement } from "../../local/src/internal/statements.js"
+import { classify, loadParser } from "../../local/src/internal/statements.js"
 
 beforeAll(() => loadParser())
 

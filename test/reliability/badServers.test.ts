@@ -10,7 +10,7 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Layer, Random } from "effect"
 import { DsqlClient, DsqlConfig, TokenSigner } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
-import { makeAuthority } from "../../src/local/internal/certificates.js"
+import { makeAuthority } from "../../local/src/internal/certificates.js"
 import { withEnv } from "../utils/client.js"
 import { errorResponse, issued, message, plainServer, tlsServer } from "../utils/fakeServers.js"
 import { explain, report, SecretWatch, typedFailure, watched } from "./harness.js"
@@ -221,7 +221,7 @@ describe("reliability: TLS cannot be configured away", () => {
           file: "badServers",
           case: "non-TLS server, certificate for another host, expired, untrusted CA, garbage after the handshake, " +
             "silent server, 1 MB error message, close after handshake; TLS switched off by options or PG* variables",
-          faults: "bad servers (fake TLS servers from src/local/internal/certificates.ts; the backend's plain port)",
+          faults: "bad servers (fake TLS servers from local/src/internal/certificates.ts; the backend's plain port)",
           operations: connectAttempts.count,
           errorsSeen: connectAttempts.count,
           dataLost: 0,

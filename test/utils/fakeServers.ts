@@ -6,8 +6,8 @@
 import { Effect } from "effect"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
-import type { Authority, KeyAndCertificate } from "../../src/local/internal/certificates.js"
-import { issueServerCertificate, makeAuthority } from "../../src/local/internal/certificates.js"
+import type { Authority, KeyAndCertificate } from "../../local/src/internal/certificates.js"
+import { issueServerCertificate, makeAuthority } from "../../local/src/internal/certificates.js"
 
 /** What a fake server does once the client's TLS handshake (if any) is done and its startup message arrived. */
 export type Behaviour = (socket: Tls.TLSSocket) => void

@@ -1,23 +1,13 @@
 /**
- * DsqlLocal for the Effect 4 line's tests: the promise API's server as an Effect 4 service, for a layer's lifetime.
+ * DsqlLocal for the Effect 4 line's tests: the public `effect-dsql/local` service and layer, and a plain
+ * `@effect/sql-pg` 4 client on it (no effect-dsql code between the test and the server).
  */
 import { DsqlSigner } from "@aws-sdk/dsql-signer"
-import { LocalServer } from "@effect-dsql/local"
 import { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Redacted } from "effect"
+import { DsqlLocal } from "../../src/local/DsqlLocal.js"
 
-/** The running DsqlLocal. */
-export class DsqlLocal extends Context.Service<DsqlLocal, LocalServer.LocalServer>()("effect-dsql/test/DsqlLocal") {}
-
-/** One DsqlLocal (and its embedded PostgreSQL) for the layer's lifetime; share it across a file with `layer(…)`. */
-export const layer = (options?: Parameters<typeof LocalServer.start>[0]): Layer.Layer<DsqlLocal> =>
-  Layer.effect(
-    DsqlLocal,
-    Effect.acquireRelease(
-      Effect.promise(() => LocalServer.start(options)),
-      (server) => Effect.promise(() => server.stop())
-    )
-  )
+export { DsqlLocal, layer } from "../../src/local/DsqlLocal.js"
 
 /**
  * `@effect/sql-pg` 4's client for the running DsqlLocal, over verify-full TLS (SSLRequest), signing a token with

@@ -9,8 +9,8 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
-import { backendSetupSql } from "../../../src/local/internal/catalog.js"
-import { loadParser } from "../../../src/local/internal/policy.js"
+import { backendSetupSql } from "../../../local/src/internal/catalog.js"
+import { loadParser } from "../../../local/src/internal/policy.js"
 
 export class TestBackend extends Context.Tag("test/TestBackend")<TestBackend, { readonly port: number }>() {}
 

@@ -6,8 +6,8 @@ import type { Scope } from "effect"
 import { Effect } from "effect"
 import * as net from "node:net"
 import pg from "pg"
-import type { Frame } from "../../../src/local/internal/wire.js"
-import { encode, FrameReader, parseErrorFields, readCString, startupMessage } from "../../../src/local/internal/wire.js"
+import type { Frame } from "../../../local/src/internal/wire.js"
+import { encode, FrameReader, parseErrorFields, readCString, startupMessage } from "../../../local/src/internal/wire.js"
 
 /** A connected node-postgres client, ended with the scope. */
 export const connect = (port: number): Effect.Effect<pg.Client, unknown, Scope.Scope> =>

@@ -5,9 +5,9 @@
 import type { Scope } from "effect"
 import { Effect } from "effect"
 import * as net from "node:net"
-import type { Action, SessionPolicy } from "../../../src/local/internal/policy.js"
-import { backendSessionOptions, makeSessionPolicy } from "../../../src/local/internal/policy.js"
-import type { ClusterState } from "../../../src/local/internal/state.js"
+import type { Action, SessionPolicy } from "../../../local/src/internal/policy.js"
+import { backendSessionOptions, makeSessionPolicy } from "../../../local/src/internal/policy.js"
+import type { ClusterState } from "../../../local/src/internal/state.js"
 import {
   encode,
   FrameReader,
@@ -15,7 +15,7 @@ import {
   PROTOCOL_3_0,
   SSL_REQUEST_CODE,
   startupMessage
-} from "../../../src/local/internal/wire.js"
+} from "../../../local/src/internal/wire.js"
 
 /** Reads the client's StartupMessage (refusing SSL), then hands over the parameters and any bytes that followed. */
 const readStartup = (client: net.Socket, onStartup: (parameters: Record<string, string>, rest: Buffer) => void) => {

@@ -5,7 +5,7 @@
  * @example
  * ```ts
  * import { DsqlSigner } from "@aws-sdk/dsql-signer"
- * import { LocalServer } from "effect-dsql/local"
+ * import { LocalServer } from "@effect-dsql/local"
  * import pg from "pg"
  *
  * await using server = await LocalServer.start()
@@ -28,6 +28,22 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as DsqlLocal from "./DsqlLocal.js"
 import { hideSecrets, withoutPassword } from "./internal/secrets.js"
+
+/**
+ * How to start the server: see `DsqlLocal.Options` (a plain object, no Effect type in it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Options = DsqlLocal.Options
+
+/**
+ * Why a server could not start, the `reason` of the `DsqlLocalError` that `start` rejects with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FailureReason = DsqlLocal.DsqlLocalError["reason"]
 
 /**
  * Faults injected into the running server, applied at once; durations in milliseconds. Same meanings as
@@ -98,7 +114,7 @@ const run = <A>(effect: Effect.Effect<A, DsqlLocal.DsqlLocalError>): A => settle
  * @since 0.2.0
  * @category constructors
  */
-export const start = async (options?: DsqlLocal.Options): Promise<LocalServer> => {
+export const start = async (options?: Options): Promise<LocalServer> => {
   const scope = Effect.runSync(Scope.make())
   const exit = await Effect.runPromiseExit(Scope.extend(DsqlLocal.start(options), scope))
   if (Exit.isFailure(exit)) await Effect.runPromise(Scope.close(scope, exit))

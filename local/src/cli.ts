@@ -1,13 +1,15 @@
+#!/usr/bin/env node
 /**
- * `npm run local -- [--port <n>] [--region <name>] [--json]`: starts DsqlLocal, prints the `export` lines a shell
- * needs and a ready `psql` command (or, with `--json`, one line of JSON for a test suite in any language), and serves
- * until SIGINT or SIGTERM. Flags win over the env variables `DSQL_LOCAL_PORT` and `DSQL_LOCAL_REGION`;
+ * `npx dsql-local [--port <n>] [--region <name>] [--json]` (in this repository `npm run local -- …`): starts
+ * DsqlLocal, prints the `export` lines a shell needs and a ready `psql` command (or, with `--json`, one line of JSON
+ * for a test suite in any language), and serves until SIGINT or SIGTERM. Flags win over the env variables `DSQL_LOCAL_PORT` and `DSQL_LOCAL_REGION`;
  * `DSQL_LOCAL_BACKEND_URL` selects an existing PostgreSQL instead of the embedded one.
  *
  * The printed token and secret are the local server's own test credentials.
  *
  * @since 0.1.0
  */
+import { DsqlSigner } from "@aws-sdk/dsql-signer"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
@@ -15,12 +17,10 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import * as TokenSigner from "../TokenSigner.js"
 import * as DsqlLocal from "./DsqlLocal.js"
 import { DsqlLocalError } from "./internal/error.js"
 
@@ -98,15 +98,18 @@ const program = Effect.gen(function*() {
     try: () => writeFile(caPath, server.ca),
     catch: (cause) => optionsError(`cannot write ${caPath}`, cause)
   })
-  const signer = yield* TokenSigner.make({ credentials: async () => server.credentials })
-  const token = yield* signer.sign({
+  const signer = new DsqlSigner({
     hostname: server.hostname,
     region: server.region,
-    user: "admin",
-    expiresIn: `${tokenLifetimeSeconds} seconds`
-  }).pipe(Effect.mapError((cause) => optionsError("cannot sign a token for psql", cause)))
+    credentials: server.credentials,
+    expiresIn: tokenLifetimeSeconds
+  })
+  const token = yield* Effect.tryPromise({
+    try: () => signer.getDbConnectAdminAuthToken(),
+    catch: (cause) => optionsError("cannot sign a token for psql", cause)
+  })
   if (given.json) {
-    yield* Console.log(json(server, caPath, Redacted.value(token)))
+    yield* Console.log(json(server, caPath, token))
     return yield* Effect.never
   }
   const exports = Object.entries(server.env).map(([name, value]) =>
@@ -130,7 +133,7 @@ const program = Effect.gen(function*() {
       ...exports,
       "",
       `# psql as admin (token valid ${tokenLifetimeSeconds / 3600} hours):`,
-      `PGPASSWORD=${shellQuote(Redacted.value(token))} psql ${shellQuote(connection)}`
+      `PGPASSWORD=${shellQuote(token)} psql ${shellQuote(connection)}`
     ].join("\n")
   )
   return yield* Effect.never

@@ -5,50 +5,9 @@
  * @internal
  */
 
-export type OccCode = "OC000" | "OC001"
-/** How an injected COMMIT failure answers: an OCC conflict (rolled back), or XX000 (outcome unknown to the client). */
-export type CommitFault = OccCode | "XX000"
-export type TlsMode = "direct" | "sslrequest"
+import type { CommitFault, Limits, OccCode, Stats } from "../DsqlLocal.js"
 
-/** Why a token was refused; counted in `stats.tokensRejected`. */
-export type TokenRejection =
-  | "malformed"
-  | "unknown-access-key"
-  | "bad-signature"
-  | "expired"
-  | "not-yet-valid"
-  | "expires-too-long"
-  | "too-old"
-  | "wrong-action"
-  | "wrong-host"
-
-export interface Stats {
-  /** Connections admitted and not yet closed: a gauge, which `resetStats` leaves as it is. */
-  connectionsOpen: number
-  connectionsAccepted: number
-  connectionsRefused: number
-  connectionsClosedByAge: number
-  tokensVerified: number
-  tokensRejected: Record<TokenRejection, number>
-  tlsModes: Record<TlsMode, number>
-  /** Client→server handshake round trips per accepted connection, summed (TLS flights + startup + password). */
-  handshakeRoundTrips: number
-  occErrors: Record<OccCode, number>
-  statementsRefused: number
-  commitsFailedByFault: number
-  queries: number
-}
-
-export interface Limits {
-  maxConnectionAgeMillis: number
-  maxConnections: number
-  connectionRatePerSecond: number
-  connectionBurst: number
-  maxRowsPerTransaction: number
-  maxTransactionAgeMillis: number
-  /** Reject tokens whose X-Amz-Date is older than this many seconds (undefined: only X-Amz-Expires applies). */
-  maxTokenAgeSeconds: number | undefined
-}
+export type { CommitFault, Limits, OccCode, Stats, TlsMode, TokenRejection } from "../DsqlLocal.js"
 
 export interface Faults {
   /** Commits still to fail, in order. */

@@ -1,7 +1,7 @@
 /**
- * DsqlLocal's own packages (the embedded PostgreSQL, the SQL parser, the certificate builder) are optional for users of
- * `effect-dsql`: they are loaded when DsqlLocal starts, never when a module is imported, and their absence is a
- * `DsqlLocalError` that names them and the command that installs them.
+ * DsqlLocal's heavy packages (the embedded PostgreSQL, the SQL parser, the certificate builder) are loaded when
+ * DsqlLocal starts, never when a module is imported; their absence (an install that pruned them, a bundle that left
+ * them out) is a `DsqlLocalError` that names them and the command that installs them.
  *
  * @internal
  */
