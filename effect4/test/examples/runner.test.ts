@@ -45,6 +45,13 @@ describe("npm run example -w effect4", () => {
       assert.strictEqual(code, 1)
       assert.include(stderr, "usage: npm run example -w effect4 -- <name>, one of: ")
       const offered = /one of: (.+)$/m.exec(stderr)?.[1].split(", ")
-      assert.includeMembers(offered ?? [], ["drizzle", "http_service", "lambda", "migrations", "single_connection"])
+      assert.includeMembers(offered ?? [], [
+        "drizzle",
+        "http_service",
+        "lambda",
+        "migrations",
+        "opentelemetry",
+        "single_connection"
+      ])
     }))
 })
