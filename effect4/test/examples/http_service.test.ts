@@ -101,16 +101,19 @@ describe("examples/http_service", () => {
             wanted: 101
           }])
 
-          // Every COMMIT loses an OCC conflict (OC000): the first attempt and 5 retries, then a 409.
+          // Every COMMIT loses an OCC conflict (OC000) until the budget is spent: 5 retries, or 5 seconds if a loaded
+          // machine runs out of time first; then a 409.
           server.faults.failCommitShare(1)
           const conflict = yield* transfer({ fromAccount: a, toAccount: b, amount: 5 }).pipe(
             Effect.ensuring(Effect.sync(() => server.faults.reset()))
           )
-          assert.deepStrictEqual(conflict, {
-            status: 409,
-            retryAfter: "1",
-            body: { _tag: "TransferConflict", attempts: 6 }
-          })
+          assert.deepStrictEqual([conflict.status, conflict.retryAfter, conflict.body._tag], [
+            409,
+            "1",
+            "TransferConflict"
+          ])
+          assert.isAtLeast(conflict.body.attempts, 2)
+          assert.isAtMost(conflict.body.attempts, 6)
 
           // None of the failed transfers wrote anything: each rolled back its debit.
           const balances = yield* balancesOf([a, b])
