@@ -250,7 +250,11 @@ export const make = Effect.fnUntraced(function*(
   const connectTimeoutMillis = Duration.toMillis(config.connectTimeout)
   const retireAt = new WeakMap<PgConnection.PgConnection, number>()
 
-  /** Past its jittered lifetime: its deadline is drawn at its first checkout. */
+  /**
+   * Past its jittered lifetime: its deadline is drawn at its first checkout, where the connection is also counted as
+   * opened (the pool opens connections on its own fiber, with no hook of ours; one kept warm for `minConnections`
+   * counts when it first serves).
+   */
   const retired = (connection: PgConnection.PgConnection): Effect.Effect<boolean> =>
     Effect.clockWith((clock) => {
       const now = clock.currentTimeMillisUnsafe()
@@ -259,7 +263,7 @@ export const make = Effect.fnUntraced(function*(
       return Effect.map(Random.next, (random) => {
         retireAt.set(connection, now + jitteredLifetimeMillis(lifetimeMillis, random))
         return false
-      })
+      }).pipe(Effect.tap(() => Metric.update(Metrics.connectionsOpened, 1)))
     })
 
   const withoutRetired = (
@@ -303,7 +307,10 @@ export const make = Effect.fnUntraced(function*(
   }
 
   const get = withConnectRetry(withoutRetired(pool.get))
-  const reserve = withConnectRetry(withoutRetired(pool.reserve))
+  // Pinned here rather than through `pool.reserve`: the pool's connection, not a pin's view made anew for each
+  // reservation, is what a lifetime and the count of opened connections belong to. Without multiplexing a checkout
+  // is already exclusive, so the pin never waits.
+  const reserve = Effect.flatMap(get, (connection) => connection.pin)
 
   // The start-up check: one connection within the connect timeout, back in the pool for the first statement.
   yield* Effect.scoped(get).pipe(
