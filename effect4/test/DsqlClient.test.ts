@@ -203,6 +203,39 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.deepStrictEqual(yield* Fiber.join(second), [{ one: 1 }])
     }))
 
+  it.effect("retries a connection refused for the cluster's connection rate (53400), failing in its words at last", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      yield* Effect.acquireRelease(
+        // a bucket of one token, refilled every half second: the start-up connection takes it
+        Effect.sync(() => server.faults.setLimits({ connectionBurst: 1, connectionRatePerSecond: 2 })),
+        () => Effect.sync(() => server.faults.reset())
+      )
+      const refused = () => server.stats().connectionsRefused
+      const before = refused()
+      // on the live clock: the pool's connect timeouts must be able to fire
+      const sql = yield* TestClock.withLive(open(server, { maxConnections: 2, connectTimeout: "20 seconds" }))
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Effect.forkScoped(sql.withTransaction(
+        Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
+      ))
+      yield* Deferred.await(holding)
+      // the second connection is refused (53400) until the bucket has a token again
+      assert.deepStrictEqual(yield* TestClock.withLive(sql<{ one: number }>`SELECT 1 AS one`), [{ one: 1 }])
+      assert.isAtLeast(refused() - before, 1, "the second connection was refused for the rate before it was let in")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+
+      // a bucket that never holds a whole token: every attempt is refused until connectTimeout, the last reported
+      server.faults.setLimits({ connectionBurst: 0.5, connectionRatePerSecond: 0.001 })
+      const atStart = refused()
+      const error = yield* failureOf(TestClock.withLive(Effect.scoped(open(server, { connectTimeout: "1 second" }))))
+      assert.include(error.message, "rate exceeded")
+      assert.include(error.message, "SQLSTATE 53400")
+      assert.isAtLeast(refused() - atStart, 2, "the refused connection was retried")
+    }))
+
   it.effect("recycles a connection at its jittered lifetime, never later than the configured one", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal
