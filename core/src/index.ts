@@ -81,3 +81,10 @@ export * as Diagnostics from "./Diagnostics.js"
  * @since 0.1.0
  */
 export * as Refresh from "./Refresh.js"
+
+/**
+ * How a failed transaction is ended: the ROLLBACK's bound.
+ *
+ * @since 0.1.0
+ */
+export * as Transaction from "./Transaction.js"

@@ -27,7 +27,8 @@ export const tokensSigned: Metric.Counter<number> = Internal.tokensSigned
 export const credentialResolutions: Metric.Counter<number> = Internal.credentialResolutions
 
 /**
- * `dsql_connections_opened_total`: physical connections opened by the pool.
+ * `dsql_connections_opened_total`: physical connections opened by the pool, each counted when it first serves (one
+ * kept warm for `minConnections` counts at its first use).
  *
  * @stability stable
  * @since 2.0.0

@@ -62,6 +62,9 @@ const failureOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 const stats = Effect.map(DsqlLocal.DsqlLocal, (server) => server.stats())
 
+const backendPid = (sql: SqlClient.SqlClient) =>
+  Effect.map(sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`, ([row]) => row!.pid)
+
 let tableCount = 0
 /** A table of its own for the test (tests share the server). */
 const freshTable = (sql: SqlClient.SqlClient) =>
@@ -203,6 +206,47 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.deepStrictEqual(yield* Fiber.join(second), [{ one: 1 }])
     }))
 
+  it.effect("retries a connection refused for the cluster's connection rate (53400), failing in its words at last", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      yield* Effect.addFinalizer(() => Effect.sync(() => server.faults.reset()))
+      const refused = () => server.stats().connectionsRefused
+      // a bucket that never holds a whole token: every new connection is refused for the rate
+      const noNewConnections = () => server.faults.setLimits({ connectionBurst: 0.5, connectionRatePerSecond: 0.001 })
+      // on the live clock: the pool's connect timeouts must be able to fire
+      const sql = yield* TestClock.withLive(open(server, { maxConnections: 2, connectTimeout: "20 seconds" }))
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Effect.forkScoped(sql.withTransaction(
+        Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
+      ))
+      yield* Deferred.await(holding)
+      const before = refused()
+      noNewConnections()
+      // the second statement needs a second connection: refused (53400) until the bucket fills again
+      const second = yield* Effect.forkScoped(TestClock.withLive(sql<{ one: number }>`SELECT 1 AS one`))
+      yield* TestClock.withLive(
+        Effect.gen(function*() {
+          while (refused() - before < 2) yield* Effect.sleep("10 millis")
+        }).pipe(Effect.timeoutOrElse({
+          duration: "10 seconds",
+          orElse: () => Effect.die("the refused connection was not retried")
+        }))
+      )
+      server.faults.setLimits({ connectionBurst: 1, connectionRatePerSecond: 1_000 })
+      assert.deepStrictEqual(yield* Fiber.join(second), [{ one: 1 }])
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+
+      // refused until connectTimeout: the start-up check fails with the last refusal, in DSQL's words
+      noNewConnections()
+      const atStart = refused()
+      const error = yield* failureOf(TestClock.withLive(Effect.scoped(open(server, { connectTimeout: "1 second" }))))
+      assert.include(error.message, "rate exceeded")
+      assert.include(error.message, "SQLSTATE 53400")
+      assert.isAtLeast(refused() - atStart, 2, "the refused connection was retried")
+    }))
+
   it.effect("recycles a connection at its jittered lifetime, never later than the configured one", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal
@@ -238,6 +282,80 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.include(rolledBack.message, "COMMIT was answered with ROLLBACK")
       const rows = yield* sql<{ id: number }>`SELECT id FROM ${sql(table)} ORDER BY id`
       assert.deepStrictEqual(rows, [{ id: 1 }])
+    }))
+
+  it.effect("a transaction whose BEGIN meets an ended session on each of the pool's connections still commits", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server, { maxConnections: 4, minConnections: 4 })
+      const table = yield* freshTable(sql)
+      yield* Effect.all(Array.from({ length: 4 }, () => sql`SELECT pg_sleep(0.05)`), { concurrency: 4 })
+      // The next four statements, the BEGINs on the pooled connections in turn, find their session gone: only the
+      // fifth attempt can open the transaction. Nothing of the transaction ran before, so trying again is safe.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => server.faults.dropNextQueries(4)),
+        () => Effect.sync(() => server.faults.reset())
+      )
+      yield* sql.withTransaction(sql`INSERT INTO ${sql(table)} VALUES (1, 'committed')`)
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)}`, [{ id: 1 }])
+    }))
+
+  it.effect("a session ended after BEGIN fails the transaction: the program is never run again", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server)
+      const table = yield* freshTable(sql)
+      let attempts = 0
+      const error = yield* failureOf(sql.withTransaction(Effect.gen(function*() {
+        attempts++
+        server.faults.dropNextQueries(1)
+        yield* sql`INSERT INTO ${sql(table)} VALUES (1, 'lost')`
+      })))
+      assert.strictEqual(error.reason._tag, "ConnectionError")
+      assert.strictEqual(attempts, 1)
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)}`, [])
+    }))
+
+  it.effect("a ROLLBACK without an answer for 5 s discards its connection; the caller gets the program's failure", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      yield* Effect.addFinalizer(() => Effect.sync(() => server.faults.reset()))
+      const sql = yield* open(server, { maxConnections: 1, idleTimeout: "1 hour" })
+      const table = yield* freshTable(sql)
+      const before = yield* backendPid(sql)
+      const transaction = yield* Effect.forkChild(Effect.exit(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO ${sql(table)} VALUES (1, 'rolled back')`
+        // from here the session's packets are held: the ROLLBACK gets no answer
+        server.faults.setLatency(3_600_000)
+        return yield* Effect.fail("program failed")
+      }))))
+      // the ROLLBACK's bound runs on the test clock: a second at a time (for at most 5 minutes) until it has ended
+      for (let second = 0; second < 300 && transaction.pollUnsafe() === undefined; second++) {
+        yield* TestClock.adjust("1 second")
+        yield* TestClock.withLive(Effect.sleep("20 millis"))
+      }
+      assert.isDefined(transaction.pollUnsafe(), "the ROLLBACK held the transaction past its bound")
+      const exit = yield* Fiber.join(transaction)
+      assert.deepStrictEqual(exit, Exit.fail("program failed"))
+      server.faults.setLatency(0)
+      const after = yield* backendPid(sql)
+      assert.notStrictEqual(after, before, "the connection whose ROLLBACK got no answer was not used again")
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)}`, [])
+    }))
+
+  it.effect("a ROLLBACK that fails leaves the caller the program's own failure, not a defect", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      const sql = yield* open(server, { maxConnections: 1 })
+      const table = yield* freshTable(sql)
+      const exit = yield* Effect.exit(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO ${sql(table)} VALUES (1, 'rolled back')`
+        // the next statement, the ROLLBACK, is answered by dropping the connection
+        server.faults.dropNextQueries(1)
+        return yield* Effect.fail("program failed")
+      })))
+      assert.deepStrictEqual(exit, Exit.fail("program failed"))
+      assert.deepStrictEqual(yield* sql<{ id: number }>`SELECT id FROM ${sql(table)}`, [])
     }))
 
   it.effect("keeps the SQLSTATE where OccRetry reads it: withOccRetry retries a COMMIT conflict to one commit", () =>

@@ -32,6 +32,20 @@ const attempts = Effect.map(Metric.value(DsqlMetrics.occAttempts), ({ count, sum
 const isolated = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   self.pipe(Effect.provideService(Metric.MetricRegistry, new Map()), TestClock.withLive)
 
+/** A client of its own (its own pool) for the test's scope. */
+const open = (server: DsqlLocal.DsqlLocal["Service"], options: Partial<DsqlConfig.Options>) =>
+  Effect.flatMap(
+    DsqlConfig.make({
+      host: server.hostname,
+      port: server.port,
+      region: server.region,
+      hostAddress: server.address,
+      caPem: server.ca,
+      ...options
+    }),
+    DsqlClient.make
+  ).pipe(Effect.provide(Layer.merge(Reactivity.layer, TokenSigner.layerStatic(server.credentials))))
+
 describe("DsqlMetrics (Effect 4)", () => {
   it("keeps the Effect 3 line's names", () => {
     assert.deepStrictEqual(
@@ -108,6 +122,26 @@ describe("DsqlMetrics recorded by TokenSigner", () => {
 
 describe("DsqlMetrics recorded by DsqlClient on DsqlLocal", () => {
   layer(DsqlLocal.layer(), { timeout: "120 seconds" })("client", (it) => {
+    it.effect("one connection opened per physical connection, none for a pooled one reused", () =>
+      isolated(Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const accepted = () => server.stats().connectionsAccepted
+        const before = accepted()
+        const sql = yield* open(server, { maxConnections: 4 })
+        // four transactions held open together need four connections (the start-up one among them)
+        let started = 0
+        const allStarted = yield* Deferred.make<void>()
+        const hold = sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SELECT 1`
+          if (++started === 4) yield* Deferred.succeed(allStarted, undefined)
+          yield* Deferred.await(allStarted)
+        }))
+        yield* Effect.all([hold, hold, hold, hold], { concurrency: "unbounded" })
+        for (let i = 0; i < 3; i++) yield* Effect.all([sql`SELECT 1`, sql.withTransaction(sql`SELECT 2`)])
+        assert.strictEqual(accepted() - before, 4)
+        assert.strictEqual(yield* count(DsqlMetrics.connectionsOpened), 4)
+      })))
+
     it.effect("a token signed per connection attempt, connect retries after a refusal (53300)", () =>
       isolated(Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
@@ -115,22 +149,7 @@ describe("DsqlMetrics recorded by DsqlClient on DsqlLocal", () => {
           Effect.sync(() => server.faults.setLimits({ maxConnections: 1 })),
           () => Effect.sync(() => server.faults.reset())
         )
-        const signer = TokenSigner.layerStatic({
-          accessKeyId: server.credentials.accessKeyId,
-          secretAccessKey: server.credentials.secretAccessKey
-        })
-        const sql = yield* Effect.flatMap(
-          DsqlConfig.make({
-            host: server.hostname,
-            port: server.port,
-            region: server.region,
-            hostAddress: server.address,
-            caPem: server.ca,
-            maxConnections: 2,
-            connectTimeout: "20 seconds"
-          }),
-          DsqlClient.make
-        ).pipe(Effect.provide(Layer.merge(Reactivity.layer, signer)))
+        const sql = yield* open(server, { maxConnections: 2, connectTimeout: "20 seconds" })
         assert.strictEqual(yield* count(DsqlMetrics.tokensSigned), 1, "the start-up connection")
         assert.strictEqual(yield* count(DsqlMetrics.credentialResolutions, { outcome: "success" }), 1)
         const holding = yield* Deferred.make<void>()

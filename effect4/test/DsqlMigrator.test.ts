@@ -3,11 +3,14 @@
  * transactions, OC001 retried, async index builds awaited (and failed ones typed), the lease under racing runs.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Option, Ref } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Ref } from "effect"
 import { DsqlMigrator } from "effect-dsql"
 import { Migrator, SqlClient, Statement } from "effect/sql"
 import { TestClock } from "effect/testing"
+import * as ChildProcess from "node:child_process"
+import { fileURLToPath } from "node:url"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
+import type { Holder } from "./utils/migrationHolder.js"
 
 type Sql = SqlClient.SqlClient
 
@@ -44,6 +47,44 @@ const onStatements = <A, E, R>(self: Effect.Effect<A, E, R>, hook: (sql: string)
 const untilOrDone = (condition: () => boolean, fiber: Fiber.Fiber<unknown, unknown>) =>
   Effect.gen(function*() {
     while (fiber.pollUnsafe() === undefined && !condition()) yield* Effect.sleep("20 millis")
+  })
+
+const holderScript = fileURLToPath(new URL("./utils/migrationHolder.ts", import.meta.url))
+
+/** Starts `migrationHolder.ts` in a process of its own, killed when the scope closes if it still runs. */
+const spawnHolder = (holder: Holder) =>
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      ChildProcess.spawn(process.execPath, ["--import", "tsx", holderScript], {
+        // tsx reads effect4's tsconfig paths from there (the sources of the shared core)
+        cwd: fileURLToPath(new URL("..", import.meta.url)),
+        env: { ...process.env, HOLDER: JSON.stringify(holder) },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+    ),
+    (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+  )
+
+/** Waits until `child` prints `text`; fails with what it wrote to stderr if it exits first. */
+const printed = (child: ChildProcess.ChildProcess, text: string) =>
+  Effect.callback<void, Error>((resume) => {
+    let out = ""
+    let err = ""
+    child.stdout?.on("data", (chunk) => {
+      out += String(chunk)
+      if (out.includes(text)) resume(Effect.void)
+    })
+    child.stderr?.on("data", (chunk) => {
+      err += String(chunk)
+    })
+    child.once("exit", (code) => resume(Effect.fail(new Error(`the holder exited (${code}): ${out}${err}`))))
+  })
+
+/** Kills `child` with SIGKILL (no finalizer of it runs) and waits until it is gone. */
+const killed = (child: ChildProcess.ChildProcess) =>
+  Effect.callback<void>((resume) => {
+    child.once("exit", () => resume(Effect.void))
+    child.kill("SIGKILL")
   })
 
 // Back-off, lease beats and waits need real time: `TestClock.withLive` in each test.
@@ -296,5 +337,54 @@ describe("DsqlMigrator on DsqlLocal (Effect 4)", () => {
           "the lease it lost is left to its new holder"
         )
       }).pipe(TestClock.withLive))
+
+    it.effect(
+      "a holder killed mid-run leaves its lease: the next run takes it once expired, recording nothing twice",
+      () =>
+        Effect.gen(function*() {
+          const server = yield* DsqlLocal.DsqlLocal
+          const sql = yield* SqlClient.SqlClient
+          const table = unique("migrations")
+          const items = unique("items")
+          const leaseMillis = 6_000
+          // The holder, a process of its own, applies `1_create_items` and hangs in its second migration.
+          const holder = yield* spawnHolder({
+            hostname: server.hostname,
+            region: server.region,
+            address: server.address,
+            port: server.port,
+            ca: server.ca,
+            // copied field by field: the server's credentials JSON-encode with the secret redacted
+            credentials: {
+              accessKeyId: server.credentials.accessKeyId,
+              secretAccessKey: server.credentials.secretAccessKey
+            },
+            table,
+            items,
+            leaseMillis
+          })
+          yield* printed(holder, "migrating 2").pipe(Effect.timeout("60 seconds"))
+          // Killed: its process gone, its sessions closed without a word, it cannot give the lease up.
+          yield* killed(holder)
+          const [lease] = yield* sql<{ live: boolean; expires_at: Date }>`
+          SELECT expires_at > now() AS live, expires_at FROM ${sql(`${table}_lease`)}`.withoutTransform
+          assert.isTrue(lease?.live, "the dead holder's lease was still live when the next run started")
+          const applied = yield* DsqlMigrator.run({
+            loader: Migrator.fromRecord({
+              "1_create_items": migration((sql) => sql`CREATE TABLE IF NOT EXISTS ${sql(items)} (id int PRIMARY KEY)`),
+              "2_seed": migration((sql) => sql`INSERT INTO ${sql(items)} VALUES (1)`)
+            }),
+            table,
+            leaseDuration: Duration.millis(leaseMillis)
+          })
+          assert.deepStrictEqual(applied, [[2, "seed"]])
+          assert.deepStrictEqual(yield* recorded(table), [[1, "create_items"], [2, "seed"]])
+          assert.deepStrictEqual(yield* sql`SELECT id FROM ${sql(items)}`, [{ id: 1 }])
+          const [seeded] = yield* sql<{ created_at: Date }>`
+          SELECT created_at FROM ${sql(table)} WHERE migration_id = 2`.withoutTransform
+          assert.isAtLeast(seeded!.created_at.getTime(), lease!.expires_at.getTime(), "nothing ran before it expired")
+        }).pipe(TestClock.withLive),
+      { timeout: 120_000 }
+    )
   })
 })

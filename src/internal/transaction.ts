@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { SqlState } from "@effect-dsql/core"
+import { SqlState, Transaction } from "@effect-dsql/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
@@ -37,11 +37,8 @@ export const inTransactionOf = (sql: SqlClient.SqlClient): Effect.Effect<boolean
     Option.exists(([conn]) => owners.get(conn) === sql.withTransaction)
   )
 
-/**
- * How long a ROLLBACK may take before its connection is given up: the transaction has already failed, and a session
- * that does not answer (a flow dropped without a reset) would otherwise hold the caller until TCP gives up.
- */
-const rollbackTimeout = Duration.seconds(5)
+/** See core's `Transaction.rollbackTimeoutMillis`. */
+const rollbackTimeout = Duration.millis(Transaction.rollbackTimeoutMillis)
 
 /** The pg client under a connection reserved from @effect/sql-pg. */
 const pgClientOf = (conn: SqlConnection.Connection): { readonly end: () => Promise<void> } | undefined =>

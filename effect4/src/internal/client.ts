@@ -22,7 +22,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import type * as SqlConnection from "effect/sql/SqlConnection"
-import { AuthenticationError, ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
+import { AuthenticationError, ConnectionError, SqlError } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import * as Net from "node:net"
@@ -31,6 +31,7 @@ import type { DsqlConfig } from "../DsqlConfig.js"
 import { TokenSigner } from "../TokenSigner.js"
 import { sqlStateOf, withDsqlMessage } from "./errors.js"
 import * as Metrics from "./metrics.js"
+import * as Transaction from "./transaction.js"
 
 /**
  * What a client needs, normalised: `DsqlConfig` but the profile, which only chooses the `TokenSigner`.
@@ -148,25 +149,6 @@ const mapRows = <E>(rows: Effect.Effect<ReadonlyArray<any>, E>, transform: Trans
 const withMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
   Effect.mapError(effect, (error) => withDsqlMessage(error))
 
-const rolledBack = () =>
-  new SqlError({
-    reason: new UnknownError({
-      cause: new Error("COMMIT answered ROLLBACK"),
-      message: "DsqlClient: the transaction was rolled back, nothing of it was committed: COMMIT was answered with " +
-        "ROLLBACK because a statement of the transaction failed and its error was caught, which aborts the " +
-        "transaction. Let that error fail the transaction, or run the work that recovers from it in a transaction of " +
-        "its own.",
-      operation: "commit"
-    })
-  })
-
-/** COMMIT, failing when the server answers `ROLLBACK` (the transaction had been aborted). */
-const commit = (conn: SqlConnection.Connection): Effect.Effect<void, SqlError> =>
-  Effect.flatMap(
-    conn.executeRaw("COMMIT", []),
-    (result) => (result as PgConnection.Result).command === "ROLLBACK" ? Effect.fail(rolledBack()) : Effect.void
-  )
-
 /**
  * `effect` in a scope of its own, closed at once when it fails (a failed checkout gives back whatever it took), or
  * with the caller's scope when it succeeds.
@@ -250,7 +232,11 @@ export const make = Effect.fnUntraced(function*(
   const connectTimeoutMillis = Duration.toMillis(config.connectTimeout)
   const retireAt = new WeakMap<PgConnection.PgConnection, number>()
 
-  /** Past its jittered lifetime: its deadline is drawn at its first checkout. */
+  /**
+   * Past its jittered lifetime: its deadline is drawn at its first checkout, where the connection is also counted as
+   * opened (the pool opens connections on its own fiber, with no hook of ours; one kept warm for `minConnections`
+   * counts when it first serves).
+   */
   const retired = (connection: PgConnection.PgConnection): Effect.Effect<boolean> =>
     Effect.clockWith((clock) => {
       const now = clock.currentTimeMillisUnsafe()
@@ -259,7 +245,7 @@ export const make = Effect.fnUntraced(function*(
       return Effect.map(Random.next, (random) => {
         retireAt.set(connection, now + jitteredLifetimeMillis(lifetimeMillis, random))
         return false
-      })
+      }).pipe(Effect.tap(() => Metric.update(Metrics.connectionsOpened, 1)))
     })
 
   const withoutRetired = (
@@ -303,7 +289,10 @@ export const make = Effect.fnUntraced(function*(
   }
 
   const get = withConnectRetry(withoutRetired(pool.get))
-  const reserve = withConnectRetry(withoutRetired(pool.reserve))
+  // Pinned here rather than through `pool.reserve`: the pool's connection, not a pin's view made anew for each
+  // reservation, is what a lifetime and the count of opened connections belong to. Without multiplexing a checkout
+  // is already exclusive, so the pin never waits.
+  const reserve = Effect.flatMap(get, (connection) => connection.pin)
 
   // The start-up check: one connection within the connect timeout, back in the pool for the first statement.
   yield* Effect.scoped(get).pipe(
@@ -327,35 +316,32 @@ export const make = Effect.fnUntraced(function*(
     "dsql.region": config.region,
     ...Option.match(config.clusterId, { onNone: () => ({}), onSome: (id) => ({ "dsql.cluster_id": id }) })
   }
+  const clientSpanAttributes: ReadonlyArray<readonly [string, unknown]> = [
+    ...Object.entries(spanAttributes),
+    ["db.system.name", "postgresql"],
+    ["db.namespace", config.database],
+    ["server.port", config.port]
+  ]
   const compiler = PgClient.makeCompiler(options.transformQueryNames, options.transformJson)
+  const transactionConnection = Effect.map(reserve, (connection) => new DsqlConnection(connection))
   const client = yield* SqlClient.make({
     driver: "pg",
     acquirer: Effect.map(get, (connection) => new DsqlConnection(connection)),
-    transactionAcquirer: Effect.map(reserve, (connection) => new DsqlConnection(connection)),
+    transactionAcquirer: transactionConnection,
     compiler,
-    prepareTransactionControls: true,
-    commit,
-    // a COMMIT the server refused before running it leaves the transaction open
-    onCommitFailure: (conn) => Effect.ignore(conn.executeUnprepared("ROLLBACK", [], undefined)),
-    spanAttributes: [
-      ...Object.entries(spanAttributes),
-      ["db.system.name", "postgresql"],
-      ["db.namespace", config.database],
-      ["server.port", config.port]
-    ],
+    spanAttributes: clientSpanAttributes,
     transformRows: options.transformResultNames === undefined
       ? undefined
       : Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
   })
 
-  // DSQL has no savepoints: a nested transaction is part of its client's outer one and commits or fails with it. The
-  // transaction service is this client's own, so another client's transaction (maybe another cluster) is never joined.
-  const outermost = client.withTransaction
-  const withTransaction: SqlClient.SqlClient["withTransaction"] = (self) =>
-    Effect.flatMap(
-      Effect.serviceOption(client.transactionService),
-      (open) => Option.isSome(open) ? self : outermost(self)
-    )
+  const withTransaction = Transaction.make({
+    transactionService: client.transactionService,
+    spanAttributes: clientSpanAttributes,
+    reserve: transactionConnection,
+    discard: (conn) => conn instanceof DsqlConnection ? pool.invalidate(conn.connection) : Effect.void,
+    beginRetries: config.maxConnections
+  })
 
   return Object.assign(client, {
     [PgClient.TypeId]: PgClient.TypeId,
