@@ -19,7 +19,7 @@ export default defineConfig({
     ]
   },
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "local/recipes/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // A worker whose leaked handles or stuck release outlive its tests is given this long, then the run goes on.
