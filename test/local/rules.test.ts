@@ -58,6 +58,7 @@ const REFUSED: ReadonlyArray<Case> = [
     "CREATE FUNCTION with language plpgsql not supported"
   ],
   ["CREATE PROCEDURE {n}() LANGUAGE sql AS 'SELECT 1'", "0A000", "PROCEDURE is not supported"],
+  ["DO $$BEGIN PERFORM 1; END$$", "0A000", "unsupported statement: Do"],
   ["CREATE TRIGGER {n} AFTER INSERT ON {t} EXECUTE FUNCTION f()", "0A000", "CREATE TRIGGER not supported"],
   ["CREATE EXTENSION pgcrypto", "0A000", "unsupported statement: CreateExtension"],
   ["CREATE DATABASE {n}", "0A000", "unsupported statement: Createdb"],

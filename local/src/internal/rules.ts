@@ -75,6 +75,8 @@ export const statementRules: { readonly [K in NodeName]?: StatementRule<K> } = {
   CreateTableSpaceStmt: unsupported("unsupported statement: CreateTableSpace"),
   CreateForeignTableStmt: unsupported("unsupported statement: CreateForeignTable"),
   AlterSystemStmt: unsupported("unsupported statement: AlterSystem"),
+  // An anonymous code block runs PL/pgSQL, which DSQL does not have; its text for DO is unconfirmed.
+  DoStmt: unsupported("unsupported statement: Do"),
   CreateTrigStmt: unsupported("CREATE TRIGGER not supported"),
   CreateEnumStmt: unsupported("CREATE TYPE not supported"),
   CompositeTypeStmt: unsupported("unsupported statement: CompositeType"),
