@@ -7,7 +7,8 @@
  * - `treeRules`: refusals that can hide anywhere in a statement (a function call, a column definition);
  * - `transactionRules`: refusals that depend on the transaction the statement runs in.
  *
- * The session policy consults them; a refused statement never reaches the backend as written.
+ * The session policy consults them; a refused statement never reaches the backend as written. `local/DSQL-COVERAGE.md`
+ * maps them to AWS's user guide and marks the refusal texts DSQL has not been seen to give.
  *
  * @internal
  */
