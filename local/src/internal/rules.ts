@@ -7,7 +7,8 @@
  * - `treeRules`: refusals that can hide anywhere in a statement (a function call, a column definition);
  * - `transactionRules`: refusals that depend on the transaction the statement runs in.
  *
- * The session policy consults them; a refused statement never reaches the backend as written.
+ * The session policy consults them; a refused statement never reaches the backend as written. `local/DSQL-COVERAGE.md`
+ * maps them to AWS's user guide and marks the refusal texts DSQL has not been seen to give.
  *
  * @internal
  */
@@ -43,6 +44,10 @@ type StatementRule<K extends NodeName> = Refusal | ((body: NodeBody<K>) => Refus
  */
 export const unsupported = (message: string): Refusal => ({ code: "0A000", message })
 
+/** DSQL keeps no temporary objects; its text for views and sequences is unconfirmed, modelled on tables'. */
+const temporaryRefusal = (object: string, statement: string): Refusal =>
+  unsupported(`TEMPORARY or TEMP ${object} not supported for ${statement}`)
+
 const persistenceRefusal = (persistence: string | undefined): Refusal | undefined => {
   if (persistence === "t") return unsupported("TEMPORARY or TEMP table not supported for CREATE TABLE")
   if (persistence === "u") return unsupported("UNLOGGED table not supported for CREATE TABLE")
@@ -71,6 +76,8 @@ export const statementRules: { readonly [K in NodeName]?: StatementRule<K> } = {
   CreateTableSpaceStmt: unsupported("unsupported statement: CreateTableSpace"),
   CreateForeignTableStmt: unsupported("unsupported statement: CreateForeignTable"),
   AlterSystemStmt: unsupported("unsupported statement: AlterSystem"),
+  // An anonymous code block runs PL/pgSQL, which DSQL does not have; its text for DO is unconfirmed.
+  DoStmt: unsupported("unsupported statement: Do"),
   CreateTrigStmt: unsupported("CREATE TRIGGER not supported"),
   CreateEnumStmt: unsupported("CREATE TYPE not supported"),
   CompositeTypeStmt: unsupported("unsupported statement: CompositeType"),
@@ -88,7 +95,16 @@ export const statementRules: { readonly [K in NodeName]?: StatementRule<K> } = {
       )[0]?.toLowerCase() ?? "sql"
     return language === "sql" ? undefined : unsupported(`CREATE FUNCTION with language ${language} not supported`)
   },
-  CreateSeqStmt: (body) => hasDsqlCache(body.options) ? undefined : unsupported(`CREATE SEQUENCE ${CACHE_REQUIRED}`),
+  CreateSeqStmt: (body) => {
+    if (!hasDsqlCache(body.options)) return unsupported(`CREATE SEQUENCE ${CACHE_REQUIRED}`)
+    if (body.sequence?.relpersistence === "t") return temporaryRefusal("sequence", "CREATE SEQUENCE")
+    const type = sequenceType(body.options)
+    return type === undefined || type === "bigint"
+      ? undefined
+      : unsupported(`datatype ${type} not supported, sequence type must be bigint`)
+  },
+  AlterSeqStmt: (body) => cacheChangeRefusal("ALTER SEQUENCE", body.options),
+  ViewStmt: (body) => body.view?.relpersistence === "t" ? temporaryRefusal("view", "CREATE VIEW") : undefined,
   VacuumStmt: (body) => body.is_vacuumcmd === true ? unsupported("unsupported VACUUM statement") : undefined,
   CreateStmt: (body) => {
     const persistence = persistenceRefusal(body.relation?.relpersistence)
@@ -103,8 +119,12 @@ export const statementRules: { readonly [K in NodeName]?: StatementRule<K> } = {
     (body.objtype === "OBJECT_TABLE" ? persistenceRefusal(body.into?.rel?.relpersistence) : undefined) ??
       createTableAs,
   SelectStmt: (body) => body.intoClause === undefined ? undefined : createTableAs,
-  IndexStmt: (body) =>
-    body.concurrent === true ? unsupported("CONCURRENTLY not supported for CREATE INDEX") : undefined,
+  IndexStmt: (body) => {
+    if (body.concurrent === true) return unsupported("CONCURRENTLY not supported for CREATE INDEX")
+    // DSQL's CREATE INDEX syntax has no USING clause: B-tree only (the parser fills in btree when none is given).
+    const method = body.accessMethod ?? "btree"
+    return method === "btree" ? undefined : unsupported(`access method "${method}" not supported for CREATE INDEX`)
+  },
   AlterTableStmt: (body) => {
     for (const command of body.cmds ?? []) {
       const refusal = "AlterTableCmd" in command ? alterTableRefusal(command.AlterTableCmd) : undefined
@@ -129,6 +149,11 @@ const alterTableRefusal = (command: NodeBody<"AlterTableCmd">): Refusal | undefi
         ? unsupported("ALTER TABLE ADD COLUMN with constraint not supported")
         : undefined
     }
+    case "AT_SetIdentity":
+      return cacheChangeRefusal(
+        "ALTER TABLE ALTER COLUMN ... SET CACHE",
+        command.def !== undefined && "List" in command.def ? command.def.List.items : undefined
+      )
     case "AT_AlterColumnType":
       return unsupported("unsupported ALTER TABLE ALTER COLUMN ... SET DATA TYPE statement")
     case "AT_AddConstraint": {
@@ -233,6 +258,8 @@ export const treeRules: { readonly [K in NodeName]?: (body: NodeBody<K>) => Refu
   Constraint: (body) =>
     body.contype === "CONSTR_IDENTITY" && !hasDsqlCache(body.options)
       ? unsupported(`identity column ${CACHE_REQUIRED}`)
+      : body.contype === "CONSTR_EXCLUSION"
+      ? unsupported("EXCLUDE constraints not supported")
       : undefined,
   LockingClause: (body) =>
     body.strength === "LCS_FORUPDATE" || body.strength === "LCS_FORKEYSHARE"
@@ -240,30 +267,55 @@ export const treeRules: { readonly [K in NodeName]?: (body: NodeBody<K>) => Refu
       : unsupported("locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported"),
   IndexElem: (body) => {
     if ((body.opclass ?? []).length > 0) return unsupported("opclass not supported for index keys")
-    const sorted = (body.ordering !== undefined && body.ordering !== "SORTBY_DEFAULT") ||
-      (body.nulls_ordering !== undefined && body.nulls_ordering !== "SORTBY_NULLS_DEFAULT")
-    return sorted ? unsupported("specifying sort order not supported for index keys") : undefined
+    // ASC and DESC are refused; NULLS FIRST / NULLS LAST are part of DSQL's CREATE INDEX syntax.
+    return body.ordering !== undefined && body.ordering !== "SORTBY_DEFAULT"
+      ? unsupported("specifying sort order not supported for index keys")
+      : undefined
   }
 }
 
-const CACHE_REQUIRED =
-  "is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1"
+const CACHE_ADVICE = "please define CACHE greater than or equal to 65536 or equal to 1"
 
-/** DSQL wants sequences to say `CACHE 1` or `CACHE` of at least 65536. */
-const hasDsqlCache = (options: ReadonlyArray<Node> | undefined): boolean =>
-  (options ?? []).some((option) => {
-    if (!("DefElem" in option) || option.DefElem.defname !== "cache") return false
+const CACHE_REQUIRED = `is not supported without an explicit cache size. ${CACHE_ADVICE}`
+
+/** The `CACHE` values of a sequence's options, `undefined` for one that is not a number. */
+const cacheValues = (options: ReadonlyArray<Node> | undefined): Array<number | undefined> =>
+  (options ?? []).flatMap((option) => {
+    if (!("DefElem" in option) || option.DefElem.defname !== "cache") return []
     const arg = option.DefElem.arg
     // libpg-query leaves out a zero `ival`; a cache beyond 32 bits arrives as a Float.
-    const cache = arg === undefined
-      ? undefined
-      : "Integer" in arg
-      ? arg.Integer.ival ?? 0
-      : "Float" in arg
-      ? Number(arg.Float.fval)
-      : undefined
-    return cache === 1 || (cache !== undefined && cache >= 65536)
+    return [
+      arg === undefined ? undefined : "Integer" in arg
+        ? arg.Integer.ival ?? 0
+        : "Float" in arg
+        ? Number(arg.Float.fval)
+        : undefined
+    ]
   })
+
+const isDsqlCache = (cache: number | undefined): boolean => cache === 1 || (cache !== undefined && cache >= 65536)
+
+/** DSQL wants sequences to say `CACHE 1` or `CACHE` of at least 65536. */
+const hasDsqlCache = (options: ReadonlyArray<Node> | undefined): boolean => cacheValues(options).some(isDsqlCache)
+
+/** Changing a sequence's CACHE keeps DSQL's rule (1 or at least 65536); DSQL's text for it is unconfirmed. */
+const cacheChangeRefusal = (statement: string, options: ReadonlyArray<Node> | undefined): Refusal | undefined =>
+  cacheValues(options).every(isDsqlCache)
+    ? undefined
+    : unsupported(`${statement} with this cache size not supported. ${CACHE_ADVICE}`)
+
+/** A sequence's `AS` type in DSQL's words (`integer`, not `int4`). */
+const sequenceType = (options: ReadonlyArray<Node> | undefined): string | undefined => {
+  for (const option of options ?? []) {
+    if (!("DefElem" in option) || option.DefElem.defname !== "as") continue
+    const arg = option.DefElem.arg
+    const name = arg !== undefined && "TypeName" in arg ? nameParts(arg.TypeName.names).at(-1) : undefined
+    return name === undefined ? undefined : SQL_TYPE_NAMES[name] ?? name
+  }
+  return undefined
+}
+
+const SQL_TYPE_NAMES: Readonly<Record<string, string>> = { int2: "smallint", int4: "integer", int8: "bigint" }
 
 /**
  * What the transaction rules need to know about the transaction a statement runs in.
