@@ -36,6 +36,9 @@ describe("LocalServer", () => {
     try {
       expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }])
       expect(server.stats()).toMatchObject({ connectionsAccepted: 1, connectionsOpen: 1 })
+      // A gauge: resetStats zeroes the counters and leaves it as it is.
+      server.resetStats()
+      expect(server.stats()).toMatchObject({ connectionsAccepted: 0, connectionsOpen: 1 })
 
       server.faults.failNextCommits(1, "OC001")
       await client.query("BEGIN")
@@ -45,8 +48,7 @@ describe("LocalServer", () => {
     } finally {
       await client.end()
     }
-    // A gauge: resetStats leaves it, and it falls back to 0 once the server has closed its side.
-    server.resetStats()
+    // It falls back to 0 once the server has closed its side.
     await vi.waitFor(() => expect(server.stats().connectionsOpen).toBe(0), { timeout: 10_000, interval: 5 })
   })
 
