@@ -91,7 +91,12 @@ describe("examples/drizzle", () => {
         const insert = (id: string) => db.transaction((tx) => tx.insert(note).values({ id, body: "hello" }))
         const id = crypto.randomUUID()
         server.faults.failNextStatements(1)
-        yield* insert(id).pipe(OccRetry.withOccRetry())
+        let attempts = 0
+        yield* Effect.suspend(() => {
+          attempts++
+          return insert(id)
+        }).pipe(OccRetry.withOccRetry())
+        assert.strictEqual(attempts, 2, "the failed attempt, then the one that committed")
         assert.deepStrictEqual(yield* db.select({ id: note.id }).from(note), [{ id }])
 
         // Unretried, the failure is Drizzle's own error, with DSQL's SQLSTATE inside.
