@@ -24,12 +24,6 @@ export interface CachedCredentials {
   readonly expiresAt: number | undefined
 }
 
-type CacheState<E> =
-  | { readonly _tag: "Empty" }
-  /** `attemptAt`: epoch millis from which a refresh is attempted; `undefined` when the credentials never expire. */
-  | { readonly _tag: "Cached"; readonly credentials: CachedCredentials; readonly attemptAt: number | undefined }
-  | { readonly _tag: "Failed"; readonly failure: E }
-
 /**
  * Caches what `resolve` returns and refreshes it from `refreshBeforeMillis` ahead of its expiry. Callers arriving
  * while a resolution runs wait for it and share its outcome, success or failure. A resolution runs under the span
@@ -39,6 +33,7 @@ type CacheState<E> =
  * returned credentials already inside the refresh window, the next one waits half their remaining lifetime (a second
  * at least), so a provider that hands out short-lived credentials is not called once per token. A failed refresh
  * falls back on the cached credentials while they last; once nothing usable is cached, every caller tries again.
+ * The decisions are `Refresh`'s (the shared core), shared with the other line.
  *
  * @internal
  */
@@ -48,61 +43,43 @@ export const makeCredentialCache = <E>(
 ): Effect.Effect<(span: Tracer.AnySpan) => Effect.Effect<CachedCredentials, E>> =>
   Effect.gen(function*() {
     // written only under `lock`; a plain variable, so the common case, fresh credentials, costs no effect
-    let state: CacheState<E> = { _tag: "Empty" }
+    let state: Refresh.State<CachedCredentials, E> = Refresh.empty
     const lock = yield* Effect.makeSemaphore(1)
 
-    const usable = (current: CacheState<E>, now: number): CachedCredentials | undefined =>
-      current._tag === "Cached" && Refresh.isUsable(current.credentials.expiresAt, now)
-        ? current.credentials
-        : undefined
-
-    const cache = (credentials: CachedCredentials, attemptAt: number | undefined) =>
-      Effect.sync(() => {
-        state = { _tag: "Cached", credentials, attemptAt }
-        return credentials
-      })
-
-    const attempt = (current: CacheState<E>, span: Tracer.AnySpan): Effect.Effect<CachedCredentials, E> =>
+    const attempt = (current: Refresh.State<CachedCredentials, E>, span: Tracer.AnySpan) =>
       Effect.flatMap(Effect.either(Effect.withParentSpan(resolve, span)), (result) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          if (Either.isRight(result)) {
-            return cache(result.right, Refresh.attemptAt(result.right.expiresAt, now, refreshBeforeMillis))
-          }
-          const previous = usable(current, now)
-          if (previous === undefined) {
-            state = { _tag: "Failed", failure: result.left }
-            return Effect.fail(result.left)
-          }
-          return cache(
-            previous,
-            previous.expiresAt === undefined ? undefined : Refresh.backOff(previous.expiresAt, now)
+          const next = Refresh.afterAttempt(
+            current,
+            Either.isRight(result)
+              ? { _tag: "Resolved", credentials: result.right }
+              : { _tag: "Failed", failure: result.left },
+            now,
+            refreshBeforeMillis
           )
+          state = next
+          return next._tag === "Cached" ? Effect.succeed(next.credentials) : Effect.fail(next.failure)
         }))
 
-    // `seen` is the state the caller found stale; any other state under the lock is an attempt that ended meanwhile
-    const refresh = (seen: CacheState<E>, span: Tracer.AnySpan): Effect.Effect<CachedCredentials, E> =>
+    const refresh = (seen: Refresh.State<CachedCredentials, E>, span: Tracer.AnySpan) =>
       lock.withPermits(1)(
         Effect.suspend(() => {
           const current = state
-          if (current === seen) {
-            return attempt(current, span)
-          }
-          if (current._tag === "Failed") {
-            return Effect.fail(current.failure)
-          }
           return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-            const credentials = usable(current, now)
-            return credentials === undefined ? attempt(current, span) : Effect.succeed(credentials)
+            const next = Refresh.afterWaiting(seen, current, now)
+            return next._tag === "Attempt"
+              ? attempt(current, span)
+              : next._tag === "Serve"
+              ? Effect.succeed(next.credentials)
+              : Effect.fail(next.failure)
           })
         })
       )
 
     return (span: Tracer.AnySpan) =>
       Effect.clockWith((clock) => {
-        const now = clock.unsafeCurrentTimeMillis()
         const current = state
-        return current._tag === "Cached" && Refresh.isFresh(current.credentials.expiresAt, current.attemptAt, now)
-          ? Effect.succeed(current.credentials)
-          : refresh(current, span)
+        const credentials = Refresh.fresh(current, clock.unsafeCurrentTimeMillis())
+        return credentials === undefined ? refresh(current, span) : Effect.succeed(credentials)
       })
   })
