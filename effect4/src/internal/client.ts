@@ -11,6 +11,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import * as PgPool from "@effect/sql-pg/PgPool"
 import type * as PgTypes from "@effect/sql-pg/PgTypes"
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -258,41 +259,70 @@ export const make = Effect.fnUntraced(function*(
           isRetired ? Effect.andThen(pool.invalidate(connection), withoutRetired(checkout)) : Effect.succeed(connection)
       ))
 
-  /**
-   * A checkout, tried again with back-off while DSQL refuses new connections for its limits (53300, 53400), until
-   * `connectTimeout` after the first attempt; every failure in DSQL's words.
-   */
-  const withConnectRetry = (
-    checkout: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>
-  ): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> => {
-    const attempt = inChildScope(checkout).pipe(
+  /** A failed checkout in DSQL's words; a signing failure, a defect of the pool's `password`, as a typed one. */
+  const inDsqlWords = <A>(checkout: Effect.Effect<A, SqlError, Scope.Scope>): Effect.Effect<A, SqlError, Scope.Scope> =>
+    checkout.pipe(
       Effect.mapError((error) => withDsqlMessage(error, `could not connect to ${config.host}`, config.hostInput)),
       Effect.catchDefect((defect) =>
         isTokenSignerError(defect) ? Effect.fail(signingFailed(config.host, defect)) : Effect.die(defect)
       )
     )
-    return Effect.clockWith((clock) => {
-      const startedAt = clock.currentTimeMillisUnsafe()
-      const loop = (retry: number): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> =>
-        Effect.catchIf(attempt, isConnectionLimitError, (error) =>
-          Effect.flatMap(Random.next, (random) => {
-            const delay = connectRetryDelayMillis(retry, random)
-            return !Backoff.withinBudget(clock.currentTimeMillisUnsafe() - startedAt, delay, connectTimeoutMillis)
-              ? Effect.fail(error)
-              : Metric.update(Metrics.connectRetries, 1).pipe(
-                Effect.andThen(Effect.sleep(Duration.millis(delay))),
-                Effect.andThen(loop(retry + 1))
-              )
-          }))
-      return loop(0)
-    })
+
+  /**
+   * `first`, then `attempt` again with back-off while DSQL refuses new connections for its limits (53300, 53400),
+   * until `connectTimeout` after `startedAt`; every failure in DSQL's words.
+   */
+  const retryConnect = (
+    clock: Clock.Clock,
+    startedAt: number,
+    attempt: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>,
+    first: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>
+  ): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> => {
+    const loop = (
+      retry: number,
+      current: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>
+    ): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> =>
+      Effect.catchIf(inDsqlWords(current), isConnectionLimitError, (error) =>
+        Effect.flatMap(Random.next, (random) => {
+          const delay = connectRetryDelayMillis(retry, random)
+          return !Backoff.withinBudget(clock.currentTimeMillisUnsafe() - startedAt, delay, connectTimeoutMillis)
+            ? Effect.fail(error)
+            : Metric.update(Metrics.connectRetries, 1).pipe(
+              Effect.andThen(Effect.sleep(Duration.millis(delay))),
+              Effect.andThen(loop(retry + 1, attempt))
+            )
+        }))
+    return loop(0, first)
   }
 
-  const get = withConnectRetry(withoutRetired(pool.get))
+  /** A checkout in a scope of its own, tried again while DSQL refuses it for its limits (see `retryConnect`). */
+  const withConnectRetry = (
+    checkout: Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope>
+  ): Effect.Effect<PgConnection.PgConnection, SqlError, Scope.Scope> => {
+    const attempt = inChildScope(checkout)
+    return Effect.clockWith((clock) => retryConnect(clock, clock.currentTimeMillisUnsafe(), attempt, attempt))
+  }
+
+  const checkout = withoutRetired(pool.get)
+  const get = withConnectRetry(checkout)
   // Pinned here rather than through `pool.reserve`: the pool's connection, not a pin's view made anew for each
   // reservation, is what a lifetime and the count of opened connections belong to. Without multiplexing a checkout
   // is already exclusive, so the pin never waits.
   const reserve = Effect.flatMap(get, (connection) => connection.pin)
+
+  // One statement outside a transaction, in a scope of its own that holds its checkout: a first checkout that
+  // succeeds, the common case, skips the child scope and the retry machinery, which only a failed one goes through.
+  const borrower: SqlConnection.Borrower = (f) =>
+    Effect.scoped(Effect.clockWith((clock) => {
+      const startedAt = clock.currentTimeMillisUnsafe()
+      return Effect.flatMap(
+        Effect.catchCause(
+          checkout,
+          (cause) => retryConnect(clock, startedAt, inChildScope(checkout), Effect.failCause(cause))
+        ),
+        (connection) => f(new DsqlConnection(connection))
+      )
+    }))
 
   // The start-up check: one connection within the connect timeout, back in the pool for the first statement.
   yield* Effect.scoped(get).pipe(
@@ -327,6 +357,7 @@ export const make = Effect.fnUntraced(function*(
   const client = yield* SqlClient.make({
     driver: "pg",
     acquirer: Effect.map(get, (connection) => new DsqlConnection(connection)),
+    borrower,
     transactionAcquirer: transactionConnection,
     compiler,
     spanAttributes: clientSpanAttributes,
