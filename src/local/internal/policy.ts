@@ -349,6 +349,7 @@ class Session {
   private backendPid: number | undefined
   private readonly holder: LockHolder = {
     backendPid: () => this.backendPid,
+    canYield: () => this.canYield(),
     yieldIfIdle: () => this.yieldIfIdle(),
     findBlockers: (pid) => this.findBlockers(pid)
   }
@@ -405,15 +406,19 @@ class Session {
    */
   private yieldIfIdle(): void {
     const txn = this.txn
-    if (!this.isIdle() || txn === undefined || !txn.savepoint || txn.yielded || txn.ddl > 0 || this.block === "idle") {
-      return
-    }
+    if (!this.canYield() || txn === undefined) return
     txn.yielded = true
     // The client's messages wait until the locks are given up. An aborted block stays failed.
     this.held ??= []
     this.act!([
       this.ownAction("yield", this.block === "failed" ? `${yieldSql};\n${Catalog.raiseSql(abortedRefusal)}` : yieldSql)
     ])
+  }
+
+  /** Between statements in an open transaction whose locks can be given up. */
+  private canYield(): boolean {
+    const txn = this.txn
+    return this.isIdle() && txn !== undefined && txn.savepoint && !txn.yielded && txn.ddl === 0 && this.block !== "idle"
   }
 
   /** When idle, asks the backend which sessions block backend `pid`, and has them give their locks up. */
@@ -435,8 +440,10 @@ class Session {
       this.waitTimer = undefined
       if (this.pending.length === 0 || this.act === undefined) return
       const pid = this.backendPid
-      if (this.backendFrames === framesBefore && pid !== undefined) {
-        for (const holder of this.state.sessions) if (holder !== this.holder && holder.findBlockers(pid)) break
+      // Looking up blockers only helps when some session can give its locks up.
+      const sessions = [...this.state.sessions]
+      if (this.backendFrames === framesBefore && pid !== undefined && sessions.some((holder) => holder.canYield())) {
+        for (const holder of sessions) if (holder !== this.holder && holder.findBlockers(pid)) break
       }
       this.watchForWaits()
     }, waitCheckMillis)

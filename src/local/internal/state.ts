@@ -70,6 +70,8 @@ export interface Faults {
 /** A session whose open transaction can give its row locks up to another transaction that waits for them. */
 export interface LockHolder {
   readonly backendPid: () => number | undefined
+  /** Between statements in an open transaction whose locks can be given up. */
+  readonly canYield: () => boolean
   /** Gives the locks up when the session is between statements; does nothing otherwise. */
   readonly yieldIfIdle: () => void
   /**
