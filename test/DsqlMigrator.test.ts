@@ -503,10 +503,11 @@ describe("DsqlMigrator on DsqlLocal", () => {
             DsqlMigrator.run({ loader, table }).pipe(Effect.provide(clientLayer(server)))
           yield* migrate(Migrator.fromRecord({ "1_create_events": create }))
 
-          // Traffic: an open transaction reading the table holds it, so the ALTER loses with OC001 until it ends.
+          // Traffic: an open transaction that altered the table holds it (a reader would give its locks up, a block
+          // that ran DDL cannot), so the ALTER loses with OC001 after DsqlLocal's lock timeout until it ends.
           const traffic = yield* connectPg(server)
           yield* query(traffic, "BEGIN")
-          yield* query(traffic, `SELECT * FROM ${events}`)
+          yield* query(traffic, `ALTER TABLE ${events} ADD COLUMN note text`)
           const before = (yield* server.stats).occErrors.OC001
           const migrating = yield* Effect.fork(migrate(Migrator.fromRecord({
             "1_create_events": create,

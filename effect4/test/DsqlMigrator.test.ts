@@ -129,12 +129,13 @@ describe("DsqlMigrator on DsqlLocal (Effect 4)", () => {
         const events = unique("events")
         const create = migration((sql) => sql`CREATE TABLE ${sql(events)} (id int PRIMARY KEY)`)
         yield* DsqlMigrator.run({ loader: Migrator.fromRecord({ "1_create": create }), table })
-        // Traffic: an open transaction that read the table makes the ALTER lose with OC001 until it ends.
+        // Traffic: an open transaction that altered the table makes the ALTER lose with OC001 until it ends (a reader
+        // would give its locks up, a block that ran DDL cannot).
         const reading = yield* Deferred.make<void>()
         const done = yield* Deferred.make<void>()
         const traffic = yield* Effect.forkChild(sql.withTransaction(
           Effect.andThen(
-            sql`SELECT * FROM ${sql(events)}`,
+            sql`ALTER TABLE ${sql(events)} ADD COLUMN note text`,
             Effect.andThen(Deferred.succeed(reading, undefined), Deferred.await(done))
           )
         ))

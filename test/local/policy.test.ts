@@ -216,37 +216,69 @@ describe("policy", () => {
         expect(yield* count(client, table)).toBe(3000)
       }))
 
-    it.scoped("write conflicts: one transaction commits, the other gets OC000", () =>
+    it.scoped("write conflicts are decided at COMMIT: both writes succeed, the first COMMIT wins", () =>
       Effect.gen(function*() {
         const { port, state } = yield* cluster()
         const first = yield* connect(port)
         const second = yield* connect(port)
         const table = tableName("occ")
+        const conflict = "change conflicts with another transaction (OC000)"
         yield* query(first, `CREATE TABLE ${table} (id int PRIMARY KEY, v int)`)
         yield* query(first, `INSERT INTO ${table} VALUES (1, 0)`)
+        const value = Effect.map(query(first, `SELECT v FROM ${table} WHERE id = 1`), (result) => result.rows[0].v)
 
+        // Simple protocol: the first writer commits first and wins.
         yield* query(first, "BEGIN")
         yield* query(second, "BEGIN")
-        yield* query(first, `UPDATE ${table} SET v = 1 WHERE id = 1`)
-        expectError(
-          yield* failure(query(second, `UPDATE ${table} SET v = 2 WHERE id = 1`)),
-          "40001",
-          "change conflicts with another transaction (OC000)"
-        )
+        expect((yield* query(first, `UPDATE ${table} SET v = 1 WHERE id = 1`)).rowCount).toBe(1)
+        expect((yield* query(second, `UPDATE ${table} SET v = 2 WHERE id = 1`)).rowCount).toBe(1)
+        // Each transaction still reads its own write.
+        expect((yield* query(first, `SELECT v FROM ${table} WHERE id = 1`)).rows).toEqual([{ v: 1 }])
+        expect((yield* query(second, `SELECT v FROM ${table} WHERE id = 1`)).rows).toEqual([{ v: 2 }])
         expect((yield* query(first, "COMMIT")).command).toBe("COMMIT")
-        expect((yield* query(second, "COMMIT")).command).toBe("ROLLBACK")
+        expectError(yield* failure(query(second, "COMMIT")), "40001", conflict)
+        expect(yield* value).toBe(1)
 
-        // The snapshot is taken at BEGIN: a write committed after it conflicts.
+        // Extended protocol: the second writer commits first and wins; the order of the COMMITs decides.
         yield* query(first, "BEGIN")
-        yield* query(second, `UPDATE ${table} SET v = 3 WHERE id = 1`)
-        expectError(
-          yield* failure(query(first, `UPDATE ${table} SET v = 4 WHERE id = $1`, [1])),
-          "40001",
-          "change conflicts with another transaction (OC000)"
-        )
+        yield* query(second, "BEGIN")
+        expect((yield* query(first, `UPDATE ${table} SET v = $1 WHERE id = $2`, [3, 1])).rowCount).toBe(1)
+        expect((yield* query(second, `UPDATE ${table} SET v = $1 WHERE id = $2`, [4, 1])).rowCount).toBe(1)
+        expect((yield* query(second, "COMMIT")).command).toBe("COMMIT")
+        expectError(yield* failure(query(first, "COMMIT")), "40001", conflict)
+        expect(yield* value).toBe(4)
+
+        // Two inserts of one key both succeed; the second COMMIT fails with OC000, not 23505.
+        yield* query(first, "BEGIN")
+        yield* query(second, "BEGIN")
+        expect((yield* query(first, `INSERT INTO ${table} VALUES (2, 1)`)).rowCount).toBe(1)
+        expect((yield* query(second, `INSERT INTO ${table} VALUES ($1, $2)`, [2, 2])).rowCount).toBe(1)
+        expect((yield* query(first, "COMMIT")).command).toBe("COMMIT")
+        expectError(yield* failure(query(second, "COMMIT")), "40001", conflict)
+        expect((yield* query(first, `SELECT v FROM ${table} WHERE id = 2`)).rows).toEqual([{ v: 1 }])
+
+        // SELECT … FOR UPDATE against a write: the later COMMIT loses.
+        yield* query(first, "BEGIN")
+        yield* query(second, "BEGIN")
+        expect((yield* query(first, `SELECT v FROM ${table} WHERE id = 1 FOR UPDATE`)).rows).toEqual([{ v: 4 }])
+        expect((yield* query(second, `UPDATE ${table} SET v = 5 WHERE id = 1`)).rowCount).toBe(1)
+        expect((yield* query(second, "COMMIT")).command).toBe("COMMIT")
+        expectError(yield* failure(query(first, "COMMIT")), "40001", conflict)
+
+        // An autocommit write against an open transaction's write commits at once: the open one loses at COMMIT.
+        yield* query(first, "BEGIN")
+        expect((yield* query(first, `UPDATE ${table} SET v = 6 WHERE id = 1`)).rowCount).toBe(1)
+        expect((yield* query(second, `UPDATE ${table} SET v = 7 WHERE id = 1`)).rowCount).toBe(1)
+        expectError(yield* failure(query(first, "COMMIT")), "40001", conflict)
+        expect(yield* value).toBe(7)
+
+        // A write to a row changed and committed after BEGIN: PostgreSQL refuses the statement itself.
+        yield* query(first, "BEGIN")
+        yield* query(second, `UPDATE ${table} SET v = 8 WHERE id = 1`)
+        expectError(yield* failure(query(first, `UPDATE ${table} SET v = 9 WHERE id = 1`)), "40001", conflict)
         yield* query(first, "ROLLBACK")
-        expect((yield* query(first, `SELECT v FROM ${table}`)).rows).toEqual([{ v: 3 }])
-        expect(state.stats.occErrors).toEqual({ OC000: 2, OC001: 0 })
+        expect(yield* value).toBe(8)
+        expect(state.stats.occErrors).toEqual({ OC000: 6, OC001: 0 })
       }))
 
     it.scoped("a committed DDL fails older transactions with OC001", () =>
@@ -312,7 +344,7 @@ describe("policy", () => {
         expect(state.stats.occErrors.OC001).toBe(0)
       }))
 
-    it.scoped("a DDL that waits on an open transaction fails with OC001", () =>
+    it.scoped("a DDL never waits for an open transaction: it commits, and the open one fails with OC001", () =>
       Effect.gen(function*() {
         const { port } = yield* cluster()
         const first = yield* connect(port)
@@ -320,13 +352,14 @@ describe("policy", () => {
         const table = tableName("ddl_wait")
         yield* query(first, `CREATE TABLE ${table} (a int)`)
         yield* query(first, "BEGIN")
-        yield* query(first, `SELECT * FROM ${table}`)
+        yield* query(first, `INSERT INTO ${table} VALUES (1)`)
+        yield* query(second, `ALTER TABLE ${table} ADD COLUMN b int`)
         expectError(
-          yield* failure(query(second, `ALTER TABLE ${table} ADD COLUMN b int`)),
+          yield* failure(query(first, "COMMIT")),
           "40001",
           "schema has been updated by another transaction (OC001)"
         )
-        yield* query(first, "COMMIT")
+        expect(yield* count(first, table)).toBe(0)
       }))
 
     it.scoped("transactions older than the age limit fail", () =>

@@ -9,8 +9,13 @@ import type { Refusal } from "./rules.js"
 import { backendRules } from "./rules.js"
 import type { AsyncTarget, DroppedColumns, Statement } from "./statements.js"
 
-/** A dollar-quoted literal whose tag cannot occur in `value`: safe whatever `standard_conforming_strings` says. */
-const literal = (value: string): string => {
+/**
+ * A dollar-quoted literal whose tag cannot occur in `value`: safe whatever `standard_conforming_strings` says.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const literal = (value: string): string => {
   let tag = "$dsql$"
   for (let n = 0; value.includes(tag); n++) tag = `$dsql${n}$`
   return `${tag}${value}${tag}`
@@ -487,6 +492,15 @@ export const raiseSql = (refusal: Refusal): string =>
   `CALL dsql_local.raise(${literal(refusal.code)}, ${literal(refusal.message)}${
     refusal.detail === undefined ? "" : `, ${literal(refusal.detail)}`
   })`
+
+/**
+ * The savepoint every explicit transaction opens right after its snapshot: rolling back to it gives up the
+ * transaction's row locks and keeps its snapshot.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const writesSavepoint = "dsql_local_writes"
 
 /**
  * Run after BEGIN so the transaction's snapshot is taken at BEGIN, as in DSQL.

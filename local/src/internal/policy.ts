@@ -1,8 +1,8 @@
 /**
  * The per-session policy between a DSQL client and the PostgreSQL backend: every message after startup passes through
- * it, both ways. It refuses what DSQL refuses, enforces DSQL's transaction rules and limits, turns PostgreSQL's lock
- * waits and serialization failures into DSQL's OCC errors, detects schema conflicts (OC001), injects commit and job
- * faults and answers `CREATE INDEX ASYNC`.
+ * it, both ways. It refuses what DSQL refuses, enforces DSQL's transaction rules and limits, decides write conflicts
+ * at COMMIT (first committer wins), detects schema conflicts (OC001), injects commit and job faults and
+ * answers `CREATE INDEX ASYNC`.
  *
  * How it works: the policy predicts the backend's transaction state as it forwards client messages (so pipelined
  * messages are judged in order), and corrects the prediction from each ReadyForQuery. Anything DSQL refuses is
@@ -16,11 +16,26 @@
  * the policy runs right after each DML statement in the same transaction, so that in autocommit too the statement
  * crossing the limit is undone.
  *
+ * Optimistic concurrency over a locking backend: every explicit transaction opens a savepoint right after its snapshot
+ * and keeps its writes (and `FOR UPDATE` reads) as SQL, extended-protocol parameters inlined as text. A backend that
+ * owes answers and sends nothing for 2 ms is taken to wait for a lock: an idle session asks its own backend which
+ * backends block the waiting one (`pg_blocking_pids`), and those sessions that sit between statements in an open
+ * transaction give their locks up (`ROLLBACK TO SAVEPOINT`, snapshot kept), holding their client's messages
+ * meanwhile; the waiting statement then runs on its own snapshot and succeeds. A transaction that gave its locks up
+ * runs its writes again before its next statement (a session busy with a statement or a COMMIT never gives its locks
+ * up); when that replay fails (another transaction committed a write to one of its rows or keys first), its writes
+ * are undone and its COMMIT fails with OC000: the first committer wins. PostgreSQL's deadlock detection (20 ms)
+ * settles two busy sessions waiting for each other.
+ *
  * Differences from DSQL, by design of a PostgreSQL backend:
- * - Write conflicts surface at the conflicting statement (a lock wait past `lock_timeout`, or PostgreSQL's
- *   "could not serialize access"), not at COMMIT; the transaction is then aborted and its COMMIT answers `ROLLBACK`.
- *   DDL waits for the locks of open transactions on its table and fails with OC001 after `lock_timeout`, where DSQL
- *   would let the DDL through and fails the other transaction instead.
+ * - A write to a row that another transaction changed and committed after this one's BEGIN fails at the statement
+ *   (PostgreSQL refuses to run it), not at COMMIT. So does one of two statements that wait for each other while both
+ *   run (a deadlock), and a wait that outlasts `lock_timeout` (1 s: a block that ran DDL keeps its locks). Under
+ *   heavy contention (32 writers on 4 rows) most conflicts still surface at the statement this way.
+ * - A replay runs the statements again: defaults such as `gen_random_uuid()` or sequence values are drawn again, so
+ *   rows a transaction wrote after giving its locks up can differ from what its client saw (`RETURNING`). A write
+ *   bound with binary parameters or a `COPY FROM STDIN` cannot be run again: such a transaction loses at COMMIT once
+ *   it gave its locks up. After a failed replay the transaction no longer reads its own earlier writes.
  * - The transaction rules see top-level statements only: rows written inside functions are counted, but the row
  *   limit is checked after top-level DML statements.
  *
@@ -29,7 +44,7 @@
 import * as Catalog from "./catalog.js"
 import type { Refusal } from "./rules.js"
 import * as Rules from "./rules.js"
-import type { ClusterState, OccCode } from "./state.js"
+import type { ClusterState, LockHolder, OccCode } from "./state.js"
 import { takeCommitFault } from "./state.js"
 import type { Statement } from "./statements.js"
 import * as Statements from "./statements.js"
@@ -57,6 +72,13 @@ export type Action =
 export interface SessionPolicy {
   readonly fromClient: (frame: Frame) => ReadonlyArray<Action>
   readonly fromBackend: (frame: Frame) => ReadonlyArray<Action>
+  /**
+   * Called once the relay runs: `act` runs actions outside any client or backend message; `backendPid` is the
+   * backend's process id (BackendKeyData).
+   */
+  readonly attach: (act: (actions: ReadonlyArray<Action>) => void, backendPid: number | undefined) => void
+  /** Called when the session ends. */
+  readonly detach: () => void
 }
 
 /** DSQL's session defaults, which the client's own startup options may change. */
@@ -64,10 +86,11 @@ const sessionDefaults = "-c TimeZone=UTC"
 
 /**
  * What DsqlLocal's model needs of every backend session, placed after the client's options so that they cannot undo
- * it: DSQL's isolation, and a short lock timeout so that a statement never waits long on another transaction's row
- * lock (DSQL never waits).
+ * it: DSQL's isolation, a lock timeout that ends the waits giving locks up cannot resolve (DSQL never waits), and a
+ * short deadlock timeout so that two busy sessions waiting for each other are told apart fast.
  */
-const sessionRequirements = "-c default_transaction_isolation=repeatable\\ read -c lock_timeout=10ms"
+const sessionRequirements =
+  "-c default_transaction_isolation=repeatable\\ read -c lock_timeout=1s -c deadlock_timeout=20ms"
 
 /** DSQL's PrivateLink routing option (`-c amzn-cluster-id=…`): it names the cluster, it is no setting. */
 const routingOptions = new Set(["amzn_cluster_id"])
@@ -135,7 +158,9 @@ export const makeSessionPolicy = (state: ClusterState): SessionPolicy => {
   const session = new Session(state)
   return {
     fromClient: (frame) => session.fromClient(frame),
-    fromBackend: (frame) => session.fromBackend(frame)
+    fromBackend: (frame) => session.fromBackend(frame),
+    attach: (act, backendPid) => session.attach(act, backendPid),
+    detach: () => session.detach()
   }
 }
 
@@ -184,6 +209,21 @@ export const isConflict = (fields: Readonly<Record<string, string>>): boolean =>
 /** Fields PL/pgSQL adds to errors raised by the policy's helpers (context, source file, line, routine). */
 const HELPER_NOISE = new Set(["W", "F", "L", "R", "P", "p", "q"])
 
+/** The backends that hold a lock backend `pid` waits for, as an array literal (`{101,102}`). */
+const blockersSql = (pid: number): string => `SELECT pg_catalog.pg_blocking_pids(${pid})::text`
+
+/** Gives the transaction's row locks up, keeping its snapshot. */
+const yieldSql = `ROLLBACK TO SAVEPOINT ${Catalog.writesSavepoint}`
+
+/** How long a statement may be unanswered before the sessions holding locks are asked to give them up. */
+const waitCheckMillis = 2
+
+/** PostgreSQL's answer inside a failed block, restored after such a block gave its locks up. */
+const abortedRefusal: Refusal = {
+  code: "25P02",
+  message: "current transaction is aborted, commands ignored until end of transaction block"
+}
+
 /** Statement and portal name of the policy's own extended-protocol messages. */
 const PRIVATE_NAME = "dsql_local"
 
@@ -197,6 +237,14 @@ interface Txn {
   readonly schemaVersion: number
   ddl: number
   dml: boolean
+  /** The block opened the writes savepoint: it can give its locks up. */
+  savepoint: boolean
+  /** Its writes and row locks, as SQL to run again (`undefined`: one that cannot be, such as a binary Bind). */
+  readonly writes: Array<string | undefined>
+  /** It gave its locks up: its writes run again before its next statement. */
+  yielded: boolean
+  /** Running its writes again failed: another transaction committed first, its COMMIT fails with OC000. */
+  doomed: boolean
 }
 
 /** One statement sent to the backend, kept to read the backend's answer to it. */
@@ -217,15 +265,30 @@ interface Sent {
 
 /** What the backend still owes for a message it was sent. */
 type Pending =
-  | { readonly _tag: "Query"; readonly sent: Array<Sent>; index: number; readonly unit?: Txn }
+  | {
+    readonly _tag: "Query"
+    readonly sent: Array<Sent>
+    index: number
+    readonly unit?: Txn
+    /** The policy's own query, sent outside any client message: nothing of its answer reaches the client. */
+    readonly own?: OwnQuery
+  }
   | { readonly _tag: "Parse" | "Bind" | "Describe" | "Close"; readonly hidden: boolean }
   | { readonly _tag: "Execute"; readonly sent: Sent }
   | { readonly _tag: "Sync"; readonly unit?: Txn }
+
+/**
+ * The policy's own queries: whether the session blocks another one, giving its locks up, running its writes again,
+ * undoing a replay that failed.
+ */
+type OwnQuery = "blockers" | "yield" | "replay" | "undo"
 
 /** A prepared statement of the extended protocol; `refused` ones were replaced by a raise at Parse. */
 interface Prepared {
   readonly statement: Statement | undefined
   readonly refused: boolean
+  /** A portal's parameters as text (`undefined` when one is binary). */
+  readonly parameters?: ReadonlyArray<string | null> | undefined
 }
 
 /** One step of running a statement: the statement itself (`sql` undefined) or a helper statement. */
@@ -242,6 +305,20 @@ interface Plan {
 
 type Block = "idle" | "open" | "failed"
 
+/** The process ids in the answer to `blockersSql` (one text column). */
+const blockerPids = (row: Frame): ReadonlySet<number> => {
+  const length = row.body.readInt32BE(2)
+  return new Set(length <= 2 ? [] : row.body.toString("latin1", 7, 6 + length - 1).split(",").map(Number))
+}
+
+/** Has the sessions whose backends are in `pids` give their locks up. */
+const yieldBlockers = (state: ClusterState, pids: ReadonlySet<number>): void => {
+  for (const holder of state.sessions) {
+    const pid = holder.backendPid()
+    if (pid !== undefined && pids.has(pid)) holder.yieldIfIdle()
+  }
+}
+
 class Session {
   /** The backend's transaction block state once every forwarded message has run (a prediction). */
   private block: Block = "idle"
@@ -255,10 +332,124 @@ class Session {
   private backendSkipping = false
   /** The CommandComplete of a DML statement, until the row check after it passes. */
   private heldTag: Frame | undefined
+  /** Runs actions outside any client or backend message (giving locks up, resuming held messages). */
+  private act: ((actions: ReadonlyArray<Action>) => void) | undefined
+  /** Client messages held back while the policy's own query runs. */
+  private held: Array<Frame> | undefined
+  /** One of the policy's own queries is in flight. */
+  private ownRunning = false
+  /** The last client message ended a unit (Query or Sync): the backend is between statements once it answers. */
+  private atBoundary = true
+  private waitTimer: ReturnType<typeof setTimeout> | undefined
+  /** Counts the backend's messages, to tell a backend that waits from one that answers. */
+  private backendFrames = 0
+  /** The answer to a `blockersSql` query in flight. */
+  private blockers: ReadonlySet<number> | undefined
+  /** The backend's process id, from its greeting. */
+  private backendPid: number | undefined
+  private readonly holder: LockHolder = {
+    backendPid: () => this.backendPid,
+    canYield: () => this.canYield(),
+    yieldIfIdle: () => this.yieldIfIdle(),
+    findBlockers: (pid) => this.findBlockers(pid)
+  }
 
   constructor(private readonly state: ClusterState) {}
 
+  attach(act: (actions: ReadonlyArray<Action>) => void, backendPid: number | undefined): void {
+    this.act = act
+    this.backendPid = backendPid
+    this.state.sessions.add(this.holder)
+  }
+
+  detach(): void {
+    this.act = undefined
+    clearTimeout(this.waitTimer)
+    this.state.sessions.delete(this.holder)
+  }
+
   fromClient(frame: Frame): ReadonlyArray<Action> {
+    if (this.held !== undefined) {
+      this.held.push(frame)
+      return []
+    }
+    const txn = this.txn
+    if (txn?.yielded === true && this.block === "open") {
+      txn.yielded = false
+      if (txn.writes.includes(undefined)) txn.doomed = true
+      else if (!txn.doomed && txn.writes.length > 0) {
+        this.held = [frame]
+        // A newline before each separator: a statement may end in a `--` comment.
+        return [this.ownAction("replay", (txn.writes as Array<string>).join("\n;\n"))]
+      }
+    }
+    this.atBoundary = frame.type === "Q" || frame.type === "S"
+    return this.route(frame)
+  }
+
+  fromBackend(frame: Frame): ReadonlyArray<Action> {
+    this.backendFrames++
+    return this.answer(frame)
+  }
+
+  /** Between statements, the session is free to run the policy's own queries. */
+  private isIdle(): boolean {
+    return this.act !== undefined && this.pending.length === 0 && !this.ownRunning && this.atBoundary
+  }
+
+  /**
+   * DSQL never makes a statement wait for another transaction: a session between statements in an open transaction
+   * that blocks a waiting one gives its row locks up (the waiting statement then runs on its own snapshot) and runs
+   * its writes again before its next statement; a write that another transaction committed meanwhile makes that
+   * replay fail, and the transaction's COMMIT then fails with OC000: the first committer wins. A block that ran DDL
+   * keeps its locks: its DDL cannot be run again.
+   */
+  private yieldIfIdle(): void {
+    const txn = this.txn
+    if (!this.canYield() || txn === undefined) return
+    txn.yielded = true
+    // The client's messages wait until the locks are given up. An aborted block stays failed.
+    this.held ??= []
+    this.act!([
+      this.ownAction("yield", this.block === "failed" ? `${yieldSql};\n${Catalog.raiseSql(abortedRefusal)}` : yieldSql)
+    ])
+  }
+
+  /** Between statements in an open transaction whose locks can be given up. */
+  private canYield(): boolean {
+    const txn = this.txn
+    return this.isIdle() && txn !== undefined && txn.savepoint && !txn.yielded && txn.ddl === 0 && this.block !== "idle"
+  }
+
+  /** When idle, asks the backend which sessions block backend `pid`, and has them give their locks up. */
+  private findBlockers(pid: number): boolean {
+    if (!this.isIdle() || this.block === "failed") return false
+    this.held ??= []
+    this.act!([this.ownAction("blockers", blockersSql(pid))])
+    return true
+  }
+
+  /**
+   * While the backend owes answers, checks every few milliseconds whether it is waiting: a backend that owes answers
+   * and sent nothing for that long is taken to wait for a lock.
+   */
+  private watchForWaits(): void {
+    if (this.waitTimer !== undefined || this.act === undefined) return
+    const framesBefore = this.backendFrames
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = undefined
+      if (this.pending.length === 0 || this.act === undefined) return
+      const pid = this.backendPid
+      // Looking up blockers only helps when some session can give its locks up.
+      const sessions = [...this.state.sessions]
+      if (this.backendFrames === framesBefore && pid !== undefined && sessions.some((holder) => holder.canYield())) {
+        for (const holder of sessions) if (holder !== this.holder && holder.findBlockers(pid)) break
+      }
+      this.watchForWaits()
+    }, waitCheckMillis)
+  }
+
+  private route(frame: Frame): ReadonlyArray<Action> {
     switch (frame.type) {
       case "Q":
         return this.onQuery(frame)
@@ -284,7 +475,7 @@ class Session {
     }
   }
 
-  fromBackend(frame: Frame): ReadonlyArray<Action> {
+  private answer(frame: Frame): ReadonlyArray<Action> {
     const head = this.pending[0]
     if (head === undefined) return [toClient(frame)]
     if (frame.type === "N" || frame.type === "A" || frame.type === "S") return [toClient(frame)]
@@ -355,7 +546,10 @@ class Session {
     const [portal, afterPortal] = Wire.readCString(frame.body, 0)
     const [name, afterName] = Wire.readCString(frame.body, afterPortal)
     const prepared = this.prepared.get(name)
-    this.portals.set(portal, prepared ?? { statement: undefined, refused: false })
+    this.portals.set(portal, {
+      ...(prepared ?? { statement: undefined, refused: false }),
+      parameters: prepared?.refused === true ? [] : Wire.bindTextParameters(frame.body, afterName)
+    })
     this.expect({ _tag: "Bind", hidden: false })
     // A refused statement became a raise without parameters: the client's parameters must go.
     return [toBackend(prepared?.refused === true ? Wire.bindWithoutParameters(frame.body, afterName) : frame)]
@@ -371,7 +565,10 @@ class Session {
       this.expect({ _tag: "Execute", sent: this.sent(statement, { raises: refused }) })
       return [toBackend(frame)]
     }
-    return this.plan(statement, { extended: true }).steps.flatMap((step) => {
+    const sql = prepared?.parameters === undefined
+      ? undefined
+      : Statements.inlineParameters(statement.sql, prepared.parameters)
+    return this.plan(statement, { extended: true, sql }).steps.flatMap((step) => {
       if (step.sql !== undefined) return this.injectExtended(step)
       this.expect({ _tag: "Execute", sent: step.sent })
       return [toBackend(frame)]
@@ -429,6 +626,7 @@ class Session {
   private expect(pending: Pending): void {
     if (this.backendSkipping && pending._tag !== "Sync") return
     this.pending.push(pending)
+    this.watchForWaits()
   }
 
   private currentTxn(): Txn {
@@ -437,7 +635,11 @@ class Session {
       startedAt: this.state.now(),
       schemaVersion: this.state.schemaVersion,
       ddl: 0,
-      dml: false
+      dml: false,
+      savepoint: false,
+      writes: [],
+      yielded: false,
+      doomed: false
     }
     return this.txn
   }
@@ -460,7 +662,13 @@ class Session {
   // ---- DSQL's rules ------------------------------------------------------------------------------------------
 
   /** Decides how `statement` runs, applying DSQL's refusals and transaction rules, and moves the predicted state. */
-  private plan(statement: Statement, protocol: { readonly extended: boolean } = { extended: false }): Plan {
+  private plan(
+    statement: Statement,
+    protocol: { readonly extended: boolean; readonly sql: string | undefined } = {
+      extended: false,
+      sql: statement.sql
+    }
+  ): Plan {
     const txn = this.currentTxn()
     if (this.block === "failed") {
       // The backend answers 25P02 to everything but the end of the block; a refused statement still never runs.
@@ -498,6 +706,10 @@ class Session {
     }
     if (statement.kind === "ddl") txn.ddl++
     if (statement.kind === "dml") txn.dml = true
+    if (inBlock && (statement.kind === "dml" || statement.locksRows)) {
+      // Rows a COPY reads from the client cannot be sent again.
+      txn.writes.push(statement.copiesFromClient ? undefined : protocol.sql)
+    }
     switch (statement.control) {
       case "begin":
         return inBlock ? this.run(statement) : this.begin(statement, txn)
@@ -563,17 +775,23 @@ class Session {
   /** BEGIN, then a helper that takes the snapshot now: DSQL's snapshot is taken at BEGIN, PostgreSQL's later. */
   private begin(statement: Statement, txn: Txn): Plan {
     txn.explicit = true
+    txn.savepoint = true
     this.block = "open"
     return {
       steps: [
         { sql: undefined, sent: this.sent(statement) },
-        { sql: Catalog.takeSnapshotSql, sent: this.sent(undefined, { hidden: true }) }
+        { sql: Catalog.takeSnapshotSql, sent: this.sent(undefined, { hidden: true }) },
+        { sql: `SAVEPOINT ${Catalog.writesSavepoint}`, sent: this.sent(undefined, { hidden: true }) }
       ],
       stops: false
     }
   }
 
   private commit(statement: Statement): Plan {
+    if (this.txn?.doomed === true) {
+      this.state.stats.occErrors.OC000++
+      return this.abandon(occRefusal("OC000"))
+    }
     const fault = takeCommitFault(this.state)
     if (fault === undefined) {
       const plan = this.run(statement)
@@ -604,6 +822,7 @@ class Session {
   // ---- backend side ------------------------------------------------------------------------------------------
 
   private queryAnswer(head: Extract<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
+    if (head.own !== undefined) return this.ownAnswer(head, frame)
     switch (frame.type) {
       case "C":
         return this.commandComplete(frame, head.sent[head.index++])
@@ -618,6 +837,40 @@ class Session {
       default:
         return head.sent[head.index]?.hidden === true ? [] : [toClient(frame)]
     }
+  }
+
+  /**
+   * The answer to the policy's own query (giving locks up, or running writes again): none of it is the client's. A
+   * replay that fails is undone, and the transaction goes on without its writes, to fail at COMMIT; then the client's
+   * held messages go on.
+   */
+  private ownAnswer(head: Extract<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {
+    const txn = this.txn
+    if (frame.type === "E" && head.own === "replay" && txn !== undefined) {
+      txn.doomed = true
+    }
+    if (frame.type === "D" && head.own === "blockers") this.blockers = blockerPids(frame)
+    if (frame.type !== "Z") return []
+    this.pending.shift()
+    const status = frame.body.toString("latin1", 0, 1) as TransactionStatus
+    if (head.own === "replay" && status === "E") return [this.ownAction("undo", yieldSql)]
+    this.ownRunning = false
+    if (this.pending.length === 0) this.resync(status)
+    const blockers = this.blockers
+    this.blockers = undefined
+    // This session may be one of them: it is idle again.
+    if (blockers !== undefined) yieldBlockers(this.state, blockers)
+    // Messages stay held while the session gives its locks up.
+    if (this.ownRunning) return []
+    const held = this.held ?? []
+    this.held = undefined
+    return held.flatMap((client) => this.fromClient(client))
+  }
+
+  private ownAction(own: OwnQuery, sql: string): Action {
+    this.ownRunning = true
+    this.expect({ _tag: "Query", sent: [this.sent(undefined, { hidden: true })], index: 0, own })
+    return toBackend(Wire.query(sql))
   }
 
   private extendedAnswer(head: Exclude<Pending, { _tag: "Query" }>, frame: Frame): ReadonlyArray<Action> {

@@ -24,6 +24,8 @@ export interface RelayOptions {
   readonly clientRest: Buffer
   readonly backendRest: Buffer
   readonly policy: SessionPolicy
+  /** The backend's process id, from its BackendKeyData. */
+  readonly backendPid: number | undefined
   /** Read for every packet, so `setLatency` applies to open sessions. */
   readonly latencyMillis: () => number
   /** Time left before the connection-age limit closes the session. */
@@ -135,6 +137,12 @@ export const relay = (options: RelayOptions): Effect.Effect<void> =>
     const { backend, client, policy } = options
     const toBackend = makeOutlet(backend, client, options.latencyMillis, options.now)
     const toClient = makeOutlet(client, backend, options.latencyMillis, options.now)
+    policy.attach((actions) => {
+      for (const action of actions) {
+        if (action._tag === "Close") return finish()
+        ;(action._tag === "ToBackend" ? toBackend : toClient).write(encode(action.frame))
+      }
+    }, options.backendPid)
     const clientFrames = new FrameReader()
     const backendFrames = new FrameReader()
     let finished = false
@@ -144,6 +152,7 @@ export const relay = (options: RelayOptions): Effect.Effect<void> =>
       if (finished) return
       finished = true
       clearTimeout(ageTimer)
+      policy.detach()
       toBackend.flush()
       toClient.flush()
       client.off("data", onClientData)

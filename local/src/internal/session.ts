@@ -23,6 +23,7 @@ import type { ClusterState, TlsMode } from "./state.js"
 import type { Frame } from "./wire.js"
 import {
   authentication,
+  backendPidOf,
   CANCEL_REQUEST_CODE,
   dsqlError,
   encode,
@@ -307,6 +308,7 @@ export const serveConnection = (context: SessionContext) => (raw: net.Socket): E
       clientRest: established.clientRest,
       backendRest: backend.rest,
       policy: context.makePolicy(),
+      backendPid: backendPidOf(backend.greeting),
       latencyMillis: () => state.faults.latencyMillis,
       remainingAgeMillis: maxAgeMillis - (state.now() - acceptedAt),
       onAgeLimit: () => {

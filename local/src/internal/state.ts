@@ -26,12 +26,28 @@ export interface Faults {
   asyncJobFailures: Array<string>
 }
 
+/** A session whose open transaction can give its row locks up to another transaction that waits for them. */
+export interface LockHolder {
+  readonly backendPid: () => number | undefined
+  /** Between statements in an open transaction whose locks can be given up. */
+  readonly canYield: () => boolean
+  /** Gives the locks up when the session is between statements; does nothing otherwise. */
+  readonly yieldIfIdle: () => void
+  /**
+   * When the session is between statements, asks its backend which sessions block backend `pid` and has them give
+   * their locks up; false when the session is busy.
+   */
+  readonly findBlockers: (pid: number) => boolean
+}
+
 export interface ClusterState {
   readonly stats: Stats
   readonly limits: Limits
   readonly faults: Faults
   /** Bumped when a DDL statement commits; transactions that started under an older version fail with OC001. */
   schemaVersion: number
+  /** Every open session, asked to give its locks up when a statement waits (DSQL never makes a writer wait). */
+  readonly sessions: Set<LockHolder>
   /** Random source for share-based faults (injectable for tests). */
   readonly random: () => number
   readonly now: () => number
@@ -87,6 +103,7 @@ export const makeClusterState = (limits: Partial<Limits> = {}): ClusterState => 
   limits: { ...defaultLimits, ...limits },
   faults: noFaults(),
   schemaVersion: 0,
+  sessions: new Set(),
   random: Math.random,
   now: Date.now
 })

@@ -6,6 +6,7 @@
  */
 import type { Node, RawStmt } from "libpg-query"
 import type * as LibPgQuery from "libpg-query"
+import { literal } from "./catalog.js"
 import type { Refusal } from "./rules.js"
 import * as Rules from "./rules.js"
 
@@ -62,6 +63,8 @@ export interface Statement {
   readonly iamMapping: IamMapping | undefined
   /** `COPY … FROM STDIN`: the client's rows follow the statement. */
   readonly copiesFromClient: boolean
+  /** `SELECT … FOR UPDATE` / `FOR KEY SHARE`: takes row locks like a write. */
+  readonly locksRows: boolean
 }
 
 /**
@@ -180,6 +183,34 @@ export const classify = (sql: string): Classification => {
   }
 }
 
+/**
+ * `sql` with its parameters (`$1`, …) replaced by literals of their text values (`null` for SQL NULL), for running a
+ * bound statement again as plain SQL; `undefined` when `sql` cannot be scanned.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const inlineParameters = (sql: string, values: ReadonlyArray<string | null>): string | undefined => {
+  let tokens: ReturnType<typeof LibPgQuery.scanSync>["tokens"]
+  try {
+    tokens = loadedParser().scanSync(sql).tokens
+  } catch {
+    return undefined
+  }
+  const source = Buffer.from(sql, "utf8")
+  const pieces: Array<string> = []
+  let offset = 0
+  for (const token of tokens) {
+    if (token.tokenName !== "PARAM") continue
+    const value = values[Number(token.text.slice(1)) - 1]
+    if (value === undefined) return undefined
+    pieces.push(source.toString("utf8", offset, token.start), value === null ? "NULL" : literal(value))
+    offset = token.end
+  }
+  pieces.push(source.toString("utf8", offset))
+  return pieces.join("")
+}
+
 /** An unquoted identifier is folded to lower case, a quoted one is taken as written. */
 const IAM_STATEMENT =
   /^\s*AWS\s+IAM\s+(?:(GRANT)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+TO|(REVOKE)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+FROM)\s+'((?:[^']|'')*)'\s*;?\s*$/i
@@ -243,7 +274,8 @@ const statement = (
   droppedColumns: extra.droppedColumns,
   droppedRoles: extra.droppedRoles,
   iamMapping: extra.iamMapping,
-  copiesFromClient: extra.copiesFromClient ?? false
+  copiesFromClient: extra.copiesFromClient ?? false,
+  locksRows: extra.locksRows ?? false
 })
 
 const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
@@ -285,7 +317,8 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
     refusal: statementRefusal(node) ?? refusalInTree(node),
     droppedColumns: "AlterTableStmt" in node ? droppedColumns(node.AlterTableStmt) : undefined,
     droppedRoles: "DropRoleStmt" in node ? droppedRoles(node.DropRoleStmt) : undefined,
-    copiesFromClient: "CopyStmt" in node && node.CopyStmt.is_from === true && node.CopyStmt.filename === undefined
+    copiesFromClient: "CopyStmt" in node && node.CopyStmt.is_from === true && node.CopyStmt.filename === undefined,
+    locksRows: "SelectStmt" in node && (node.SelectStmt.lockingClause?.length ?? 0) > 0
   })
 }
 

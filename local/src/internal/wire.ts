@@ -176,6 +176,35 @@ export const closeMessage = (target: "P" | "S", name: string): Frame => ({
   body: Buffer.concat([Buffer.from(target), cstring(name)])
 })
 
+/**
+ * A Bind's parameter values as text (`null` for NULL), or `undefined` when one is in binary format; `offset` is where
+ * the parameter formats start.
+ */
+export const bindTextParameters = (body: Buffer, offset: number): Array<string | null> | undefined => {
+  let cursor = offset
+  const formats = body.readInt16BE(cursor)
+  for (let index = 0; index < formats; index++) {
+    if (body.readInt16BE(cursor + 2 + 2 * index) !== 0) return undefined
+  }
+  cursor += 2 + 2 * formats
+  const count = body.readInt16BE(cursor)
+  cursor += 2
+  const values: Array<string | null> = []
+  for (let index = 0; index < count; index++) {
+    const length = body.readInt32BE(cursor)
+    cursor += 4
+    values.push(length < 0 ? null : body.toString("utf8", cursor, cursor + length))
+    cursor += Math.max(length, 0)
+  }
+  return values
+}
+
+/** The backend's process id from its greeting's BackendKeyData, if it sent one. */
+export const backendPidOf = (greeting: ReadonlyArray<Frame>): number | undefined => {
+  const keyData = greeting.find((frame) => frame.type === "K")
+  return keyData === undefined ? undefined : keyData.body.readInt32BE(0)
+}
+
 /** The same Bind with its parameter formats and values removed; `offset` is where the parameter formats start. */
 export const bindWithoutParameters = (body: Buffer, offset: number): Frame => {
   let cursor = offset

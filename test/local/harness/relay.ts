@@ -8,7 +8,9 @@ import * as net from "node:net"
 import type { Action, SessionPolicy } from "../../../local/src/internal/policy.js"
 import { backendSessionOptions, makeSessionPolicy } from "../../../local/src/internal/policy.js"
 import type { ClusterState } from "../../../local/src/internal/state.js"
+import type { Frame } from "../../../local/src/internal/wire.js"
 import {
+  backendPidOf,
   encode,
   FrameReader,
   parseStartupParameters,
@@ -47,6 +49,7 @@ const serve = (client: net.Socket, backendPort: number, policy: SessionPolicy) =
   readStartup(client, (parameters, early) => {
     const backend = net.connect(backendPort, "127.0.0.1")
     const closeBoth = () => {
+      policy.detach()
       client.destroy()
       backend.destroy()
     }
@@ -69,6 +72,7 @@ const serve = (client: net.Socket, backendPort: number, policy: SessionPolicy) =
     const clientFrames = new FrameReader()
     const backendFrames = new FrameReader()
     let ready = false
+    const greeting: Array<Frame> = []
     backend.write(startupMessage({
       user: parameters.user ?? "postgres",
       database: parameters.database ?? parameters.user ?? "postgres",
@@ -79,6 +83,8 @@ const serve = (client: net.Socket, backendPort: number, policy: SessionPolicy) =
         backendFrames.push(chunk).flatMap((frame) => {
           if (ready) return policy.fromBackend(frame)
           ready = frame.type === "Z"
+          greeting.push(frame)
+          if (ready) policy.attach(apply, backendPidOf(greeting))
           return [{ _tag: "ToClient", frame } as const]
         })
       )

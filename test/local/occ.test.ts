@@ -1,0 +1,148 @@
+/**
+ * DSQL's optimistic concurrency over the wire, in both protocols: no statement waits on another transaction, both
+ * writers' statements succeed, the first COMMIT wins and the later one fails with 40001 OC000.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import type pg from "pg"
+import { makeClusterState } from "../../local/src/internal/state.js"
+import * as Backend from "./harness/backend.js"
+import { connect, failure, query, tableName } from "./harness/client.js"
+import { relay } from "./harness/relay.js"
+
+const conflict = { code: "40001", message: "change conflicts with another transaction (OC000)" }
+
+type Protocol = "simple" | "extended"
+
+/** `sql` with `$n` placeholders: inlined for the simple protocol, bound for the extended one. */
+const run = (client: pg.Client, protocol: Protocol, sql: string, values: ReadonlyArray<number> = []) =>
+  protocol === "extended"
+    ? query(client, sql, values)
+    : query(client, sql.replace(/\$(\d+)/g, (_, n: string) => String(values[Number(n) - 1])))
+
+const expectConflict = (error: pg.DatabaseError) =>
+  expect({ code: error.code, message: error.message }).toEqual(conflict)
+
+/** Two sessions through a fresh relay, on a table holding rows 1 and 2 (v = 0). */
+const setup = Effect.gen(function*() {
+  const { port } = yield* Backend.TestBackend
+  const state = makeClusterState()
+  const relayPort = yield* relay(port, state)
+  const first = yield* connect(relayPort)
+  const second = yield* connect(relayPort)
+  const table = tableName("occ")
+  yield* query(first, `CREATE TABLE ${table} (id int PRIMARY KEY, v int)`)
+  yield* query(first, `INSERT INTO ${table} VALUES (1, 0), (2, 0)`)
+  const rows = Effect.map(query(first, `SELECT id, v FROM ${table} ORDER BY id`), (result) => result.rows)
+  return { state, first, second, table, rows }
+})
+
+type Rows = ReadonlyArray<{ readonly id: number; readonly v: number }>
+
+/** Each shape: what each of two open transactions runs (both succeed), and the rows after each one wins. */
+const SHAPES: ReadonlyArray<{
+  readonly name: string
+  readonly first: (table: string) => readonly [sql: string, values: ReadonlyArray<number>]
+  readonly second: (table: string) => readonly [sql: string, values: ReadonlyArray<number>]
+  readonly won: { readonly first: Rows; readonly second: Rows }
+  /** The row each transaction reads back before COMMIT: its id, then what the first and the second see. */
+  readonly sees: readonly [id: number, first: ReadonlyArray<{ v: number }>, second: ReadonlyArray<{ v: number }>]
+}> = [
+  {
+    name: "UPDATE against UPDATE",
+    first: (t) => [`UPDATE ${t} SET v = $1 WHERE id = $2`, [10, 1]],
+    second: (t) => [`UPDATE ${t} SET v = $1 WHERE id = $2`, [20, 1]],
+    won: { first: [{ id: 1, v: 10 }, { id: 2, v: 0 }], second: [{ id: 1, v: 20 }, { id: 2, v: 0 }] },
+    sees: [1, [{ v: 10 }], [{ v: 20 }]]
+  },
+  {
+    name: "INSERT against INSERT of the same key",
+    first: (t) => [`INSERT INTO ${t} VALUES ($1, $2)`, [3, 10]],
+    second: (t) => [`INSERT INTO ${t} VALUES ($1, $2)`, [3, 20]],
+    won: {
+      first: [{ id: 1, v: 0 }, { id: 2, v: 0 }, { id: 3, v: 10 }],
+      second: [{ id: 1, v: 0 }, { id: 2, v: 0 }, { id: 3, v: 20 }]
+    },
+    sees: [3, [{ v: 10 }], [{ v: 20 }]]
+  },
+  {
+    name: "DELETE against UPDATE",
+    first: (t) => [`DELETE FROM ${t} WHERE id = $1`, [1]],
+    second: (t) => [`UPDATE ${t} SET v = $1 WHERE id = $2`, [20, 1]],
+    won: { first: [{ id: 2, v: 0 }], second: [{ id: 1, v: 20 }, { id: 2, v: 0 }] },
+    sees: [1, [], [{ v: 20 }]]
+  }
+]
+
+describe("optimistic concurrency", () => {
+  it.layer(Backend.layer, { timeout: 60_000 })((it) => {
+    for (const protocol of ["simple", "extended"] as const) {
+      for (const shape of SHAPES) {
+        for (const winner of ["first", "second"] as const) {
+          it.scoped(`${protocol}: ${shape.name}, both succeed, the ${winner} to COMMIT wins`, () =>
+            Effect.gen(function*() {
+              const { first, rows, second, state, table } = yield* setup
+              yield* query(first, "BEGIN")
+              yield* query(second, "BEGIN")
+              expect((yield* run(first, protocol, ...shape.first(table))).rowCount).toBe(1)
+              expect((yield* run(second, protocol, ...shape.second(table))).rowCount).toBe(1)
+              // Each still reads its own write.
+              const [id, firstSees, secondSees] = shape.sees
+              for (const [client, sees] of [[first, firstSees], [second, secondSees]] as const) {
+                expect((yield* run(client, protocol, `SELECT v FROM ${table} WHERE id = $1`, [id])).rows).toEqual(sees)
+              }
+              const [wins, loses] = winner === "first" ? [first, second] : [second, first]
+              expect((yield* query(wins, "COMMIT")).command).toBe("COMMIT")
+              expectConflict(yield* failure(query(loses, "COMMIT")))
+              // The loser left nothing behind; the winner's write is there.
+              expect(yield* rows).toEqual(shape.won[winner])
+              expect(state.stats.occErrors).toEqual({ OC000: 1, OC001: 0 })
+            }))
+        }
+      }
+
+      it.scoped(`${protocol}: SELECT … FOR UPDATE against a write committed meanwhile loses at COMMIT`, () =>
+        Effect.gen(function*() {
+          const { first, rows, second, table } = yield* setup
+          yield* query(first, "BEGIN")
+          yield* query(second, "BEGIN")
+          expect((yield* run(first, protocol, `SELECT v FROM ${table} WHERE id = $1 FOR UPDATE`, [1])).rows).toEqual([
+            { v: 0 }
+          ])
+          expect((yield* run(second, protocol, `UPDATE ${table} SET v = $1 WHERE id = $2`, [20, 1])).rowCount).toBe(1)
+          expect((yield* query(second, "COMMIT")).command).toBe("COMMIT")
+          expectConflict(yield* failure(query(first, "COMMIT")))
+          expect(yield* rows).toEqual([{ id: 1, v: 20 }, { id: 2, v: 0 }])
+        }))
+
+      it.scoped(`${protocol}: an autocommit write against an open transaction's write commits; the open one loses`, () =>
+        Effect.gen(function*() {
+          const { first, rows, second, table } = yield* setup
+          yield* query(first, "BEGIN")
+          expect((yield* run(first, protocol, `UPDATE ${table} SET v = $1 WHERE id = $2`, [10, 1])).rowCount).toBe(1)
+          expect((yield* run(second, protocol, `UPDATE ${table} SET v = $1 WHERE id = $2`, [20, 1])).rowCount).toBe(1)
+          expectConflict(yield* failure(query(first, "COMMIT")))
+          expect(yield* rows).toEqual([{ id: 1, v: 20 }, { id: 2, v: 0 }])
+        }))
+
+      it.scoped(`${protocol}: disjoint rows never conflict, and an injected commit failure still strikes`, () =>
+        Effect.gen(function*() {
+          const { first, rows, second, state, table } = yield* setup
+          yield* query(first, "BEGIN")
+          yield* query(second, "BEGIN")
+          yield* run(first, protocol, `UPDATE ${table} SET v = $1 WHERE id = $2`, [10, 1])
+          yield* run(second, protocol, `UPDATE ${table} SET v = $1 WHERE id = $2`, [20, 2])
+          expect((yield* query(second, "COMMIT")).command).toBe("COMMIT")
+          expect((yield* query(first, "COMMIT")).command).toBe("COMMIT")
+          expect(yield* rows).toEqual([{ id: 1, v: 10 }, { id: 2, v: 20 }])
+
+          state.faults.commitFailures.push("OC000")
+          yield* query(first, "BEGIN")
+          yield* run(first, protocol, `UPDATE ${table} SET v = $1 WHERE id = $2`, [30, 1])
+          expectConflict(yield* failure(query(first, "COMMIT")))
+          expect(yield* rows).toEqual([{ id: 1, v: 10 }, { id: 2, v: 20 }])
+          expect(state.stats.commitsFailedByFault).toBe(1)
+        }))
+    }
+  })
+})
