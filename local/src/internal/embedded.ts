@@ -227,7 +227,11 @@ const freePort: Effect.Effect<number, DsqlLocalError> = Effect.async((resume) =>
   })
 })
 
-/** Flags for a throwaway server: loopback TCP only, no Unix socket to clash over, durability traded for speed. */
+/**
+ * Flags for a throwaway server: loopback TCP only, no Unix socket to clash over, durability traded for speed, and a
+ * short deadlock timeout so that two running statements waiting for each other fail fast (as an OCC conflict); it is
+ * set here because sessions of roles other than the superuser may not set it.
+ */
 const postgresFlags = (maxConnections: number | undefined) =>
   [
     ["listen_addresses", loopback],
@@ -235,6 +239,7 @@ const postgresFlags = (maxConnections: number | undefined) =>
     ["fsync", "off"],
     ["synchronous_commit", "off"],
     ["full_page_writes", "off"],
+    ["deadlock_timeout", "20ms"],
     ...(maxConnections === undefined ? [] : [["max_connections", String(maxConnections)]])
   ].flatMap(([name, value]) => ["-c", `${name}=${value}`])
 

@@ -86,11 +86,10 @@ const sessionDefaults = "-c TimeZone=UTC"
 
 /**
  * What DsqlLocal's model needs of every backend session, placed after the client's options so that they cannot undo
- * it: DSQL's isolation, a lock timeout that ends the waits giving locks up cannot resolve (DSQL never waits), and a
- * short deadlock timeout so that two busy sessions waiting for each other are told apart fast.
+ * it: DSQL's isolation, and a lock timeout that ends the waits giving locks up cannot resolve (DSQL never waits).
+ * (The short deadlock timeout the model also wants is a superuser setting: the embedded server starts with it.)
  */
-const sessionRequirements =
-  "-c default_transaction_isolation=repeatable\\ read -c lock_timeout=1s -c deadlock_timeout=20ms"
+const sessionRequirements = "-c default_transaction_isolation=repeatable\\ read -c lock_timeout=1s"
 
 /** DSQL's PrivateLink routing option (`-c amzn-cluster-id=…`): it names the cluster, it is no setting. */
 const routingOptions = new Set(["amzn_cluster_id"])
