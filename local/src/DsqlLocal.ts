@@ -29,6 +29,7 @@
 import { Endpoint } from "@effect-dsql/core"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -41,7 +42,7 @@ import { acquireBackend } from "./internal/backend.js"
 import { backendSetupSql } from "./internal/catalog.js"
 import { issueServerCertificate, makeAuthority, x509Package } from "./internal/certificates.js"
 import { embeddedPostgresPackage } from "./internal/embedded.js"
-import { DsqlLocalError } from "./internal/error.js"
+import type { LocalFailure } from "./internal/failure.js"
 import { makeFaults } from "./internal/faults.js"
 import { makeConnectionGate } from "./internal/limits.js"
 import { randomClusterId, randomCredentials, validate } from "./internal/options.js"
@@ -53,16 +54,26 @@ import { listen } from "./internal/server.js"
 import { serveConnection } from "./internal/session.js"
 import { emptyStats, makeClusterState } from "./internal/state.js"
 
-export {
-  /**
-   * DsqlLocal could not start, serve or stop: its packages are not installed (`MissingPackages`, the message names
-   * them and the install command), or the backend PostgreSQL, certificates, the listener or its options failed.
-   *
-   * @since 0.1.0
-   * @category errors
-   */
-  DsqlLocalError
-}
+/**
+ * DsqlLocal could not start, serve or stop: its packages are not installed (`MissingPackages`, the message names
+ * them and the install command), or the backend PostgreSQL, certificates, the listener or its options failed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DsqlLocalError extends Data.TaggedError("DsqlLocalError")<{
+  readonly reason: "Backend" | "Certificates" | "Listen" | "MissingPackages" | "Options"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/** The machinery's failure as the public error: same reason, message and cause. */
+const toPublic = (failure: LocalFailure | DsqlLocalError): DsqlLocalError =>
+  failure._tag === "DsqlLocalError" ? failure : new DsqlLocalError({
+    reason: failure.reason,
+    message: failure.message,
+    ...(failure.cause === undefined ? {} : { cause: failure.cause })
+  })
 
 /**
  * Counters since start (or the last `resetStats`): connections, token verdicts by reason, TLS negotiation modes,
@@ -298,6 +309,7 @@ export const start: (options?: Options) => Effect.Effect<Server, DsqlLocalError,
   // Resources live in a child of the caller's scope, closed at once if start fails or is interrupted midway.
   const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
   return yield* make(options).pipe(
+    Effect.mapError(toPublic),
     Scope.extend(scope),
     Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
   )
@@ -388,7 +400,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
     }),
     faults,
     stop: listener.stop,
-    restart: listener.restart
+    restart: Effect.mapError(listener.restart, toPublic)
   }
   return hideSecrets(server, () => ({
     ...server,

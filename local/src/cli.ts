@@ -22,12 +22,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
 import * as DsqlLocal from "./DsqlLocal.js"
-import { DsqlLocalError } from "./internal/error.js"
 
 /** Long enough for a working session at the terminal, well under DSQL's 7-day maximum. */
 const tokenLifetimeSeconds = 12 * 60 * 60
 
-const optionsError = (message: string, cause?: unknown) => new DsqlLocalError({ reason: "Options", message, cause })
+const optionsError = (message: string, cause?: unknown) =>
+  new DsqlLocal.DsqlLocalError({ reason: "Options", message, cause })
 
 const flags = Effect.try({
   try: () =>
@@ -140,7 +140,7 @@ const program = Effect.gen(function*() {
 })
 
 /** A failure is one line (`DsqlLocalError` messages are); only a defect, a bug, shows its trace. */
-const report = (cause: Cause.Cause<DsqlLocalError>) =>
+const report = (cause: Cause.Cause<DsqlLocal.DsqlLocalError>) =>
   Option.match(Cause.failureOption(cause), {
     onNone: () => Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`DsqlLocal: ${Cause.pretty(cause)}`),
     onSome: (error) => Console.error(`DsqlLocal could not start: ${error.message}`)

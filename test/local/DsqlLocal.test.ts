@@ -483,6 +483,7 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const shared = yield* DsqlLocal.DsqlLocal
         const error = yield* failureOf(Effect.scoped(ownServer({ port: shared.port })))
+        expect(error).toBeInstanceOf(DsqlLocal.DsqlLocalError)
         expect(error.reason).toBe("Listen")
         expect(error.message).toBe(`cannot listen on 127.0.0.1:${shared.port}: EADDRINUSE`)
       }))

@@ -116,7 +116,7 @@ describe("acquireBackend", () => {
         const failedSetup = yield* failureOf(
           Effect.scoped(acquireBackend({ url: backend.url, setupSql: "select * from nowhere" }))
         )
-        expect(failedSetup).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })
+        expect(failedSetup).toMatchObject({ _tag: "LocalFailure", reason: "Backend" })
         expect(failedSetup.message).toContain("setup SQL")
         return backend
       }))
@@ -146,7 +146,7 @@ describe("acquireBackend", () => {
       }))
   }
 
-  it.live("a bad URL or an unreachable server is a DsqlLocalError, without the password", () =>
+  it.live("a bad URL or an unreachable server is a LocalFailure, without the password", () =>
     Effect.gen(function*() {
       const closedPort = yield* Effect.async<number>((resume) => {
         const server = Net.createServer()
@@ -165,7 +165,7 @@ describe("acquireBackend", () => {
         const exit = yield* Effect.exit(Effect.scoped(acquireBackend({ url })))
         // A failure, not a defect: failureOption is empty for a die.
         const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
-        expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })
+        expect(error).toMatchObject({ _tag: "LocalFailure", reason: "Backend" })
         expect(inspect(error, { depth: 5 })).not.toContain("s3cret-pw")
       }
     }))

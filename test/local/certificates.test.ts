@@ -119,10 +119,10 @@ describe("certificates", () => {
       expect(yield* handshake(yield* serve(early), { ca: authority.certPem, servername })).toBe("CERT_NOT_YET_VALID")
     }))
 
-  it.effect("invalid input fails with DsqlLocalError, not a defect", () =>
+  it.effect("invalid input fails with LocalFailure, not a defect", () =>
     Effect.gen(function*() {
       const authority = yield* makeAuthority()
       const error = yield* failureOf(issueServerCertificate(authority, { hostnames, ipAddresses: ["not-an-ip"] }))
-      expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Certificates" })
+      expect(error).toMatchObject({ _tag: "LocalFailure", reason: "Certificates" })
     }))
 })

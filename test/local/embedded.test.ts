@@ -81,27 +81,27 @@ describe("acquireEmbedded", () => {
       expect(yield* query(port, "SELECT 1 AS one")).toEqual([{ one: 1 }])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
-  it.live("a program that cannot be executed is a one-line DsqlLocalError (EACCES)", () =>
+  it.live("a program that cannot be executed is a one-line LocalFailure (EACCES)", () =>
     Effect.gen(function*() {
       const error = yield* failureOf(start(yield* fakeBinaries({ initdb: "exit 0", postgres: "exit 0" }, 0o644)))
-      expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })
+      expect(error).toMatchObject({ _tag: "LocalFailure", reason: "Backend" })
       expect(error.message).toMatch(/^cannot run .*\/initdb: EACCES/)
       expectOneLine(error.message)
     }).pipe(Effect.scoped))
 
-  it.live("missing binaries are a one-line DsqlLocalError (ENOENT)", () =>
+  it.live("missing binaries are a one-line LocalFailure (ENOENT)", () =>
     Effect.gen(function*() {
       const dir = yield* privateDirectory
       const error = yield* failureOf(start({
         initdb: Path.join(dir, "nowhere", "bin", "initdb"),
         postgres: Path.join(dir, "nowhere", "bin", "postgres")
       }))
-      expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })
+      expect(error).toMatchObject({ _tag: "LocalFailure", reason: "Backend" })
       expect(error.message).toContain("ENOENT")
       expectOneLine(error.message)
     }).pipe(Effect.scoped))
 
-  it.live("a temporary directory that cannot be written is a one-line DsqlLocalError", () =>
+  it.live("a temporary directory that cannot be written is a one-line LocalFailure", () =>
     Effect.gen(function*() {
       const dir = yield* privateDirectory
       const missing = Path.join(dir, "no-such-folder")
@@ -120,13 +120,13 @@ describe("acquireEmbedded", () => {
       )
       const error = yield* failureOf(start(yield* Effect.promise(embeddedPostgresPackage.load)))
       expect(error).toMatchObject({
-        _tag: "DsqlLocalError",
+        _tag: "LocalFailure",
         reason: "Backend",
         message: `cannot create a directory for the embedded PostgreSQL in ${missing}`
       })
     }).pipe(Effect.scoped))
 
-  it.live("initdb failing is a one-line DsqlLocalError with what it said", () =>
+  it.live("initdb failing is a one-line LocalFailure with what it said", () =>
     Effect.gen(function*() {
       const error = yield* failureOf(start(
         yield* fakeBinaries({
@@ -134,13 +134,13 @@ describe("acquireEmbedded", () => {
           postgres: "exit 0"
         })
       ))
-      expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })
+      expect(error).toMatchObject({ _tag: "LocalFailure", reason: "Backend" })
       expect(error.message).toBe(
         "initdb failed (exit code 1): it said: initdb: error: directory exists but is not empty"
       )
     }).pipe(Effect.scoped))
 
-  it.live("a port another process took is tried three times, then a one-line DsqlLocalError", () =>
+  it.live("a port another process took is tried three times, then a one-line LocalFailure", () =>
     Effect.gen(function*() {
       // The fake server runs as the postgres user when the tests run as root: its tally lives where anyone may write.
       const tally = yield* privateDirectory
@@ -153,7 +153,7 @@ describe("acquireEmbedded", () => {
             "echo 'LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use' >&2\nexit 1"
         })
       ))
-      expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "Backend" })
+      expect(error).toMatchObject({ _tag: "LocalFailure", reason: "Backend" })
       expect(error.message).toMatch(
         /^PostgreSQL stopped while starting on port \d+ \(exit code 1\): it said: .*Address already in use$/
       )

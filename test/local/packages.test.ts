@@ -48,7 +48,7 @@ describe("DsqlLocal's optional packages", () => {
   it.effect("a package that is not installed fails typed, naming it and the install command", () =>
     Effect.gen(function*() {
       const error = yield* failureOf(loadPackage(byName("effect-dsql-no-such-package", "2.0.0")))
-      expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "MissingPackages" })
+      expect(error).toMatchObject({ _tag: "LocalFailure", reason: "MissingPackages" })
       expect(error.message).toBe(
         "the packages DsqlLocal needs are not installed: effect-dsql-no-such-package; install it with: " +
           "npm i -D effect-dsql-no-such-package@2.0.0"
@@ -62,7 +62,7 @@ describe("DsqlLocal's optional packages", () => {
         byName("pg", "^8"),
         byName("@effect-dsql/missing-two", "3.0.0")
       ]))
-      expect(error).toMatchObject({ _tag: "DsqlLocalError", reason: "MissingPackages" })
+      expect(error).toMatchObject({ _tag: "LocalFailure", reason: "MissingPackages" })
       expect(error.message).toBe(
         "the packages DsqlLocal needs are not installed: effect-dsql-missing-one, @effect-dsql/missing-two; " +
           "install them with: npm i -D effect-dsql-missing-one@1.2.3 pg@^8 @effect-dsql/missing-two@3.0.0"
@@ -74,7 +74,7 @@ describe("DsqlLocal's optional packages", () => {
       const broken = { name: "broken", version: "1.0.0", load: () => Promise.reject(new Error("bad wasm\nat line")) }
       const error = yield* failureOf(loadPackages([byName("pg"), broken]))
       expect(error).toMatchObject({
-        _tag: "DsqlLocalError",
+        _tag: "LocalFailure",
         reason: "Backend",
         message: "cannot load broken: bad wasm"
       })

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto"
 import * as Pg from "pg"
 import type { Binaries } from "./embedded.js"
 import { acquireEmbedded } from "./embedded.js"
-import { DsqlLocalError } from "./error.js"
+import { LocalFailure } from "./failure.js"
 
 /**
  * Where the backend PostgreSQL listens and how to log in to it as its superuser.
@@ -76,7 +76,7 @@ $$`
 const boundedRelease = <A, E>(release: Effect.Effect<A, E>): Effect.Effect<void> =>
   release.pipe(Effect.interruptible, Effect.timeout(releaseTimeout), Effect.ignoreLogged)
 
-const backendError = (message: string) => (cause: unknown) => new DsqlLocalError({ reason: "Backend", message, cause })
+const backendError = (message: string) => (cause: unknown) => new LocalFailure({ reason: "Backend", message, cause })
 
 const connectionUrl = (host: string, port: number, superuser: string, password: string): string =>
   `postgres://${encodeURIComponent(superuser)}:${encodeURIComponent(password)}@${
@@ -101,7 +101,7 @@ const embeddedBackend = (options: BackendOptions) => {
   )
 }
 
-const parseBackendUrl = (url: string): Effect.Effect<Backend, DsqlLocalError> =>
+const parseBackendUrl = (url: string): Effect.Effect<Backend, LocalFailure> =>
   Effect.try({
     try: () => {
       const parsed = new URL(url)
@@ -116,13 +116,13 @@ const parseBackendUrl = (url: string): Effect.Effect<Backend, DsqlLocalError> =>
     },
     // Neither the URL nor the parser's error (which quotes it) may be kept: the URL carries a password.
     catch: () =>
-      new DsqlLocalError({
+      new LocalFailure({
         reason: "Backend",
         message: "The backend URL is not a valid postgres://user:password@host:port URL"
       })
   })
 
-const withSuperuser = <A>(backend: Backend, use: (client: Pg.Client) => Effect.Effect<A, DsqlLocalError>) =>
+const withSuperuser = <A>(backend: Backend, use: (client: Pg.Client) => Effect.Effect<A, LocalFailure>) =>
   Effect.acquireUseRelease(
     Effect.tryPromise({
       try: async () => {
@@ -190,7 +190,7 @@ const prepare = (backend: Backend, setupSql: string | undefined) =>
  * @since 0.1.0
  * @category constructors
  */
-export const acquireBackend = (options: BackendOptions = {}): Effect.Effect<Backend, DsqlLocalError, Scope.Scope> =>
+export const acquireBackend = (options: BackendOptions = {}): Effect.Effect<Backend, LocalFailure, Scope.Scope> =>
   (options.url === undefined ? embeddedBackend(options) : parseBackendUrl(options.url)).pipe(
     Effect.tap((backend) => prepare(backend, options.setupSql))
   )

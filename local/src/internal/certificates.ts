@@ -8,7 +8,7 @@
 import type * as X509 from "@peculiar/x509"
 import * as Effect from "effect/Effect"
 import { webcrypto } from "node:crypto"
-import { DsqlLocalError } from "./error.js"
+import { LocalFailure } from "./failure.js"
 import type { OptionalPackage } from "./packages.js"
 import { declaredVersions } from "./packages.js"
 
@@ -37,7 +37,7 @@ export interface Authority extends KeyAndCertificate {
 const signingAlgorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const
 
 const certificatesError = (message: string) => (cause: unknown) =>
-  new DsqlLocalError({ reason: "Certificates", message, cause })
+  new LocalFailure({ reason: "Certificates", message, cause })
 
 /** Default validity: from an hour ago (tolerates clock skew) to 30 days ahead. */
 const validity = (options: { readonly notBefore?: Date; readonly notAfter?: Date }) => {
@@ -95,7 +95,7 @@ const privateKeyPem = async (x509: typeof X509, key: webcrypto.CryptoKey): Promi
  */
 export const makeAuthority = (
   options: { readonly commonName?: string; readonly notBefore?: Date; readonly notAfter?: Date } = {}
-): Effect.Effect<Authority, DsqlLocalError> =>
+): Effect.Effect<Authority, LocalFailure> =>
   Effect.tryPromise({
     try: async () => {
       const x509 = await loadX509()
@@ -136,7 +136,7 @@ export const issueServerCertificate = (
     readonly notBefore?: Date
     readonly notAfter?: Date
   }
-): Effect.Effect<KeyAndCertificate, DsqlLocalError> =>
+): Effect.Effect<KeyAndCertificate, LocalFailure> =>
   Effect.tryPromise({
     try: async () => {
       const x509 = await loadX509()

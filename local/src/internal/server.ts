@@ -10,7 +10,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as net from "node:net"
-import { DsqlLocalError } from "./error.js"
+import { LocalFailure } from "./failure.js"
 
 /**
  * A listening DsqlLocal: its port, and the controls behind `Server.stop` and `Server.restart`.
@@ -23,7 +23,7 @@ export interface Listener {
   readonly port: number
   readonly stop: Effect.Effect<void>
   /** Stops if listening, then listens again on `port`; fails once the owning scope has closed. */
-  readonly restart: Effect.Effect<void, DsqlLocalError>
+  readonly restart: Effect.Effect<void, LocalFailure>
 }
 
 /**
@@ -57,7 +57,7 @@ const bind = (server: net.Server, address: string, port: number) =>
 /** A port just released by `stop` may need a moment before the kernel lets us bind it again. */
 const retryWhileInUse = Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(40)))
 
-const open = (options: ListenOptions, port: number, waitIfInUse: boolean): Effect.Effect<Generation, DsqlLocalError> =>
+const open = (options: ListenOptions, port: number, waitIfInUse: boolean): Effect.Effect<Generation, LocalFailure> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const sessions = yield* Scope.extend(FiberSet.make<void, never>(), scope)
@@ -71,7 +71,7 @@ const open = (options: ListenOptions, port: number, waitIfInUse: boolean): Effec
     const bound = yield* bind(server, options.address, port).pipe(
       Effect.retry({ schedule: retryWhileInUse, while: (error) => waitIfInUse && error.code === "EADDRINUSE" }),
       Effect.mapError((cause) =>
-        new DsqlLocalError({
+        new LocalFailure({
           reason: "Listen",
           message: `cannot listen on ${options.address}:${port}: ${cause.code ?? cause.message}`,
           cause
@@ -89,7 +89,7 @@ const open = (options: ListenOptions, port: number, waitIfInUse: boolean): Effec
  * @since 0.1.0
  * @category constructors
  */
-export const listen = (options: ListenOptions): Effect.Effect<Listener, DsqlLocalError, Scope.Scope> =>
+export const listen = (options: ListenOptions): Effect.Effect<Listener, LocalFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const lock = yield* Effect.makeSemaphore(1)
     let released = false
@@ -110,7 +110,7 @@ export const listen = (options: ListenOptions): Effect.Effect<Listener, DsqlLoca
     const restart = Effect.gen(function*() {
       yield* stop
       if (released) {
-        return yield* new DsqlLocalError({ reason: "Listen", message: "DsqlLocal was shut down; it cannot restart" })
+        return yield* new LocalFailure({ reason: "Listen", message: "DsqlLocal was shut down; it cannot restart" })
       }
       current = yield* open(options, port, true)
     })

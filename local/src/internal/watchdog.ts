@@ -14,7 +14,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
-import { DsqlLocalError } from "./error.js"
+import { LocalFailure } from "./failure.js"
 
 /**
  * What the watchdog cleans up if this process dies first.
@@ -110,7 +110,7 @@ setInterval(() => {
 const closeTimeout = "5 seconds"
 
 const watchdogError = (cause: NodeJS.ErrnoException) =>
-  new DsqlLocalError({
+  new LocalFailure({
     reason: "Backend",
     message: `cannot start the watchdog that stops the embedded PostgreSQL if this process dies: ${
       cause.code ?? cause.message
@@ -118,7 +118,7 @@ const watchdogError = (cause: NodeJS.ErrnoException) =>
     cause
   })
 
-const spawnWatchdog = Effect.async<ChildProcess.ChildProcess, DsqlLocalError>((resume) => {
+const spawnWatchdog = Effect.async<ChildProcess.ChildProcess, LocalFailure>((resume) => {
   // NODE_OPTIONS may load a loader (tsx) the program does not need, or a debugger that waits.
   const { NODE_OPTIONS: _, ...env } = process.env
   const child = ChildProcess.spawn(process.execPath, ["-e", watchdogProgram, "--", String(process.pid)], {
@@ -161,7 +161,7 @@ const dismiss = (child: ChildProcess.ChildProcess) =>
  * @since 0.1.0
  * @category constructors
  */
-export const startWatchdog: Effect.Effect<Watchdog, DsqlLocalError, Scope.Scope> = Effect.map(
+export const startWatchdog: Effect.Effect<Watchdog, LocalFailure, Scope.Scope> = Effect.map(
   Effect.acquireRelease(spawnWatchdog, dismiss),
   (child): Watchdog => {
     const send = (...message: ReadonlyArray<string | number>) => child.stdin!.write(`${JSON.stringify(message)}\n`)
