@@ -29,7 +29,8 @@ const SCENARIOS = {
   occ: ["4"],
   "occ-sweep": ["4"],
   storm: ["5"],
-  "cold-start": ["6"]
+  "cold-start": ["6"],
+  local: ["7"]
 } as const
 type ScenarioName = keyof typeof SCENARIOS
 
@@ -47,7 +48,7 @@ const unknown = onlyArg?.filter((item) =>
   !Object.entries(SCENARIOS).some(([name, ids]) => [name, ...ids].includes(item))
 )
 if (unknown !== undefined && unknown.length > 0) {
-  console.error(`--only: no scenario ${unknown.join(", ")}; choose from ${Object.keys(SCENARIOS).join(", ")} or 1-6`)
+  console.error(`--only: no scenario ${unknown.join(", ")}; choose from ${Object.keys(SCENARIOS).join(", ")} or 1-7`)
   process.exit(2)
 }
 const only = onlyArg
@@ -70,7 +71,9 @@ const sizes: Scenarios.Sizes = quick
     stormReps: 1,
     stormFibers: 200,
     stormPools: 10,
-    coldStartReps: 3
+    coldStartReps: 3,
+    localCostBatches: 3,
+    localCostReps: 1
   }
   : {
     tokenRounds: 9,
@@ -87,7 +90,9 @@ const sizes: Scenarios.Sizes = quick
     stormReps: 3,
     stormFibers: 500,
     stormPools: 50,
-    coldStartReps: 10
+    coldStartReps: 10,
+    localCostBatches: 15,
+    localCostReps: 4
   }
 
 const benchDir = Path.dirname(fileURLToPath(import.meta.url))
@@ -140,9 +145,8 @@ const sourceState = () => {
   try {
     return {
       commit: git("rev-parse", "--short", "HEAD"),
-      uncommittedSrc: git("status", "--porcelain", "--", "src", "effect4/src", "core/src").split("\n").filter((line) =>
-        line.length > 0
-      )
+      uncommittedSrc: git("status", "--porcelain", "--", "src", "effect4/src", "core/src", "local/src").split("\n")
+        .filter((line) => line.length > 0)
     }
   } catch {
     return { commit: "unknown", uncommittedSrc: [] }
@@ -322,6 +326,9 @@ const program = Effect.gen(function*() {
       )
     })
     : undefined
+  const local = runs("local")
+    ? yield* attempt("7. DsqlLocal's cost", () => Scenarios.dsqlLocalCost(ctx))
+    : undefined
 
   const results: Report.Results = {
     meta: {
@@ -351,6 +358,7 @@ const program = Effect.gen(function*() {
     ...(occSweep === undefined ? {} : { occSweep }),
     ...(storm === undefined ? {} : { storm }),
     ...(coldStart === undefined ? {} : { coldStart }),
+    ...(local === undefined ? {} : { local }),
     errors
   }
   const targets = Report.targets(results)

@@ -14,7 +14,7 @@ export interface Endpoint {
 }
 
 /** The implementations under test, as loaded in a client process (`bench/clients/<name>.ts`). */
-export type ClientName = "ours" | "connector" | "pg" | "sqlpg" | "ours4" | "sqlpg4"
+export type ClientName = "ours" | "connector" | "pg" | "sqlpg" | "ours4" | "sqlpg4" | "backend"
 
 export type QueryKind = "select1" | "pkRead" | "insert"
 

@@ -5,7 +5,17 @@
 import type { Chart } from "./charts.js"
 import type { ColdStartClient, ColdStartRow } from "./coldStart.js"
 import type { ClientName, QueryKind, RetryPolicy } from "./protocol.js"
-import type { ClientUsage, LoadRow, Network, OccRow, SetupRow, StormRow, Sweep, TokenCost } from "./scenarios.js"
+import type {
+  ClientUsage,
+  LoadRow,
+  LocalCostRow,
+  Network,
+  OccRow,
+  SetupRow,
+  StormRow,
+  Sweep,
+  TokenCost
+} from "./scenarios.js"
 import { CONCURRENCIES, CURRENT_DEFAULTS, LATENCY_MS, NETWORKS, QUERIES, STORM_POOL_SIZE } from "./scenarios.js"
 import type { Spread } from "./stats.js"
 import { ratios, round } from "./stats.js"
@@ -20,6 +30,7 @@ export interface Results {
   readonly occSweep?: Sweep
   readonly storm?: ReadonlyArray<StormRow>
   readonly coldStart?: ReadonlyArray<ColdStartRow>
+  readonly local?: ReadonlyArray<LocalCostRow>
   readonly errors: ReadonlyArray<string>
 }
 
@@ -64,6 +75,7 @@ export const CLIENT_NAMES: Record<ClientName | SignerName, string> = {
   sqlpg: "@effect/sql-pg (reference)",
   ours4: "effect-dsql 2 (Effect 4)",
   sqlpg4: "@effect/sql-pg 4 (reference)",
+  backend: "raw pg straight to the backend (floor)",
   effectAws: "@effect-aws/dsql",
   floor: "floor (node:crypto)",
   floorCachedKey: "floor, key cached per day (reference)"
@@ -569,6 +581,27 @@ const targetTable = (list: ReadonlyArray<Target>) =>
     ) => [t.scenario, t.target, t.met === undefined ? "not measured" : t.met ? "met" : "**missed**", t.detail])
   )
 
+const localCostTable = (rows: ReadonlyArray<LocalCostRow>) =>
+  table(
+    [
+      "connections",
+      "straight to the backend: ms (no TLS, no token)",
+      "through DsqlLocal: ms",
+      "× straight to the backend, median (min–max over runs)"
+    ],
+    [...new Set(rows.map((row) => row.atOnce))].map((atOnce) => {
+      const of = (variant: LocalCostRow["variant"]) =>
+        rows.find((row) => row.atOnce === atOnce && row.variant === variant)!
+      const [backend, local] = [of("backend"), of("pg")]
+      return [
+        atOnce === 1 ? "one after another (per connection)" : `${atOnce} at once (per batch)`,
+        ms(backend.medianMs),
+        ms(local.medianMs),
+        xr(ratios(local.runsMs, backend.runsMs))
+      ]
+    })
+  )
+
 /** The results as markdown: whether the machine was quiet, the target verdicts, then one section per scenario. */
 export const markdown = (results: Results, list: ReadonlyArray<Target>): string => {
   const sections = [quietLine(results.meta["quiet"] as Quiet), `### Targets\n\n${targetTable(list)}`]
@@ -600,6 +633,9 @@ export const markdown = (results: Results, list: ReadonlyArray<Target>): string 
       "### 6. Cold start: bundled Lambda handler, process start → first query answered\n\n" +
         coldStartTable(results.coldStart)
     )
+  }
+  if (results.local) {
+    sections.push(`### 7. What DsqlLocal adds to a connection (raw pg, loopback)\n\n${localCostTable(results.local)}`)
   }
   if (results.errors.length > 0) sections.push(`### Run errors\n\n${results.errors.map((e) => `- ${e}`).join("\n")}`)
   return sections.join("\n\n")

@@ -1,5 +1,5 @@
 /**
- * The five comparisons. Each drives client processes (children.ts) against one DsqlLocal and returns plain data for
+ * The comparisons. Each drives client processes (children.ts) against one DsqlLocal and returns plain data for
  * results.json; DsqlLocal's counters and faults are read and set here, between runs, never during one.
  */
 import { Duration, Effect } from "effect"
@@ -39,6 +39,8 @@ export interface Sizes {
   readonly stormFibers: number
   readonly stormPools: number
   readonly coldStartReps: number
+  readonly localCostBatches: number
+  readonly localCostReps: number
 }
 
 export interface Context {
@@ -686,6 +688,75 @@ export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
         usage
       })
     }
+  }
+  return rows
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 7. What DsqlLocal adds to a connection
+
+export interface LocalCostRow {
+  /** Connections opened at once; 1: one after another, the time per connection. */
+  readonly atOnce: number
+  readonly variant: "backend" | "pg"
+  readonly label: string
+  readonly medianMs: number
+  /** Per repetition: the median over its batches. */
+  readonly runsMs: ReadonlyArray<number>
+}
+
+/** How many connections are opened at once in the parallel case: three, as a small pool warming up. */
+export const LOCAL_COST_AT_ONCE = 3
+
+/**
+ * Raw pg opening connections through DsqlLocal (SSLRequest, verify-full TLS, a signed token checked, the backend
+ * login, the session policy) and straight to its backend PostgreSQL (loopback, no TLS, trust), at loopback without
+ * injected latency, one after another and three at once. Each batch starts on a settled backend.
+ */
+export const dsqlLocalCost = async (ctx: Context): Promise<ReadonlyArray<LocalCostRow>> => {
+  const variants = [
+    variant(ctx, "backend", "raw pg straight to the backend PostgreSQL (no TLS, no token)", "backend", {
+      env: { BENCH_BACKEND_URL: ctx.server.backendUrl }
+    }),
+    variant(ctx, "pg", "raw pg through DsqlLocal (TLS, token)", "pg")
+  ] as const
+  const children = await Promise.all(variants.map(startVariant))
+  const idleSessions = await backendSessions(ctx)
+  const { localCostBatches: batches, localCostReps: reps } = ctx.sizes
+  const rows: Array<LocalCostRow> = []
+  try {
+    for (const atOnce of [1, LOCAL_COST_AT_ONCE]) {
+      ctx.log(`7. DsqlLocal's cost per connection, ${atOnce === 1 ? "one after another" : `${atOnce} at once`}`)
+      const runs = variants.map((): Array<number> => [])
+      for (let rep = -1; rep < reps; rep++) {
+        for (const index of rotate(variants.map((_, i) => i), Math.max(rep, 0))) {
+          const v = variants[index]!
+          const batchMs: Array<number> = []
+          for (let batch = 0; batch < batches; batch++) {
+            await settle(ctx, idleSessions)
+            const { elapsedMs } = await children[index]!.call<{ elapsedMs: number }>({
+              kind: "setup",
+              endpoint: endpointFor(ctx.endpoint, v),
+              connections: atOnce,
+              parallel: atOnce > 1
+            })
+            batchMs.push(elapsedMs)
+          }
+          if (rep >= 0) runs[index]!.push(round(median(batchMs)))
+        }
+      }
+      variants.forEach((v, index) =>
+        rows.push({
+          atOnce,
+          variant: v.id as LocalCostRow["variant"],
+          label: v.label,
+          medianMs: round(median(runs[index]!)),
+          runsMs: runs[index]!
+        })
+      )
+    }
+  } finally {
+    await Promise.all(children.map((child) => child.stop()))
   }
   return rows
 }

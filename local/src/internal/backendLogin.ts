@@ -121,8 +121,9 @@ export const loginToBackend = (
   options: BackendLoginOptions
 ): Effect.Effect<BackendConnection, BackendLoginError, Scope.Scope> =>
   Effect.gen(function*() {
+    // Interruptible, like every wait of the login, so that the handshake deadline reaches a backend that stalls.
     const socket = yield* Effect.acquireRelease(
-      Effect.mapError(connect(options.host, options.port), (error) =>
+      Effect.mapError(Effect.interruptible(connect(options.host, options.port)), (error) =>
         new BackendLoginError({
           reason: "Unavailable",
           message: `cannot reach the backend PostgreSQL at ${options.host}:${options.port}`,

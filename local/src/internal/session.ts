@@ -5,8 +5,8 @@
  * @internal
  */
 import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
@@ -54,6 +54,8 @@ export interface SessionContext {
   /** The backend's `options` startup parameter, given the client's. */
   readonly backendSessionOptions: (clientOptions: string | undefined) => string
   readonly makePolicy: () => SessionPolicy
+  /** How long a client may take from its first byte to a session (PostgreSQL's authentication_timeout: 60 s). */
+  readonly handshakeTimeoutMillis?: number
 }
 
 /**
@@ -68,7 +70,7 @@ const maxStartupLength = 10_000
 /** Room for the longest tokens (session credentials make them a few kB). */
 const maxPasswordLength = 64 * 1024
 /** PostgreSQL's authentication_timeout default: a client that stalls the handshake longer is dropped. */
-const handshakeTimeout = Duration.seconds(60)
+const defaultHandshakeTimeoutMillis = 60_000
 /** The server_version DSQL reports, whatever PostgreSQL runs behind DsqlLocal. */
 const dsqlServerVersion = "16.15"
 
@@ -181,8 +183,10 @@ const handshake = (raw: net.Socket, context: SessionContext, answerOn: (socket: 
     const { state } = context
     const rawInbox = makeInbox(raw)
     const { mode, rest } = yield* negotiateTransport(raw, rawInbox)
+    // Interruptible (the handshake deadline must reach a client that stalls mid-TLS): interrupting the wait destroys
+    // the TLS socket it made.
     const secure = yield* Effect.acquireRelease(
-      startTls(raw, rest, context.secureContext),
+      Effect.interruptible(startTls(raw, rest, context.secureContext)),
       (socket) => closeGracefully(socket)
     )
     answerOn(secure)
@@ -270,6 +274,9 @@ const handshake = (raw: net.Socket, context: SessionContext, answerOn: (socket: 
     return { secure, backend: { ...backend, rest: backendRest }, clientRest: inbox.detach(), flights }
   })
 
+type Established = Effect.Effect.Success<ReturnType<typeof handshake>>
+type HandshakeError = Effect.Effect.Error<ReturnType<typeof handshake>>
+
 /**
  * Serves one accepted TCP connection until it closes. Never fails: refusals are answered, broken peers closed, and
  * the scope's finalizers close every socket whatever happened (interruption included).
@@ -289,13 +296,18 @@ export const serveConnection = (context: SessionContext) => (raw: net.Socket): E
     yield* Effect.addFinalizer(() => Effect.sync(() => raw.destroy()))
     if (isRefusingConnections(state)) return yield* new Refused({ error: undefined, refused: true })
 
-    const established = yield* handshake(raw, context, (socket) => {
-      answerSocket = socket
-    }).pipe(
-      Effect.timeoutFail({
-        duration: handshakeTimeout,
-        onTimeout: () => new PeerClosed({ cause: "handshake timeout" })
-      })
+    // A client that stalls the handshake (or a backend that stalls its login) ends the session: a timer interrupts
+    // this fiber. Not Effect.timeout: racing a fiber per connection cost more CPU than the rest of the handshake.
+    const established = yield* Effect.withFiberRuntime<Established, HandshakeError, Scope.Scope>(
+      (fiber) => {
+        const stalled = setTimeout(
+          () => fiber.unsafeInterruptAsFork(fiber.id()),
+          context.handshakeTimeoutMillis ?? defaultHandshakeTimeoutMillis
+        )
+        return handshake(raw, context, (socket) => {
+          answerSocket = socket
+        }).pipe(Effect.ensuring(Effect.sync(() => clearTimeout(stalled))))
+      }
     )
     const { backend, secure } = established
     secure.write(Buffer.concat([encode(authentication(0)), ...backend.greeting.map(rewriteServerVersion).map(encode)]))
