@@ -585,19 +585,23 @@ const localCostTable = (rows: ReadonlyArray<LocalCostRow>) =>
   table(
     [
       "connections",
-      "straight to the backend: ms (no TLS, no token)",
-      "through DsqlLocal: ms",
-      "× straight to the backend, median (min–max over runs)"
+      "straight to the backend: ms",
+      "bare TLS relay: ms",
+      "DsqlLocal: ms",
+      "DsqlLocal × straight, median (min–max over runs)",
+      "DsqlLocal × TLS relay"
     ],
     [...new Set(rows.map((row) => row.atOnce))].map((atOnce) => {
       const of = (variant: LocalCostRow["variant"]) =>
         rows.find((row) => row.atOnce === atOnce && row.variant === variant)!
-      const [backend, local] = [of("backend"), of("pg")]
+      const [backend, relay, local] = [of("backend"), of("tlsRelay"), of("pg")]
       return [
         atOnce === 1 ? "one after another (per connection)" : `${atOnce} at once (per batch)`,
         ms(backend.medianMs),
+        ms(relay.medianMs),
         ms(local.medianMs),
-        xr(ratios(local.runsMs, backend.runsMs))
+        xr(ratios(local.runsMs, backend.runsMs)),
+        xr(ratios(local.runsMs, relay.runsMs))
       ]
     })
   )

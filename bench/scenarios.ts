@@ -21,6 +21,7 @@ import type {
   Usage
 } from "./protocol.js"
 import { median, round } from "./stats.js"
+import { startTlsRelay } from "./tlsRelay.js"
 import type { SignerResult } from "./tokens.js"
 
 export interface Sizes {
@@ -698,7 +699,7 @@ export const storm = async (ctx: Context): Promise<ReadonlyArray<StormRow>> => {
 export interface LocalCostRow {
   /** Connections opened at once; 1: one after another, the time per connection. */
   readonly atOnce: number
-  readonly variant: "backend" | "pg"
+  readonly variant: "backend" | "tlsRelay" | "pg"
   readonly label: string
   readonly medianMs: number
   /** Per repetition: the median over its batches. */
@@ -709,14 +710,27 @@ export interface LocalCostRow {
 export const LOCAL_COST_AT_ONCE = 3
 
 /**
- * Raw pg opening connections through DsqlLocal (SSLRequest, verify-full TLS, a signed token checked, the backend
- * login, the session policy) and straight to its backend PostgreSQL (loopback, no TLS, trust), at loopback without
- * injected latency, one after another and three at once. Each batch starts on a settled backend.
+ * Raw pg opening connections to DsqlLocal's backend PostgreSQL three ways, at loopback without injected latency, one
+ * after another and three at once: straight (no TLS), through a bare TLS relay (tlsRelay.ts), and through DsqlLocal
+ * (SSLRequest, verify-full TLS, a signed token checked, the DSQL checks, its backend login and session policy). Each
+ * batch starts on a settled backend.
  */
 export const dsqlLocalCost = async (ctx: Context): Promise<ReadonlyArray<LocalCostRow>> => {
+  const backend = new URL(ctx.server.backendUrl)
+  const relay = await startTlsRelay({ host: backend.hostname, port: Number(backend.port) })
+  const relayUrl = new URL(ctx.server.backendUrl)
+  relayUrl.hostname = "127.0.0.1"
+  relayUrl.port = String(relay.port)
   const variants = [
     variant(ctx, "backend", "raw pg straight to the backend PostgreSQL (no TLS, no token)", "backend", {
       env: { BENCH_BACKEND_URL: ctx.server.backendUrl }
+    }),
+    variant(ctx, "tlsRelay", "raw pg through a bare TLS relay to the backend (TLS, no token)", "backend", {
+      env: {
+        BENCH_BACKEND_URL: relayUrl.toString(),
+        BENCH_BACKEND_CA: relay.ca,
+        BENCH_BACKEND_SERVERNAME: relay.hostname
+      }
     }),
     variant(ctx, "pg", "raw pg through DsqlLocal (TLS, token)", "pg")
   ] as const
@@ -757,6 +771,7 @@ export const dsqlLocalCost = async (ctx: Context): Promise<ReadonlyArray<LocalCo
     }
   } finally {
     await Promise.all(children.map((child) => child.stop()))
+    await relay.close()
   }
   return rows
 }
