@@ -1,8 +1,9 @@
 /**
- * `npm run check:readme`: type-checks every ```ts block of README.md (and effect4/README.md) as a module of its own,
- * with the line's compiler settings and `effect-dsql` / `effect-dsql/local` resolved to the sources. Blocks of the
- * root README are Effect 3 code unless fenced ```ts effect4; the Effect 4 package's README is Effect 4 code. Errors are
- * reported at their README line. The blocks are written to `.readme-check/` of their line's folder (gitignored),
+ * `npm run check:readme`: type-checks every ```ts block of README.md, local/README.md and effect4/README.md as a
+ * module of its own, with the line's compiler settings and `effect-dsql` / `effect-dsql/local` resolved to the
+ * sources. Blocks of the root and local READMEs are Effect 3 code unless fenced ```ts effect4; the Effect 4 package's
+ * README is Effect 4 code. Errors are reported at their README line. The blocks are written to `.readme-check/` of
+ * their line's folder (gitignored),
  * removed again when they pass.
  */
 import { execFile } from "node:child_process"
@@ -91,7 +92,11 @@ const checkLine = async (of: Line, blocks: ReadonlyArray<Block>): Promise<boolea
 }
 
 const main = async () => {
-  const readmes: ReadonlyArray<readonly [string, Line]> = [["README.md", "effect3"], ["effect4/README.md", "effect4"]]
+  const readmes: ReadonlyArray<readonly [string, Line]> = [
+    ["README.md", "effect3"],
+    ["local/README.md", "effect3"],
+    ["effect4/README.md", "effect4"]
+  ]
   const blocks: Array<Block> = []
   for (const [readme, defaultLine] of readmes) {
     const path = join(root, readme)

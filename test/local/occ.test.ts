@@ -23,13 +23,17 @@ const run = (client: pg.Client, protocol: Protocol, sql: string, values: Readonl
 const expectConflict = (error: pg.DatabaseError) =>
   expect({ code: error.code, message: error.message }).toEqual(conflict)
 
-/** Two sessions through a fresh relay, on a table holding rows 1 and 2 (v = 0). */
-const setup = Effect.gen(function*() {
+/** Two sessions through a fresh relay, with the relay's cluster state. */
+const twoSessions = Effect.gen(function*() {
   const { port } = yield* Backend.TestBackend
   const state = makeClusterState()
   const relayPort = yield* relay(port, state)
-  const first = yield* connect(relayPort)
-  const second = yield* connect(relayPort)
+  return { state, first: yield* connect(relayPort), second: yield* connect(relayPort) }
+})
+
+/** Two sessions on a table holding rows 1 and 2 (v = 0). */
+const setup = Effect.gen(function*() {
+  const { first, second, state } = yield* twoSessions
   const table = tableName("occ")
   yield* query(first, `CREATE TABLE ${table} (id int PRIMARY KEY, v int)`)
   yield* query(first, `INSERT INTO ${table} VALUES (1, 0), (2, 0)`)
@@ -71,6 +75,78 @@ const SHAPES: ReadonlyArray<{
     second: (t) => [`UPDATE ${t} SET v = $1 WHERE id = $2`, [20, 1]],
     won: { first: [{ id: 2, v: 0 }], second: [{ id: 1, v: 20 }, { id: 2, v: 0 }] },
     sees: [1, [], [{ v: 20 }]]
+  }
+]
+
+/** Two sessions on a parent table (rows 1, 2) and a child table referencing it (row 1 → 2). */
+const setupForeignKeys = (onDelete: "NO ACTION" | "CASCADE") =>
+  Effect.gen(function*() {
+    const { first, second, state } = yield* twoSessions
+    const parent = tableName("occ_parent")
+    const child = tableName("occ_child")
+    yield* query(first, `CREATE TABLE ${parent} (id int PRIMARY KEY)`)
+    yield* query(
+      first,
+      `CREATE TABLE ${child} (id int PRIMARY KEY, parent_id int REFERENCES ${parent} (id) ON DELETE ${onDelete}, v int)`
+    )
+    yield* query(first, `INSERT INTO ${parent} VALUES (1), (2)`)
+    yield* query(first, `INSERT INTO ${child} VALUES (1, 2, 0)`)
+    const rows = Effect.gen(function*() {
+      const parents = (yield* query(first, `SELECT id FROM ${parent} ORDER BY id`)).rows
+      const children = (yield* query(first, `SELECT id, parent_id, v FROM ${child} ORDER BY id`)).rows
+      return { parents, children }
+    })
+    return { state, first, second, parent, child, rows }
+  })
+
+type FkRows = {
+  readonly parents: ReadonlyArray<{ readonly id: number }>
+  readonly children: ReadonlyArray<{ readonly id: number; readonly parent_id: number; readonly v: number }>
+}
+
+/** Conflicts through a foreign key: each of two open transactions' statements succeeds, the first COMMIT wins. */
+const FK_SHAPES: ReadonlyArray<{
+  readonly name: string
+  readonly onDelete: "NO ACTION" | "CASCADE"
+  readonly first: (parent: string, child: string) => readonly [sql: string, values: ReadonlyArray<number>]
+  readonly second: (parent: string, child: string) => readonly [sql: string, values: ReadonlyArray<number>]
+  readonly won: { readonly first: FkRows; readonly second: FkRows }
+  /** Who may win: a locking read that commits first does not fail a later write of its row (see the README). */
+  readonly winners?: ReadonlyArray<"first" | "second">
+}> = [
+  {
+    name: "INSERT of a referencing row against DELETE of the row it references",
+    onDelete: "NO ACTION",
+    first: (_, c) => [`INSERT INTO ${c} VALUES ($1, $2, $3)`, [2, 1, 0]],
+    second: (p) => [`DELETE FROM ${p} WHERE id = $1`, [1]],
+    won: {
+      first: {
+        parents: [{ id: 1 }, { id: 2 }],
+        children: [{ id: 1, parent_id: 2, v: 0 }, { id: 2, parent_id: 1, v: 0 }]
+      },
+      second: { parents: [{ id: 2 }], children: [{ id: 1, parent_id: 2, v: 0 }] }
+    }
+  },
+  {
+    name: "a cascading DELETE against UPDATE of a row it cascades to",
+    onDelete: "CASCADE",
+    first: (p) => [`DELETE FROM ${p} WHERE id = $1`, [2]],
+    second: (_, c) => [`UPDATE ${c} SET v = $1 WHERE id = $2`, [20, 1]],
+    won: {
+      first: { parents: [{ id: 1 }], children: [] },
+      second: { parents: [{ id: 1 }, { id: 2 }], children: [{ id: 1, parent_id: 2, v: 20 }] }
+    }
+  },
+  {
+    name: "SELECT … FOR KEY SHARE against DELETE of that row",
+    onDelete: "NO ACTION",
+    first: (p) => [`SELECT id FROM ${p} WHERE id = $1 FOR KEY SHARE`, [1]],
+    second: (p) => [`DELETE FROM ${p} WHERE id = $1`, [1]],
+    won: {
+      first: { parents: [{ id: 1 }, { id: 2 }], children: [{ id: 1, parent_id: 2, v: 0 }] },
+      second: { parents: [{ id: 2 }], children: [{ id: 1, parent_id: 2, v: 0 }] }
+    },
+    winners: ["second"]
   }
 ]
 
@@ -143,6 +219,26 @@ describe("optimistic concurrency", () => {
           expect(yield* rows).toEqual([{ id: 1, v: 10 }, { id: 2, v: 20 }])
           expect(state.stats.commitsFailedByFault).toBe(1)
         }))
+    }
+
+    for (const protocol of ["simple", "extended"] as const) {
+      for (const shape of FK_SHAPES) {
+        for (const winner of shape.winners ?? ["first", "second"] as const) {
+          it.scoped(`${protocol}: ${shape.name}, both succeed, the ${winner} to COMMIT wins`, () =>
+            Effect.gen(function*() {
+              const { child, first, parent, rows, second, state } = yield* setupForeignKeys(shape.onDelete)
+              yield* query(first, "BEGIN")
+              yield* query(second, "BEGIN")
+              expect((yield* run(first, protocol, ...shape.first(parent, child))).rowCount).toBe(1)
+              expect((yield* run(second, protocol, ...shape.second(parent, child))).rowCount).toBe(1)
+              const [wins, loses] = winner === "first" ? [first, second] : [second, first]
+              expect((yield* query(wins, "COMMIT")).command).toBe("COMMIT")
+              expectConflict(yield* failure(query(loses, "COMMIT")))
+              expect(yield* rows).toEqual(shape.won[winner])
+              expect(state.stats.occErrors).toEqual({ OC000: 1, OC001: 0 })
+            }))
+        }
+      }
     }
   })
 })
