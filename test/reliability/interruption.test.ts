@@ -9,7 +9,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, layer } from "@effect/vitest"
 import type { Clock, Duration } from "effect"
-import { Deferred, Effect, Fiber, Schedule, Tracer } from "effect"
+import { Deferred, Effect, Fiber, Ref, Schedule, Tracer } from "effect"
 import { withOccRetry } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { backendQuery } from "../utils/client.js"
@@ -168,17 +168,34 @@ describe("reliability: interruption", () => {
                 (tx) => sql.withTransaction(Effect.zipRight(firstRow(tx), sql`SELECT pg_sleep(30)`)),
                 () => sleepingSessions(fibersPerPoint)
               )
-              // Every packet held 100 ms: the interruption arrives while the server has the COMMIT.
-              yield* server.faults.setLatency("100 millis")
+              // Every transaction waits at the end of its body until all are there; then every packet is held
+              // 500 ms and all COMMIT at once: the interruptions arrive while the server has the COMMITs, whatever
+              // the load spread the transactions before.
+              const bodiesDone = yield* Ref.make(0)
+              const allAtCommit = yield* Deferred.make<void>()
+              const commitNow = yield* Deferred.make<void>()
               yield* interruptAt(
                 "commit",
                 (tx, reached) =>
-                  sql.withTransaction(Effect.zipRight(firstRow(tx), secondRow(tx))).pipe(
+                  sql.withTransaction(
+                    Effect.zipRight(firstRow(tx), secondRow(tx)).pipe(
+                      Effect.zipRight(Ref.updateAndGet(bodiesDone, (done) => done + 1)),
+                      Effect.tap((done) =>
+                        done === fibersPerPoint ? Deferred.succeed(allAtCommit, void 0) : Effect.void
+                      ),
+                      Effect.zipRight(Deferred.await(commitNow))
+                    )
+                  ).pipe(
                     withSpanEvents((name) => {
                       if (name === "db.transaction.commit") Deferred.unsafeDone(reached, Effect.void)
                     })
                   ),
-                allOpened
+                (latches) =>
+                  Deferred.await(allAtCommit).pipe(
+                    Effect.zipRight(server.faults.setLatency("500 millis")),
+                    Effect.zipRight(Deferred.succeed(commitNow, void 0)),
+                    Effect.zipRight(allOpened(latches))
+                  )
               ).pipe(Effect.ensuring(server.faults.setLatency(0)))
               // The first COMMIT of each fails with OC000; the retry waits a minute, interrupted in that sleep.
               yield* server.faults.failNextCommits(fibersPerPoint)
@@ -239,7 +256,7 @@ describe("reliability: interruption", () => {
             file,
             case: `${rounds} rounds of ${fibersPerPoint} fibers interrupted at each point on a pool of 10, once the ` +
               "point was reached: a query, a transaction between statements and in one, its COMMIT, the back-off",
-            faults: "100 ms latency during the COMMITs; every first COMMIT of the back-off fibers failed with OC000",
+            faults: "500 ms latency during the COMMITs; every first COMMIT of the back-off fibers failed with OC000",
             operations: rounds * fibersPerPoint * 5,
             errorsSeen: 0,
             dataLost: lost,
