@@ -221,6 +221,26 @@ describe("optimistic concurrency", () => {
         }))
     }
 
+    it.scoped("counts the blocks that could give their locks up: BEGIN opens one, COMMIT, ROLLBACK and a close end it", () =>
+      Effect.gen(function*() {
+        const { first, second, state, table } = yield* setup
+        const third = yield* connect(yield* relay((yield* Backend.TestBackend).port, state))
+        yield* query(first, "BEGIN")
+        yield* query(second, "BEGIN")
+        yield* query(third, "BEGIN")
+        expect(state.openBlocks).toBe(3)
+        yield* failure(query(second, "SELECT * FROM no_such_table")) // a failed block still holds its savepoint
+        expect(state.openBlocks).toBe(3)
+        yield* query(first, `UPDATE ${table} SET v = 1 WHERE id = 1`)
+        yield* query(first, "COMMIT")
+        yield* query(second, "ROLLBACK")
+        expect(state.openBlocks).toBe(1)
+        yield* Effect.promise(() => third.end())
+        for (let polls = 0; polls < 100 && state.openBlocks > 0; polls++) yield* Effect.sleep("10 millis")
+        expect(state.openBlocks).toBe(0)
+        expect(state.sessions.size).toBe(2)
+      }))
+
     for (const protocol of ["simple", "extended"] as const) {
       for (const shape of FK_SHAPES) {
         for (const winner of shape.winners ?? ["first", "second"] as const) {

@@ -17,11 +17,11 @@
  * crossing the limit is undone.
  *
  * Optimistic concurrency over a locking backend: every explicit transaction opens a savepoint right after its snapshot
- * and keeps its writes (and `FOR UPDATE` reads) as SQL, extended-protocol parameters inlined as text. A backend that
- * owes answers and sends nothing for 2 ms is taken to wait for a lock: an idle session asks its own backend which
- * backends block the waiting one (`pg_blocking_pids`), and those sessions that sit between statements in an open
- * transaction give their locks up (`ROLLBACK TO SAVEPOINT`, snapshot kept), holding their client's messages
- * meanwhile; the waiting statement then runs on its own snapshot and succeeds. A transaction that gave its locks up
+ * and keeps its writes (and `FOR UPDATE` reads) as SQL, extended-protocol parameters inlined as text. While some
+ * session's block could give its locks up, a backend that owes answers and sends nothing for 2 ms is taken to wait for
+ * a lock: an idle session asks its own backend which backends block the waiting one (`pg_blocking_pids`), and those
+ * sessions that sit between statements in an open transaction give their locks up (`ROLLBACK TO SAVEPOINT`, snapshot
+ * kept), holding their client's messages meanwhile; the waiting statement then runs on its own snapshot and succeeds. A transaction that gave its locks up
  * runs its writes again before its next statement (a session busy with a statement or a COMMIT never gives its locks
  * up); when that replay fails (another transaction committed a write to one of its rows or keys first), its writes
  * are undone and its COMMIT fails with OC000: the first committer wins. PostgreSQL's deadlock detection (20 ms)
@@ -350,8 +350,11 @@ class Session {
     backendPid: () => this.backendPid,
     canYield: () => this.canYield(),
     yieldIfIdle: () => this.yieldIfIdle(),
-    findBlockers: (pid) => this.findBlockers(pid)
+    findBlockers: (pid) => this.findBlockers(pid),
+    watchForWaits: () => this.watchForWaits()
   }
+  /** This session counts in `state.openBlocks`. */
+  private holdsBlock = false
 
   constructor(private readonly state: ClusterState) {}
 
@@ -365,9 +368,35 @@ class Session {
     this.act = undefined
     clearTimeout(this.waitTimer)
     this.state.sessions.delete(this.holder)
+    this.countBlock()
   }
 
   fromClient(frame: Frame): ReadonlyArray<Action> {
+    const actions = this.onClient(frame)
+    this.countBlock()
+    return actions
+  }
+
+  fromBackend(frame: Frame): ReadonlyArray<Action> {
+    this.backendFrames++
+    const actions = this.answer(frame)
+    this.countBlock()
+    return actions
+  }
+
+  /**
+   * Keeps `state.openBlocks` in step with this session (a block opened by BEGIN holds the writes savepoint until it
+   * ends); when the first block opens, the statements already in flight start being watched for waits.
+   */
+  private countBlock(): void {
+    const holds = this.act !== undefined && this.txn?.savepoint === true && this.block !== "idle"
+    if (holds === this.holdsBlock) return
+    this.holdsBlock = holds
+    this.state.openBlocks += holds ? 1 : -1
+    if (holds && this.state.openBlocks === 1) { for (const holder of this.state.sessions) holder.watchForWaits() }
+  }
+
+  private onClient(frame: Frame): ReadonlyArray<Action> {
     if (this.held !== undefined) {
       this.held.push(frame)
       return []
@@ -386,9 +415,9 @@ class Session {
     return this.route(frame)
   }
 
-  fromBackend(frame: Frame): ReadonlyArray<Action> {
-    this.backendFrames++
-    return this.answer(frame)
+  /** A statement is in flight while some session could give its locks up. */
+  private waitsMatter(): boolean {
+    return this.pending.length > 0 && this.state.openBlocks > 0
   }
 
   /** Between statements, the session is free to run the policy's own queries. */
@@ -433,11 +462,11 @@ class Session {
    * and sent nothing for that long is taken to wait for a lock.
    */
   private watchForWaits(): void {
-    if (this.waitTimer !== undefined || this.act === undefined) return
+    if (this.waitTimer !== undefined || this.act === undefined || !this.waitsMatter()) return
     const framesBefore = this.backendFrames
     this.waitTimer = setTimeout(() => {
       this.waitTimer = undefined
-      if (this.pending.length === 0 || this.act === undefined) return
+      if (this.act === undefined || !this.waitsMatter()) return
       const pid = this.backendPid
       // Looking up blockers only helps when some session can give its locks up.
       const sessions = [...this.state.sessions]

@@ -38,6 +38,8 @@ export interface LockHolder {
    * their locks up; false when the session is busy.
    */
   readonly findBlockers: (pid: number) => boolean
+  /** Starts watching the statement in flight, if any, for a wait on another session's locks. */
+  readonly watchForWaits: () => void
 }
 
 export interface ClusterState {
@@ -48,6 +50,11 @@ export interface ClusterState {
   schemaVersion: number
   /** Every open session, asked to give its locks up when a statement waits (DSQL never makes a writer wait). */
   readonly sessions: Set<LockHolder>
+  /**
+   * Sessions whose transaction block holds the writes savepoint, the only ones that can give locks up: while there
+   * are none, no statement is watched for waits (with many sessions, watching costs more than it can find).
+   */
+  openBlocks: number
   /** Random source for share-based faults (injectable for tests). */
   readonly random: () => number
   readonly now: () => number
@@ -104,6 +111,7 @@ export const makeClusterState = (limits: Partial<Limits> = {}): ClusterState => 
   faults: noFaults(),
   schemaVersion: 0,
   sessions: new Set(),
+  openBlocks: 0,
   random: Math.random,
   now: Date.now
 })
