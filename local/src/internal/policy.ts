@@ -21,11 +21,11 @@
  * session's block could give its locks up, a backend that owes answers and sends nothing for 2 ms is taken to wait for
  * a lock: an idle session asks its own backend which backends block the waiting one (`pg_blocking_pids`), and those
  * sessions that sit between statements in an open transaction give their locks up (`ROLLBACK TO SAVEPOINT`, snapshot
- * kept), holding their client's messages meanwhile; the waiting statement then runs on its own snapshot and succeeds. A transaction that gave its locks up
- * runs its writes again before its next statement (a session busy with a statement or a COMMIT never gives its locks
- * up); when that replay fails (another transaction committed a write to one of its rows or keys first), its writes
- * are undone and its COMMIT fails with OC000: the first committer wins. PostgreSQL's deadlock detection (20 ms)
- * settles two busy sessions waiting for each other.
+ * kept), holding their client's messages meanwhile; the waiting statement then runs on its own snapshot and succeeds.
+ * A transaction that gave its locks up runs its writes again before its next statement (a session busy with a
+ * statement or a COMMIT never gives its locks up); when that replay fails (another transaction committed a write to
+ * one of its rows or keys first), its writes are undone and its COMMIT fails with OC000: the first committer wins.
+ * PostgreSQL's deadlock detection (20 ms) settles two busy sessions waiting for each other.
  *
  * Differences from DSQL, by design of a PostgreSQL backend:
  * - A write to a row that another transaction changed and committed after this one's BEGIN fails at the statement
