@@ -48,15 +48,19 @@ const fail = (message: string) => Effect.fail(new InstallCheckError({ message })
 const installedVersion = (name: string): string =>
   JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version
 
-const exec = (command: string, args: ReadonlyArray<string>, cwd: string) =>
+/** Runs a command to completion; one that outlives `timeoutMillis` (a hung install or check) is killed and fails. */
+const exec = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutMillis = 600_000) =>
   Effect.async<string, InstallCheckError>((resume) => {
-    const child = execFile(command, args, { cwd, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
+    const options = { cwd, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMillis }
+    const child = execFile(command, args, options, (error, stdout, stderr) =>
       resume(
         error === null
           ? Effect.succeed(stdout)
           : Effect.fail(
             new InstallCheckError({
-              message: `${command} ${args.join(" ")} failed in ${cwd}: ${stderr.trim() || error.message}`,
+              message: `${command} ${args.join(" ")} ${
+                error.killed ? `did not finish within ${timeoutMillis} ms` : "failed"
+              } in ${cwd}: ${stderr.trim() || error.message}`,
               cause: error
             })
           )
@@ -299,7 +303,7 @@ const localPackage = (dir: string) =>
     const packages = lockPackages(project)
     if ("node_modules/effect-dsql" in packages) return yield* fail("@effect-dsql/local brought effect-dsql")
     writeFileSync(join(project, "command-check.mjs"), commandCheck)
-    const rows = yield* exec(process.execPath, ["command-check.mjs"], project)
+    const rows = yield* exec(process.execPath, ["command-check.mjs"], project, 120_000)
     const answer = JSON.parse(rows)
     if (answer.rows?.[0]?.answer !== "through DsqlLocal" || answer.code !== 0) {
       return yield* fail(`pg through dsql-local, then SIGTERM: ${rows}`)

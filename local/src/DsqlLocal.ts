@@ -42,7 +42,7 @@ import { acquireBackend } from "./internal/backend.js"
 import { backendSetupSql } from "./internal/catalog.js"
 import { issueServerCertificate, makeAuthority, x509Package } from "./internal/certificates.js"
 import { embeddedPostgresPackage } from "./internal/embedded.js"
-import type { LocalFailure } from "./internal/failure.js"
+import { LocalFailure } from "./internal/failure.js"
 import { makeFaults } from "./internal/faults.js"
 import { makeConnectionGate } from "./internal/limits.js"
 import { randomClusterId, randomCredentials, validate } from "./internal/options.js"
@@ -68,8 +68,8 @@ export class DsqlLocalError extends Data.TaggedError("DsqlLocalError")<{
 }> {}
 
 /** The machinery's failure as the public error: same reason, message and cause. */
-const toPublic = (failure: LocalFailure | DsqlLocalError): DsqlLocalError =>
-  failure._tag === "DsqlLocalError" ? failure : new DsqlLocalError({
+const toPublic = (failure: LocalFailure): DsqlLocalError =>
+  new DsqlLocalError({
     reason: failure.reason,
     message: failure.message,
     ...(failure.cause === undefined ? {} : { cause: failure.cause })
@@ -327,7 +327,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
   const backendUrl = options.backendUrl ?? Option.getOrUndefined(
     yield* Effect.mapError(
       backendUrlFromEnv,
-      (cause) => new DsqlLocalError({ reason: "Options", message: "cannot read DSQL_LOCAL_BACKEND_URL", cause })
+      (cause) => new LocalFailure({ reason: "Options", message: "cannot read DSQL_LOCAL_BACKEND_URL", cause })
     )
   )
   yield* loadPackages([...(backendUrl === undefined ? [embeddedPostgresPackage] : []), parserPackage, x509Package])
@@ -344,8 +344,7 @@ const make = Effect.fnUntraced(function*(options: Options) {
   })
   const secureContext = yield* Effect.try({
     try: () => tls.createSecureContext({ key: certificate.keyPem, cert: certificate.certPem, minVersion: "TLSv1.2" }),
-    catch: (cause) =>
-      new DsqlLocalError({ reason: "Certificates", message: "cannot load the server certificate", cause })
+    catch: (cause) => new LocalFailure({ reason: "Certificates", message: "cannot load the server certificate", cause })
   })
 
   const state = makeClusterState(options.limits)

@@ -318,6 +318,12 @@ const yieldBlockers = (state: ClusterState, pids: ReadonlySet<number>): void => 
   }
 }
 
+/** Whether some session sits between statements in an open transaction whose locks it could give up. */
+const someCanYield = (state: ClusterState): boolean => {
+  for (const holder of state.sessions) if (holder.canYield()) return true
+  return false
+}
+
 class Session {
   /** The backend's transaction block state once every forwarded message has run (a prediction). */
   private block: Block = "idle"
@@ -469,9 +475,8 @@ class Session {
       if (this.act === undefined || !this.waitsMatter()) return
       const pid = this.backendPid
       // Looking up blockers only helps when some session can give its locks up.
-      const sessions = [...this.state.sessions]
-      if (this.backendFrames === framesBefore && pid !== undefined && sessions.some((holder) => holder.canYield())) {
-        for (const holder of sessions) if (holder !== this.holder && holder.findBlockers(pid)) break
+      if (this.backendFrames === framesBefore && pid !== undefined && someCanYield(this.state)) {
+        for (const holder of this.state.sessions) if (holder !== this.holder && holder.findBlockers(pid)) break
       }
       this.watchForWaits()
     }, waitCheckMillis)
