@@ -70,6 +70,21 @@ const SHAPES: ReadonlyArray<{
     sees: [3, [{ v: 10 }], [{ v: 20 }]]
   },
   {
+    name: "SELECT … FOR UPDATE against UPDATE",
+    first: (t) => [`SELECT v FROM ${t} WHERE id = $1 FOR UPDATE`, [1]],
+    second: (t) => [`UPDATE ${t} SET v = $1 WHERE id = $2`, [20, 1]],
+    won: { first: [{ id: 1, v: 0 }, { id: 2, v: 0 }], second: [{ id: 1, v: 20 }, { id: 2, v: 0 }] },
+    sees: [1, [{ v: 0 }], [{ v: 20 }]]
+  },
+  {
+    // What guards against write skew on DSQL: two transactions locking the same row cannot both commit.
+    name: "SELECT … FOR UPDATE OF an alias in a join against SELECT … FOR UPDATE",
+    first: (t) => [`SELECT a.v FROM ${t} AS a JOIN ${t} AS b ON b.id = a.id + 1 WHERE a.id = $1 FOR UPDATE OF a`, [1]],
+    second: (t) => [`SELECT v FROM ${t} WHERE id = $1 FOR UPDATE`, [1]],
+    won: { first: [{ id: 1, v: 0 }, { id: 2, v: 0 }], second: [{ id: 1, v: 0 }, { id: 2, v: 0 }] },
+    sees: [1, [{ v: 0 }], [{ v: 0 }]]
+  },
+  {
     name: "DELETE against UPDATE",
     first: (t) => [`DELETE FROM ${t} WHERE id = $1`, [1]],
     second: (t) => [`UPDATE ${t} SET v = $1 WHERE id = $2`, [20, 1]],
@@ -111,7 +126,7 @@ const FK_SHAPES: ReadonlyArray<{
   readonly first: (parent: string, child: string) => readonly [sql: string, values: ReadonlyArray<number>]
   readonly second: (parent: string, child: string) => readonly [sql: string, values: ReadonlyArray<number>]
   readonly won: { readonly first: FkRows; readonly second: FkRows }
-  /** Who may win: a locking read that commits first does not fail a later write of its row (see the README). */
+  /** Who may win: a FOR KEY SHARE that commits first does not fail a later delete of its row (see the README). */
   readonly winners?: ReadonlyArray<"first" | "second">
 }> = [
   {
@@ -189,6 +204,35 @@ describe("optimistic concurrency", () => {
           expect((yield* query(second, "COMMIT")).command).toBe("COMMIT")
           expectConflict(yield* failure(query(first, "COMMIT")))
           expect(yield* rows).toEqual([{ id: 1, v: 20 }, { id: 2, v: 0 }])
+        }))
+
+      it.scoped(`${protocol}: FOR UPDATE through a view and on an identity table leaves rows and row count as they were`, () =>
+        Effect.gen(function*() {
+          const state = makeClusterState({ maxRowsPerTransaction: 2 })
+          const client = yield* connect(yield* relay((yield* Backend.TestBackend).port, state))
+          const table = tableName("occ_locked")
+          const view = tableName("occ_view")
+          yield* query(
+            client,
+            `CREATE TABLE ${table} (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 1) PRIMARY KEY, v int)`
+          )
+          yield* query(client, `INSERT INTO ${table} (v) VALUES (1), (2)`)
+          yield* query(client, `CREATE VIEW ${view} AS SELECT id, v FROM ${table}`)
+          yield* query(client, "BEGIN")
+          const locked = yield* run(client, protocol, `SELECT v FROM ${table} WHERE v >= $1 ORDER BY v FOR UPDATE`, [1])
+          expect(locked.rows).toEqual([{ v: 1 }, { v: 2 }])
+          expect((yield* run(client, protocol, `SELECT v FROM ${view} WHERE v = $1 FOR UPDATE`, [2])).rows).toEqual([
+            { v: 2 }
+          ])
+          // Locked rows are not written rows as the limit counts them: two inserted rows still fit.
+          expect((yield* run(client, protocol, `INSERT INTO ${table} (v) VALUES ($1), ($2)`, [3, 4])).rowCount).toBe(2)
+          expect((yield* query(client, "COMMIT")).command).toBe("COMMIT")
+          expect((yield* query(client, `SELECT id, v FROM ${table} ORDER BY id`)).rows).toEqual([
+            { id: "1", v: 1 },
+            { id: "2", v: 2 },
+            { id: "3", v: 3 },
+            { id: "4", v: 4 }
+          ])
         }))
 
       it.scoped(`${protocol}: an autocommit write against an open transaction's write commits; the open one loses`, () =>

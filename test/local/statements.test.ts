@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import type { Classification, Statement } from "../../local/src/internal/statements.js"
-import { classify, loadParser } from "../../local/src/internal/statements.js"
+import { classify, loadParser, touchLockedSql } from "../../local/src/internal/statements.js"
 
 beforeAll(() => loadParser())
 
@@ -294,6 +294,44 @@ describe("statements", () => {
   it("recognises CALL sys.wait_for_job", () => {
     expect(only("CALL sys.wait_for_job('abc')").waitForJob).toBe(true)
     expect(only("CALL other.wait_for_job('abc')").waitForJob).toBe(false)
+  })
+
+  it("names the tables a FOR UPDATE locks, by the name the statement uses", () => {
+    expect(only("SELECT v FROM s.t WHERE id = 1 FOR UPDATE").lockedForUpdate).toEqual([
+      { schema: "s", table: "t", ref: "t" }
+    ])
+    expect(only("SELECT * FROM a AS x JOIN b ON b.id = x.id, c FOR UPDATE").lockedForUpdate).toEqual([
+      { schema: undefined, table: "a", ref: "x" },
+      { schema: undefined, table: "b", ref: "b" },
+      { schema: undefined, table: "c", ref: "c" }
+    ])
+    expect(only("SELECT * FROM a x JOIN b y ON y.id = x.id FOR UPDATE OF y").lockedForUpdate).toEqual([
+      { schema: undefined, table: "b", ref: "y" }
+    ])
+    // FOR KEY SHARE locks without writing; a subquery's tables are not the FROM's.
+    expect(only("SELECT * FROM a FOR KEY SHARE").lockedForUpdate).toEqual([])
+    expect(only("SELECT * FROM (SELECT * FROM a) q FOR UPDATE").lockedForUpdate).toEqual([])
+    expect(only("SELECT * FROM a").lockedForUpdate).toEqual([])
+  })
+
+  it("writes the rows a FOR UPDATE locks with the statement's own FROM, WHERE and locking clause", () => {
+    const table = { schema: undefined, table: "t", ref: "x" }
+    expect(touchLockedSql("SELECT v, extract(year from d) FROM t x WHERE id = 1 FOR UPDATE;", [table])).toBe(
+      "SELECT dsql_local.touch_locked(NULL, $dsql$t$dsql$, $dsql$SELECT \"x\".ctid FROM t x WHERE id = 1 FOR UPDATE$dsql$)"
+    )
+    expect(
+      touchLockedSql("WITH k AS (SELECT 1 FROM y) SELECT * FROM s.t WHERE id IN (SELECT * FROM k) FOR UPDATE", [
+        { schema: "s", table: "t", ref: "t" },
+        { schema: "s", table: "t", ref: "t" }
+      ])
+    ).toBe(
+      "SELECT " + Array(2).fill(
+        "dsql_local.touch_locked($dsql$s$dsql$, $dsql$t$dsql$, $dsql$WITH k AS (SELECT 1 FROM y) SELECT \"t\".ctid " +
+          "FROM s.t WHERE id IN (SELECT * FROM k) FOR UPDATE$dsql$)"
+      ).join(", ")
+    )
+    expect(touchLockedSql("SELECT 1 FOR UPDATE", [table])).toBeUndefined()
+    expect(touchLockedSql("SELECT 'unterminated", [table])).toBeUndefined()
   })
 
   it("splits a multi-statement query at the parser's offsets", () => {

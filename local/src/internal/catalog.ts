@@ -50,6 +50,10 @@ const rulesRows = Object.entries(backendRules).map(([name, rule]) =>
  *   does at the statement: key, column and row sizes (text and bytea by their uncompressed length, other types by
  *   their stored size) and the bytes written in the transaction; and they count the rows the transaction modified
  *   in the transaction-local setting `dsql_local.written_rows`.
+ * - `dsql_local.touch_locked(schema, table, locked)`: run by the session policy right after a `SELECT … FOR UPDATE`
+ *   in a transaction block, for each table it locks: updates the locked rows (`locked` selects their `ctid`s) to
+ *   themselves, so that they conflict as writes do, as DSQL counts them. Views and tables without a column the
+ *   session may update are left alone; the update does not count toward the transaction's rows and bytes.
  * - `dsql_local.check_rows(max)`: run by the session policy right after each DML statement, in the same
  *   (implicit or explicit) transaction, so a statement that crosses the row limit is undone with its transaction,
  *   even in autocommit.
@@ -309,6 +313,9 @@ DECLARE
   total_bytes bigint;
   total_rows bigint;
 BEGIN
+  IF current_setting('dsql_local.touching', true) = 'on' THEN
+    RETURN NULL;
+  END IF;
   IF TG_OP = 'DELETE' THEN
     EXECUTE 'SELECT count(*) AS n, 0 AS bytes, 0 AS max_row, 0 AS max_column, 0 AS max_key FROM written'
       INTO measured;
@@ -335,6 +342,33 @@ BEGIN
 END
 $body$;
 
+-- The table a statement names (schema NULL: found on the session's search_path), NULL when there is none.
+CREATE OR REPLACE FUNCTION dsql_local.table_named(table_schema text, table_name text) RETURNS regclass
+LANGUAGE sql STABLE AS $body$
+  SELECT pg_catalog.to_regclass(CASE WHEN table_schema IS NULL THEN pg_catalog.quote_ident(table_name)
+    ELSE pg_catalog.quote_ident(table_schema) || '.' || pg_catalog.quote_ident(table_name) END)
+$body$;
+
+-- Runs as the session's user, with its search_path: the locking statement was the session's own.
+CREATE OR REPLACE FUNCTION dsql_local.touch_locked(table_schema text, table_name text, locked text) RETURNS void
+LANGUAGE plpgsql AS $body$
+DECLARE
+  target regclass := dsql_local.table_named(table_schema, table_name);
+  touched name;
+BEGIN
+  SELECT attname INTO touched FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  WHERE a.attrelid = target AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+    AND a.attidentity <> 'a' AND pg_catalog.has_column_privilege(target, a.attnum, 'UPDATE')
+  ORDER BY a.attnum LIMIT 1;
+  IF touched IS NULL THEN
+    RETURN;
+  END IF;
+  PERFORM pg_catalog.set_config('dsql_local.touching', 'on', true);
+  EXECUTE pg_catalog.format('UPDATE %s SET %I = %I WHERE ctid = ANY (ARRAY(%s))', target, touched, touched, locked);
+  PERFORM pg_catalog.set_config('dsql_local.touching', '', true);
+END
+$body$;
+
 CREATE OR REPLACE PROCEDURE dsql_local.check_rows(max_rows bigint)
 LANGUAGE plpgsql AS $body$
 BEGIN
@@ -347,8 +381,7 @@ $body$;
 CREATE OR REPLACE PROCEDURE dsql_local.check_drop_columns(table_schema text, table_name text, dropped text[])
 LANGUAGE plpgsql AS $body$
 DECLARE
-  target regclass := to_regclass(CASE WHEN table_schema IS NULL THEN quote_ident(table_name)
-    ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END);
+  target regclass := dsql_local.table_named(table_schema, table_name);
   key_column name;
 BEGIN
   SELECT a.attname INTO key_column FROM pg_index i

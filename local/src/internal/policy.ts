@@ -17,7 +17,8 @@
  * crossing the limit is undone.
  *
  * Optimistic concurrency over a locking backend: every explicit transaction opens a savepoint right after its snapshot
- * and keeps its writes (and `FOR UPDATE` reads) as SQL, extended-protocol parameters inlined as text. While some
+ * and keeps its writes (and locking reads) as SQL, extended-protocol parameters inlined as text. DSQL counts the rows
+ * a `FOR UPDATE` locks as written, so they are written (to themselves) right after it. While some
  * session's block could give its locks up, a backend that owes answers and sends nothing for 2 ms is taken to wait for
  * a lock: an idle session asks its own backend which backends block the waiting one (`pg_blocking_pids`), and those
  * sessions that sit between statements in an open transaction give their locks up (`ROLLBACK TO SAVEPOINT`, snapshot
@@ -38,6 +39,9 @@
  *   it gave its locks up. After a failed replay the transaction no longer reads its own earlier writes.
  * - The transaction rules see top-level statements only: rows written inside functions are counted, but the row
  *   limit is checked after top-level DML statements.
+ * - Rows only locked `FOR KEY SHARE` by a transaction that commits first do not fail a concurrent transaction's later
+ *   delete of them (PostgreSQL keeps a committed lock apart from the row's versions). A `FOR UPDATE` whose rows
+ *   cannot be written to themselves (through a view or a subquery, bound with binary parameters) behaves the same.
  *
  * @internal
  */
@@ -739,9 +743,14 @@ class Session {
     }
     if (statement.kind === "ddl") txn.ddl++
     if (statement.kind === "dml") txn.dml = true
+    // DSQL counts the rows a FOR UPDATE locks in a transaction as written: they are written to themselves.
+    const touch = inBlock && protocol.sql !== undefined && statement.lockedForUpdate.length > 0
+      ? Statements.touchLockedSql(protocol.sql, statement.lockedForUpdate)
+      : undefined
     if (inBlock && (statement.kind === "dml" || statement.locksRows)) {
       // Rows a COPY reads from the client cannot be sent again.
-      txn.writes.push(statement.copiesFromClient ? undefined : protocol.sql)
+      const write = statement.copiesFromClient ? undefined : protocol.sql
+      txn.writes.push(write === undefined || touch === undefined ? write : `${write}\n;\n${touch}`)
     }
     switch (statement.control) {
       case "begin":
@@ -754,7 +763,7 @@ class Session {
         return plan
       }
       default:
-        return this.runChecked(statement, protocol.extended)
+        return this.runChecked(statement, protocol.extended, touch)
     }
   }
 
@@ -762,10 +771,10 @@ class Session {
    * The statement between the backend checks it needs: before dropping columns, that none is in the primary key;
    * before dropping roles, that no IAM principal is mapped to them;
    * after DML, the transaction's row count (the triggers of `catalog.ts` count the rows), in the same transaction so
-   * that a statement crossing the limit is undone with it, in autocommit too. An asynchronous job takes the next
-   * injected job failure, if any.
+   * that a statement crossing the limit is undone with it, in autocommit too; after a `SELECT … FOR UPDATE` in a
+   * block, `touch`, which writes the rows it locked. An asynchronous job takes the next injected job failure, if any.
    */
-  private runChecked(statement: Statement, extended: boolean): Plan {
+  private runChecked(statement: Statement, extended: boolean, touch: string | undefined): Plan {
     const checks = [
       ...(statement.droppedColumns === undefined ? [] : [Catalog.checkDropColumnsSql(statement.droppedColumns)]),
       ...(statement.droppedRoles === undefined ? [] : [Catalog.checkDropRolesSql(statement.droppedRoles)])
@@ -774,12 +783,10 @@ class Session {
     // In the extended protocol a COPY's rows arrive after its Execute, where a check would cut the copy short: its
     // rows count at the next DML statement's check instead.
     const checksRows = statement.kind === "dml" && !(extended && statement.copiesFromClient)
-    const after = checksRows
-      ? [{
-        sql: Catalog.checkRowsSql(this.state.limits.maxRowsPerTransaction),
-        sent: this.sent(undefined, { hidden: true, releasesTag: true })
-      }]
-      : []
+    const afterSql = checksRows ? Catalog.checkRowsSql(this.state.limits.maxRowsPerTransaction) : touch
+    const after = afterSql === undefined
+      ? []
+      : [{ sql: afterSql, sent: this.sent(undefined, { hidden: true, releasesTag: true }) }]
     const jobFailure = statement.asyncIndex !== undefined || statement.asyncValidation !== undefined
       ? this.state.faults.asyncJobFailures.shift()
       : undefined

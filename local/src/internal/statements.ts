@@ -65,6 +65,20 @@ export interface Statement {
   readonly copiesFromClient: boolean
   /** `SELECT … FOR UPDATE` / `FOR KEY SHARE`: takes row locks like a write. */
   readonly locksRows: boolean
+  /** `SELECT … FOR UPDATE`: the tables in its FROM whose rows it locks, which DSQL counts as written. */
+  readonly lockedForUpdate: ReadonlyArray<LockTarget>
+}
+
+/**
+ * A table whose rows a `SELECT … FOR UPDATE` locks, and the name the statement refers to it by (its alias or name).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface LockTarget {
+  readonly schema: string | undefined
+  readonly table: string
+  readonly ref: string
 }
 
 /**
@@ -211,6 +225,48 @@ export const inlineParameters = (sql: string, values: ReadonlyArray<string | nul
   return pieces.join("")
 }
 
+const quoteIdentifier = (name: string): string => `"${name.replaceAll("\"", "\"\"")}"`
+
+/**
+ * What makes the rows a `SELECT … FOR UPDATE` (its SQL, parameters inlined) locked count as written, as DSQL counts
+ * them: for each table it locks, `dsql_local.touch_locked` updates the rows that the same query, selecting their
+ * `ctid`s, finds locked. `undefined` when the statement's top-level SELECT and FROM cannot be found.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const touchLockedSql = (sql: string, targets: ReadonlyArray<LockTarget>): string | undefined => {
+  let tokens: ReturnType<typeof LibPgQuery.scanSync>["tokens"]
+  try {
+    tokens = loadedParser().scanSync(sql).tokens
+  } catch {
+    return undefined
+  }
+  let depth = 0
+  let select: (typeof tokens)[number] | undefined
+  let from: (typeof tokens)[number] | undefined
+  let end = 0
+  for (const token of tokens) {
+    if (token.text === "(") depth++
+    else if (token.text === ")") depth--
+    else if (depth === 0 && select === undefined && token.text.toLowerCase() === "select") select = token
+    else if (depth === 0 && select !== undefined && from === undefined && token.text.toLowerCase() === "from") {
+      from = token
+    }
+    if (token.text !== ";" && !token.tokenName.endsWith("COMMENT")) end = token.end
+  }
+  if (select === undefined || from === undefined || targets.length === 0) return undefined
+  const source = Buffer.from(sql, "utf8")
+  const head = source.toString("utf8", 0, select.end)
+  const rest = source.toString("utf8", from.start, end)
+  const touches = targets.map(({ ref, schema, table }) =>
+    `dsql_local.touch_locked(${schema === undefined ? "NULL" : literal(schema)}, ${literal(table)}, ${
+      literal(`${head} ${quoteIdentifier(ref)}.ctid ${rest}`)
+    })`
+  )
+  return `SELECT ${touches.join(", ")}`
+}
+
 /** An unquoted identifier is folded to lower case, a quoted one is taken as written. */
 const IAM_STATEMENT =
   /^\s*AWS\s+IAM\s+(?:(GRANT)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+TO|(REVOKE)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+FROM)\s+'((?:[^']|'')*)'\s*;?\s*$/i
@@ -275,7 +331,8 @@ const statement = (
   droppedRoles: extra.droppedRoles,
   iamMapping: extra.iamMapping,
   copiesFromClient: extra.copiesFromClient ?? false,
-  locksRows: extra.locksRows ?? false
+  locksRows: extra.locksRows ?? false,
+  lockedForUpdate: extra.lockedForUpdate ?? []
 })
 
 const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
@@ -318,8 +375,42 @@ const classifyNode = (node: Node, sql: string, isAsync: boolean): Statement => {
     droppedColumns: "AlterTableStmt" in node ? droppedColumns(node.AlterTableStmt) : undefined,
     droppedRoles: "DropRoleStmt" in node ? droppedRoles(node.DropRoleStmt) : undefined,
     copiesFromClient: "CopyStmt" in node && node.CopyStmt.is_from === true && node.CopyStmt.filename === undefined,
-    locksRows: "SelectStmt" in node && (node.SelectStmt.lockingClause?.length ?? 0) > 0
+    locksRows: "SelectStmt" in node && (node.SelectStmt.lockingClause?.length ?? 0) > 0,
+    lockedForUpdate: "SelectStmt" in node ? lockedForUpdate(node.SelectStmt) : []
   })
+}
+
+/** The tables of a FROM item: a table, or each table of a join (subqueries and functions lock nothing here). */
+const fromTables = (node: Node): ReadonlyArray<LockTarget> => {
+  if ("RangeVar" in node) {
+    const { alias, relname, schemaname } = node.RangeVar
+    return relname === undefined ? [] : [{ schema: schemaname, table: relname, ref: alias?.aliasname ?? relname }]
+  }
+  if ("JoinExpr" in node) {
+    const { larg, rarg } = node.JoinExpr
+    return [...(larg === undefined ? [] : fromTables(larg)), ...(rarg === undefined ? [] : fromTables(rarg))]
+  }
+  return []
+}
+
+/** The tables a `FOR UPDATE` clause locks: those it names (`FOR UPDATE OF a`), else every table of the FROM. */
+const lockedForUpdate = (
+  select: Extract<Node, { SelectStmt: unknown }>["SelectStmt"]
+): ReadonlyArray<LockTarget> => {
+  const clauses = (select.lockingClause ?? []).flatMap((clause) =>
+    "LockingClause" in clause && clause.LockingClause.strength === "LCS_FORUPDATE" ? [clause.LockingClause] : []
+  )
+  if (clauses.length === 0) return []
+  const tables = (select.fromClause ?? []).flatMap(fromTables)
+  if (clauses.some((clause) => (clause.lockedRels ?? []).length === 0)) return tables
+  const named = new Set(
+    clauses.flatMap((clause) =>
+      (clause.lockedRels ?? []).flatMap((rel) =>
+        "RangeVar" in rel && rel.RangeVar.relname ? [rel.RangeVar.relname] : []
+      )
+    )
+  )
+  return tables.filter((table) => named.has(table.ref))
 }
 
 const droppedColumns = (stmt: Extract<Node, { AlterTableStmt: unknown }>["AlterTableStmt"]) => {
