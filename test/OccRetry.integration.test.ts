@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, layer } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Option, Ref } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Option, Ref } from "effect"
 import { OccConflict, OccRetry, withOccRetry } from "effect-dsql"
 import { DsqlLocal } from "effect-dsql/local"
 import { backendQuery, clientLayer, uniqueTable } from "./utils/client.js"
@@ -176,6 +176,42 @@ describe("OccRetry on DsqlLocal", () => {
           assert.strictEqual(error.code, "OC001")
         }).pipe(Effect.provide(clientLayer(server)), Effect.ensuring(server.faults.reset))
         assert.deepStrictEqual(yield* backendQuery(server, `SELECT count(*)::int AS n FROM ${table}`), [{ n: 0 }])
+      }))
+
+    it.effect("SELECT … FOR UPDATE of a guard row prevents write skew: of two doctors going off call, one stays", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        const shifts = uniqueTable("shifts")
+        const doctors = uniqueTable("on_call")
+        yield* backendQuery(server, `CREATE TABLE ${shifts} (id int PRIMARY KEY)`)
+        yield* backendQuery(server, `CREATE TABLE ${doctors} (id int PRIMARY KEY, on_call boolean NOT NULL)`)
+        yield* backendQuery(server, `INSERT INTO ${shifts} VALUES (1)`)
+        yield* backendQuery(server, `INSERT INTO ${doctors} VALUES (1, true), (2, true)`)
+        const attempts = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const read = [yield* Deferred.make<void>(), yield* Deferred.make<void>()] as const
+          const attempts = yield* Ref.make(0)
+          // Each leaves only while another doctor stays on call, each writing only its own row: under snapshot
+          // isolation alone both would leave. Locking the shift's row makes the two transactions conflict. On its
+          // first attempt each reads before either writes.
+          const goOffCall = (doctor: 1 | 2) =>
+            Effect.gen(function*() {
+              const attempt = yield* Ref.updateAndGet(attempts, (n) => n + 1)
+              yield* sql`SELECT id FROM ${sql(shifts)} WHERE id = 1 FOR UPDATE`
+              const onCall = yield* sql`SELECT id FROM ${sql(doctors)} WHERE on_call`
+              yield* Deferred.succeed(read[doctor - 1], undefined)
+              if (attempt <= 2) yield* Deferred.await(read[2 - doctor])
+              if (onCall.length >= 2) yield* sql`UPDATE ${sql(doctors)} SET on_call = false WHERE id = ${doctor}`
+            }).pipe(withOccRetry({ baseDelay: "5 millis" }))
+          yield* Effect.all([goOffCall(1), goOffCall(2)], { concurrency: 2 })
+          return yield* Ref.get(attempts)
+        }).pipe(Effect.provide(clientLayer(server, { maxConnections: 2 })))
+        const onCall = yield* backendQuery<{ n: number }>(
+          server,
+          `SELECT count(*)::int AS n FROM ${doctors} WHERE on_call`
+        )
+        assert.deepStrictEqual(onCall, [{ n: 1 }])
+        assert.isAtLeast(attempts, 3, "the second to commit lost and tried again")
       }))
 
     it.effect("inside an outer transaction, withOccRetry opens nothing and lets the conflict reach the outer one", () =>
