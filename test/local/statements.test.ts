@@ -331,6 +331,7 @@ describe("statements", () => {
       ).join(", ")
     )
     expect(touchLockedSql("SELECT 1 FOR UPDATE", [table])).toBeUndefined()
+    expect(touchLockedSql("SELECT * FROM t FOR KEY SHARE", [])).toBeUndefined()
     expect(touchLockedSql("SELECT 'unterminated", [table])).toBeUndefined()
   })
 

@@ -744,7 +744,7 @@ class Session {
     if (statement.kind === "ddl") txn.ddl++
     if (statement.kind === "dml") txn.dml = true
     // DSQL counts the rows a FOR UPDATE locks in a transaction as written: they are written to themselves.
-    const touch = inBlock && protocol.sql !== undefined && statement.lockedForUpdate.length > 0
+    const touch = inBlock && protocol.sql !== undefined
       ? Statements.touchLockedSql(protocol.sql, statement.lockedForUpdate)
       : undefined
     if (inBlock && (statement.kind === "dml" || statement.locksRows)) {

@@ -236,6 +236,7 @@ const quoteIdentifier = (name: string): string => `"${name.replaceAll("\"", "\"\
  * @category constructors
  */
 export const touchLockedSql = (sql: string, targets: ReadonlyArray<LockTarget>): string | undefined => {
+  if (targets.length === 0) return undefined
   let tokens: ReturnType<typeof LibPgQuery.scanSync>["tokens"]
   try {
     tokens = loadedParser().scanSync(sql).tokens
@@ -255,7 +256,7 @@ export const touchLockedSql = (sql: string, targets: ReadonlyArray<LockTarget>):
     }
     if (token.text !== ";" && !token.tokenName.endsWith("COMMENT")) end = token.end
   }
-  if (select === undefined || from === undefined || targets.length === 0) return undefined
+  if (select === undefined || from === undefined) return undefined
   const source = Buffer.from(sql, "utf8")
   const head = source.toString("utf8", 0, select.end)
   const rest = source.toString("utf8", from.start, end)
