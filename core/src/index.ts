@@ -88,3 +88,10 @@ export * as Refresh from "./Refresh.js"
  * @since 0.1.0
  */
 export * as Transaction from "./Transaction.js"
+
+/**
+ * Verify-full TLS options and the process's shared secure contexts.
+ *
+ * @since 0.1.0
+ */
+export * as Tls from "./Tls.js"

@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import { Backoff, SqlState } from "@effect-dsql/core"
+import { Backoff, SqlState, Tls as CoreTls } from "@effect-dsql/core"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -23,7 +23,7 @@ import * as Runtime from "effect/Runtime"
 import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
 import type { Duplex } from "node:stream"
-import * as Tls from "node:tls"
+import type * as Tls from "node:tls"
 import * as Pg from "pg"
 import type { DsqlConfig } from "../DsqlConfig.js"
 import type * as TokenSigner from "../TokenSigner.js"
@@ -59,36 +59,9 @@ const lifetimeJitter = 0.1
 /** Given to pg-pool with a connection whose session ended, so that pg-pool closes it instead of pooling it again. */
 const sessionEnded = new Error("the server ended this connection's session")
 
-/** Secure contexts by extra CA PEM, shared by every pool of the process that trusts the same CA. */
-const secureContexts = new Map<string, Tls.SecureContext>()
-
-/**
- * Node's roots plus `pem` in one secure context, built once per process and PEM: building one parses Node's ~150
- * roots (tens of ms of CPU), which many pools opened at once (a storm of cold starts) would otherwise each pay.
- */
-const secureContextFor = (pem: string): Tls.SecureContext => {
-  const cached = secureContexts.get(pem)
-  if (cached !== undefined) return cached
-  const context = Tls.createSecureContext({ ca: [...Tls.rootCertificates, pem], minVersion: "TLSv1.2" })
-  secureContexts.set(pem, context)
-  return context
-}
-
-/**
- * TLS options for verify-full against the DSQL host name: certificate chain and host name checked, SNI sent,
- * TLS 1.2 or later. Extra roots are added to Node's defaults, never replacing them, in one secure context shared
- * by the process's pools: passing `ca` instead would parse Node's ~150 roots again on every connection.
- */
-export const tlsOptions = (config: DsqlConfig): Tls.ConnectionOptions => ({
-  servername: config.host,
-  rejectUnauthorized: true,
-  minVersion: "TLSv1.2",
-  checkServerIdentity: (_hostname, certificate) => Tls.checkServerIdentity(config.host, certificate),
-  ...Option.match(config.caPem, {
-    onNone: () => ({}),
-    onSome: (pem) => ({ secureContext: secureContextFor(pem) })
-  })
-})
+/** TLS options for verify-full against the DSQL host name, with one secure context per process and extra CA. */
+export const tlsOptions = (config: DsqlConfig): Tls.ConnectionOptions =>
+  CoreTls.verifyFull(config.host, Option.getOrUndefined(config.caPem))
 
 /**
  * A socket factory that dials `address` whatever host pg asks for, so that pg keeps using the DSQL host name for

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Backoff, SqlState } from "@effect-dsql/core"
+import { Backoff, SqlState, Tls as CoreTls } from "@effect-dsql/core"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import * as PgPool from "@effect/sql-pg/PgPool"
@@ -71,29 +71,13 @@ export const connectRetryDelayMillis = (retry: number, random: number): number =
   Backoff.jitteredMillis(Backoff.cappedDelayMillis(Backoff.connectRetry, retry), Backoff.connectRetry.jitter, random)
 
 /**
- * TLS options for verify-full against the DSQL host name: certificate chain and host name checked, SNI sent, TLS 1.2
- * or later. An extra CA is added to Node's roots, never replacing them, in one secure context per client.
- */
-const tlsOptions = (config: ClientConfig): Tls.ConnectionOptions => ({
-  servername: config.host,
-  rejectUnauthorized: true,
-  minVersion: "TLSv1.2",
-  checkServerIdentity: (_hostname, certificate) => Tls.checkServerIdentity(config.host, certificate),
-  ...Option.match(config.caPem, {
-    onNone: () => ({}),
-    onSome: (pem) => ({
-      secureContext: Tls.createSecureContext({ ca: [...Tls.rootCertificates, pem], minVersion: "TLSv1.2" })
-    })
-  })
-})
-
-/**
  * The transport: direct TLS with ALPN `postgresql` opened by us (`ssl: false` tells sql-pg not to send an
  * SSLRequest on it), or, for the SSLRequest negotiation, a plain socket to `hostAddress` that sql-pg upgrades itself
  * (without `hostAddress` sql-pg dials `host` itself).
  */
 const transport = (config: ClientConfig): Pick<PgPool.Config, "ssl" | "stream" | "keepAlive"> => {
-  const tls = tlsOptions(config)
+  // verify-full against the DSQL host name, with one secure context per process and extra CA
+  const tls = CoreTls.verifyFull(config.host, Option.getOrUndefined(config.caPem))
   const address = Option.getOrElse(config.hostAddress, () => config.host)
   const socketOptions = {
     host: address,
