@@ -25,7 +25,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import pg from "pg"
 import packageJson from "../package.json" with { type: "json" }
-import { tlsOptions } from "../src/internal/pool.js"
+import { isQueueTimeout, tlsOptions } from "../src/internal/pool.js"
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
 import { signToken, tlsFor } from "./utils/dsqlLocal.js"
 
@@ -373,6 +373,21 @@ describe("DsqlClient", () => {
         )
       }))
 
+    it.effect("says why a checkout found no connection within connectTimeout, and what to change", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          // the pool's only connection, held until the scope ends
+          yield* sql.reserve
+          const error = failureOf(yield* Effect.exit(sql`SELECT 1`))
+          assert.include(
+            (error.cause as Error).message,
+            "no connection within connectTimeout (300ms): the pool's 1 connection stayed in use"
+          )
+        }).pipe(Effect.scoped, Effect.provide(clientLayer(server, { maxConnections: 1, connectTimeout: 300 })))
+      }))
+
     it.effect("passes @effect/sql-pg's name transforms and custom type parsers to layerConfig and connect", () =>
       Effect.gen(function*() {
         const server = yield* DsqlLocal.DsqlLocal
@@ -488,6 +503,16 @@ describe("DsqlClient", () => {
         assert.strictEqual(pool.waitingCount, 1, internals("options.max is no longer read at each checkout"))
         first.release()
         ;(yield* Effect.promise(() => second)).release()
+
+        // A checkout queued past connectionTimeoutMillis fails with the text pool.ts recognises.
+        pool.options.connectionTimeoutMillis = 100
+        const held = yield* Effect.promise(() => pool.connect())
+        const timedOut = yield* Effect.promise(() => pool.connect().then(() => undefined, (error: Error) => error))
+        held.release()
+        assert.isTrue(
+          timedOut !== undefined && isQueueTimeout(timedOut),
+          internals("a checkout queued past connectionTimeoutMillis no longer fails with the text pool.ts recognises")
+        )
       }).pipe(Effect.scoped))
 
     it.effect("never sends a statement on a connection whose session the server ended", () =>

@@ -88,3 +88,20 @@ export const describeError = (error: unknown, hostInput = "the host"): string =>
   }
   return description
 }
+
+/**
+ * What a checkout that found no connection within `connectTimeout` says, and what to change: every connection the
+ * pool may open stayed in use, or new ones were slow to open or refused for DSQL's connection limits.
+ *
+ * @example
+ * ```ts
+ * import { Diagnostics } from "@effect-dsql/core"
+ * Diagnostics.checkoutTimedOut("10s", 20)
+ * // "no connection within connectTimeout (10s): the pool's 20 connections stayed in use, or new ones …"
+ * ```
+ * @since 0.1.0
+ */
+export const checkoutTimedOut = (connectTimeout: string, maxConnections: number): string =>
+  `no connection within connectTimeout (${connectTimeout}): the pool's ${maxConnections} ` +
+  `connection${maxConnections === 1 ? "" : "s"} stayed in use, or new ones were slow to open or refused for DSQL's ` +
+  "connection limits; raise maxConnections or connectTimeout, or hold connections for less time"

@@ -247,6 +247,18 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.isAtLeast(refused() - atStart, 2, "the refused connection was retried")
     }))
 
+  it.effect("says why a checkout found no connection within connectTimeout, and what to change", () =>
+    Effect.gen(function*() {
+      const sql = yield* open(yield* DsqlLocal.DsqlLocal, { maxConnections: 1, connectTimeout: "300 millis" })
+      // the pool's only connection, held until the scope ends
+      yield* sql.reserve
+      const error = yield* failureOf(TestClock.withLive(sql`SELECT 1`))
+      assert.include(
+        error.message,
+        "DsqlClient: no connection within connectTimeout (300ms): the pool's 1 connection stayed in use"
+      )
+    }))
+
   it.effect("recycles a connection at its jittered lifetime, never later than the configured one", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal

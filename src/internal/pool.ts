@@ -4,12 +4,12 @@
  * connection limits.
  *
  * It relies on pg-pool internals (declared as a dependency): `options.max` read at each checkout, `maxLifetimeSeconds`
- * read per new connection, `connect` replaceable and used by `query`, the `connect` / `remove` events. A test in
- * test/DsqlClient.test.ts fails by name when one of them changes.
+ * read per new connection, `connect` replaceable and used by `query`, the `connect` / `remove` events, the text of its
+ * queue timeout. A test in test/DsqlClient.test.ts fails by name when one of them changes.
  *
  * @internal
  */
-import { Backoff, SqlState, Tls as CoreTls } from "@effect-dsql/core"
+import { Backoff, Diagnostics, SqlState, Tls as CoreTls } from "@effect-dsql/core"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -33,6 +33,9 @@ import * as DsqlMetrics from "./metrics.js"
 /** True for DSQL's "too many open connections" (53300) and "rate exceeded" (53400) refusals. */
 export const isConnectionLimitError = (error: unknown): boolean =>
   typeof error === "object" && error !== null && SqlState.isConnectionLimit((error as { code?: unknown }).code)
+
+/** pg-pool's own failure of a checkout that waited in its queue for `connectionTimeoutMillis`. */
+export const isQueueTimeout = (error: Error): boolean => error.message === "timeout exceeded when trying to connect"
 
 /**
  * Back-off for new-connection attempts refused by DSQL's limits: exponential from 20 ms, each delay capped at 1 s and
@@ -327,6 +330,12 @@ export const makePool = Effect.fnUntraced(function*(
     }))
   }
 
+  /** pg-pool's queued checkout reached `connectionTimeoutMillis` without a connection, in words that say why. */
+  const checkoutTimedOut = (timeout: Error) =>
+    new Error(Diagnostics.checkoutTimedOut(Duration.format(config.connectTimeout), config.maxConnections), {
+      cause: timeout
+    })
+
   // Checkouts go straight to pg-pool; only a refusal for DSQL's limits enters the (slower) retry path. With a
   // callback (as @effect/sql-pg checks out for every statement) no promise is made: it would be garbage per query.
   function connect(): Promise<Pg.PoolClient>
@@ -342,10 +351,12 @@ export const makePool = Effect.fnUntraced(function*(
     }
     const startedAt = Date.now()
     const span = currentSpan()
+    const deliver: ConnectCallback = (error, client, release) =>
+      callback(error && isQueueTimeout(error) ? checkoutTimedOut(error) : error, client, release)
     connectOnce(span, (error, client, release) =>
       error && isConnectionLimitError(error)
-        ? retryAfterRefusal(error, startedAt, span, callback)
-        : callback(error, client, release))
+        ? retryAfterRefusal(error, startedAt, span, deliver)
+        : deliver(error, client, release))
     return undefined
   }
   pool.connect = connect as typeof pool.connect

@@ -58,6 +58,15 @@ describe("Diagnostics.describeError", () => {
   })
 })
 
+describe("Diagnostics.checkoutTimedOut", () => {
+  it("names the timeout and the pool's size, and what to change", () => {
+    const one = Diagnostics.checkoutTimedOut("250ms", 1)
+    assert.match(one, /^no connection within connectTimeout \(250ms\): the pool's 1 connection stayed in use/)
+    assert.include(Diagnostics.checkoutTimedOut("10s", 20), "the pool's 20 connections stayed in use")
+    assert.include(one, "raise maxConnections or connectTimeout")
+  })
+})
+
 describe("SqlState.serverError", () => {
   it("finds the server's error along a cyclic chain, and ends when there is none", () => {
     const error = { message: "wrapped", cause: { code: "40001", message: "conflict (OC000)" } }

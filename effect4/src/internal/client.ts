@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Backoff, SqlState, Tls as CoreTls } from "@effect-dsql/core"
+import { Backoff, Diagnostics, SqlState, Tls as CoreTls } from "@effect-dsql/core"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import * as PgPool from "@effect/sql-pg/PgPool"
@@ -65,6 +65,10 @@ export const jitteredLifetimeMillis = (lifetimeMillis: number, random: number): 
   Backoff.jitteredMillis(lifetimeMillis, lifetimeJitter, random)
 
 const isConnectionLimitError = (error: SqlError): boolean => SqlState.isConnectionLimit(sqlStateOf(error))
+
+/** sql-pg 4's pool's own failure of a checkout that waited its `acquireTimeout`, the only one it names so. */
+const isAcquireTimeout = (error: SqlError): boolean =>
+  error.reason._tag === "ConnectionError" && error.reason.operation === "acquireConnection"
 
 /** Back-off before retry `retry` (0, 1, …) after a refusal for DSQL's limits, `random` in [0, 1). */
 export const connectRetryDelayMillis = (retry: number, random: number): number =>
@@ -243,10 +247,26 @@ export const make = Effect.fnUntraced(function*(
           isRetired ? Effect.andThen(pool.invalidate(connection), withoutRetired(checkout)) : Effect.succeed(connection)
       ))
 
+  /** sql-pg 4's pool found no connection within its `acquireTimeout`, in words that say why. */
+  const checkoutTimedOut = (error: SqlError): SqlError =>
+    new SqlError({
+      reason: new ConnectionError({
+        cause: error.reason.cause,
+        operation: error.reason.operation,
+        message: `DsqlClient: ${
+          Diagnostics.checkoutTimedOut(Duration.format(config.connectTimeout), config.maxConnections)
+        }`
+      })
+    })
+
   /** A failed checkout in DSQL's words; a signing failure, a defect of the pool's `password`, as a typed one. */
   const inDsqlWords = <A>(checkout: Effect.Effect<A, SqlError, Scope.Scope>): Effect.Effect<A, SqlError, Scope.Scope> =>
     checkout.pipe(
-      Effect.mapError((error) => withDsqlMessage(error, `could not connect to ${config.host}`, config.hostInput)),
+      Effect.mapError((error) =>
+        isAcquireTimeout(error)
+          ? checkoutTimedOut(error)
+          : withDsqlMessage(error, `could not connect to ${config.host}`, config.hostInput)
+      ),
       Effect.catchDefect((defect) =>
         isTokenSignerError(defect) ? Effect.fail(signingFailed(config.host, defect)) : Effect.die(defect)
       )
