@@ -15,6 +15,7 @@ import * as OccRetry from "../src/OccRetry.js"
 import * as TokenSigner from "../src/TokenSigner.js"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
 import { withEnv } from "./utils/env.js"
+import { tcpProxy } from "./utils/tcpProxy.js"
 
 type Server = DsqlLocal.DsqlLocal["Service"]
 
@@ -50,6 +51,18 @@ const open = (
   Effect.flatMap(DsqlConfig.make(optionsFor(server, overrides)), (config) => DsqlClient.make(config)).pipe(
     Effect.provide(Layer.merge(Reactivity.layer, signer))
   )
+
+/** Holds one of `sql`'s connections in an open transaction until `release`, which waits for it to commit. */
+const holdConnection = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    const holding = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const holder = yield* Effect.forkScoped(sql.withTransaction(
+      Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
+    ))
+    yield* Deferred.await(holding)
+    return { release: Effect.andThen(Deferred.succeed(release, undefined), Fiber.join(holder)) }
+  })
 
 const failureOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.map(Effect.exit(effect), (exit) => {
@@ -184,12 +197,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       ).pipe(Layer.provide(signerFor(server)))
       // on the live clock: the pool's connect timeouts must be able to fire
       const sql = yield* TestClock.withLive(open(server, { maxConnections: 2, connectTimeout: "20 seconds" }, counting))
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const holder = yield* Effect.forkScoped(sql.withTransaction(
-        Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
-      ))
-      yield* Deferred.await(holding)
+      const holder = yield* holdConnection(sql)
       // the second statement needs a second connection, which the cluster refuses (53300) until the first is free
       const second = yield* Effect.forkScoped(TestClock.withLive(sql<{ one: number }>`SELECT 1 AS one`))
       // the start-up connection, the refused attempt and at least one retry
@@ -201,8 +209,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
           orElse: () => Effect.die("the refused attempt was not retried")
         }))
       )
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holder)
+      yield* holder.release
       assert.deepStrictEqual(yield* Fiber.join(second), [{ one: 1 }])
     }))
 
@@ -215,12 +222,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       const noNewConnections = () => server.faults.setLimits({ connectionBurst: 0.5, connectionRatePerSecond: 0.001 })
       // on the live clock: the pool's connect timeouts must be able to fire
       const sql = yield* TestClock.withLive(open(server, { maxConnections: 2, connectTimeout: "20 seconds" }))
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const holder = yield* Effect.forkScoped(sql.withTransaction(
-        Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
-      ))
-      yield* Deferred.await(holding)
+      const holder = yield* holdConnection(sql)
       const before = refused()
       noNewConnections()
       // the second statement needs a second connection: refused (53400) until the bucket fills again
@@ -235,8 +237,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       )
       server.faults.setLimits({ connectionBurst: 1, connectionRatePerSecond: 1_000 })
       assert.deepStrictEqual(yield* Fiber.join(second), [{ one: 1 }])
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holder)
+      yield* holder.release
 
       // refused until connectTimeout: the start-up check fails with the last refusal, in DSQL's words
       noNewConnections()
@@ -245,6 +246,32 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       assert.include(error.message, "rate exceeded")
       assert.include(error.message, "SQLSTATE 53400")
       assert.isAtLeast(refused() - atStart, 2, "the refused connection was retried")
+    }))
+
+  it.effect("gives a refused statement's connection up at connectTimeout, an attempt still opening included", () =>
+    Effect.gen(function*() {
+      const server = yield* DsqlLocal.DsqlLocal
+      yield* Effect.addFinalizer(() => Effect.sync(() => server.faults.reset()))
+      const refused = () => server.stats().connectionsRefused
+      const proxy = yield* tcpProxy(server.port)
+      const connectTimeout = 3_000
+      const sql = yield* TestClock.withLive(open(server, { port: proxy.port, maxConnections: 2, connectTimeout }))
+      const holder = yield* holdConnection(sql)
+      const before = refused()
+      // every new connection refused for the rate (53400): the statement's checkout backs off and tries again
+      server.faults.setLimits({ connectionBurst: 0.5, connectionRatePerSecond: 0.001 })
+      const started = Date.now()
+      const second = yield* Effect.forkScoped(TestClock.withLive(Effect.exit(sql`SELECT 1`)))
+      yield* TestClock.withLive(Effect.sleep("1600 millis"))
+      assert.isAtLeast(refused() - before, 2, "the refused connection was retried")
+      // then never answered: the next attempt (backed off by at most 1 s) is still opening when the budget ends
+      proxy.stall()
+      const exit = yield* Fiber.join(second)
+      const elapsed = Date.now() - started
+      assert(Exit.isFailure(exit), "the statement got no connection")
+      assert.include(Cause.pretty(exit.cause), "SQLSTATE 53400", "it fails with the last refusal")
+      assert.isAtMost(elapsed, connectTimeout + 700)
+      yield* holder.release
     }))
 
   it.effect("says why a checkout found no connection within connectTimeout, and what to change", () =>

@@ -274,7 +274,8 @@ export const make = Effect.fnUntraced(function*(
 
   /**
    * `first`, then `attempt` again with back-off while DSQL refuses new connections for its limits (53300, 53400),
-   * until `connectTimeout` after `startedAt`; every failure in DSQL's words.
+   * until `connectTimeout` after `startedAt`, the attempts included (one still opening then fails with the last
+   * refusal); every failure in DSQL's words.
    */
   const retryConnect = (
     clock: Clock.Clock,
@@ -289,12 +290,16 @@ export const make = Effect.fnUntraced(function*(
       Effect.catchIf(inDsqlWords(current), isConnectionLimitError, (error) =>
         Effect.flatMap(Random.next, (random) => {
           const delay = connectRetryDelayMillis(retry, random)
-          return !Backoff.withinBudget(clock.currentTimeMillisUnsafe() - startedAt, delay, connectTimeoutMillis)
-            ? Effect.fail(error)
-            : Metric.update(Metrics.connectRetries, 1).pipe(
-              Effect.andThen(Effect.sleep(Duration.millis(delay))),
-              Effect.andThen(loop(retry + 1, attempt))
-            )
+          const elapsed = clock.currentTimeMillisUnsafe() - startedAt
+          if (!Backoff.withinBudget(elapsed, delay, connectTimeoutMillis)) return Effect.fail(error)
+          const bounded = Effect.timeoutOrElse(attempt, {
+            duration: Duration.millis(connectTimeoutMillis - elapsed - delay),
+            orElse: () => Effect.fail(error)
+          })
+          return Metric.update(Metrics.connectRetries, 1).pipe(
+            Effect.andThen(Effect.sleep(Duration.millis(delay))),
+            Effect.andThen(loop(retry + 1, bounded))
+          )
         }))
     return loop(0, first)
   }
