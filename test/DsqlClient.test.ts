@@ -28,6 +28,7 @@ import packageJson from "../package.json" with { type: "json" }
 import { isQueueTimeout, tlsOptions } from "../src/internal/pool.js"
 import { backendQuery, clientLayer, uniqueTable, withEnv } from "./utils/client.js"
 import { signToken, tlsFor } from "./utils/dsqlLocal.js"
+import { plainServer } from "./utils/fakeServers.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
   assert.isTrue(Exit.isFailure(exit), "expected a failure")
@@ -372,6 +373,42 @@ describe("DsqlClient", () => {
           )
         )
       }))
+
+    it.effect("gives a refused statement's connection up at connectTimeout, an attempt still opening included", () =>
+      Effect.gen(function*() {
+        const server = yield* DsqlLocal.DsqlLocal
+        yield* Effect.addFinalizer(() => server.faults.reset)
+        // a TCP relay to DsqlLocal that, once stalled, accepts connections and never answers
+        let stalled = false
+        const relayPort = yield* plainServer((client) => {
+          if (stalled) return
+          const upstream = Net.connect(server.port, "127.0.0.1").on("error", () => client.destroy())
+          client.pipe(upstream).pipe(client)
+          client.on("close", () => upstream.destroy())
+        })
+        const connectTimeout = 3_000
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          // the start-up connection, held: the statement below needs a new one
+          yield* sql.reserve
+          const before = (yield* server.stats).connectionsRefused
+          // every new connection refused for the rate (53400): the statement's checkout backs off and tries again
+          yield* server.faults.setLimits({ connectionBurst: 0.5, connectionRatePerSecond: 0.001 })
+          const started = Date.now()
+          const statement = yield* Effect.fork(Effect.exit(sql`SELECT 1`))
+          yield* Effect.sleep("1600 millis")
+          assert.isAtLeast((yield* server.stats).connectionsRefused - before, 2, "the refused connection was retried")
+          // then never answered: the next attempt (backed off by at most 1 s) is still opening when the budget ends
+          stalled = true
+          const exit = yield* Fiber.join(statement)
+          const elapsed = Date.now() - started
+          assert.strictEqual((failureOf(exit).cause as { code?: string }).code, "53400", "the last refusal")
+          assert.isAtMost(elapsed, connectTimeout + 700)
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(clientLayer(server, { port: relayPort, maxConnections: 2, connectTimeout }))
+        )
+      }).pipe(Effect.scoped))
 
     it.effect("says why a checkout found no connection within connectTimeout, and what to change", () =>
       Effect.gen(function*() {

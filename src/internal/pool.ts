@@ -20,6 +20,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
 import type { Duplex } from "node:stream"
@@ -134,7 +135,11 @@ export const makePool = Effect.fnUntraced(function*(
   signer: TokenSigner.Service,
   driverOptions: DriverOptions = {}
 ) {
-  const runtime = Runtime.updateContext(yield* Effect.runtime<never>(), Context.omit(Tracer.ParentSpan))
+  // Interruptible whatever the flags of the fiber that built the pool (a layer is built uninterruptibly): a connect
+  // retry's deadline must be able to interrupt the attempt it is waiting for.
+  const runtime = Runtime.updateContext(yield* Effect.runtime<never>(), Context.omit(Tracer.ParentSpan)).pipe(
+    Runtime.enableRuntimeFlag(RuntimeFlags.Interruption)
+  )
   const runPromiseExit = Runtime.runPromiseExit(runtime)
   const runFork = Runtime.runFork(runtime)
   const withSpan = (span: Tracer.AnySpan | undefined) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
