@@ -335,11 +335,13 @@ export const makePool = Effect.fnUntraced(function*(
     }))
   }
 
-  /** pg-pool's queued checkout reached `connectionTimeoutMillis` without a connection, in words that say why. */
-  const checkoutTimedOut = (timeout: Error) =>
-    new Error(Diagnostics.checkoutTimedOut(Duration.format(config.connectTimeout), config.maxConnections), {
-      cause: timeout
-    })
+  /** A failed checkout as the caller gets it: pg-pool's queue timeout in words that say why, any other error as it is. */
+  const described = (error: Error | undefined): Error | undefined =>
+    error && isQueueTimeout(error)
+      ? new Error(Diagnostics.checkoutTimedOut(Duration.format(config.connectTimeout), config.maxConnections), {
+        cause: error
+      })
+      : error
 
   // Checkouts go straight to pg-pool; only a refusal for DSQL's limits enters the (slower) retry path. With a
   // callback (as @effect/sql-pg checks out for every statement) no promise is made: it would be garbage per query.
@@ -356,12 +358,13 @@ export const makePool = Effect.fnUntraced(function*(
     }
     const startedAt = Date.now()
     const span = currentSpan()
-    const deliver: ConnectCallback = (error, client, release) =>
-      callback(error && isQueueTimeout(error) ? checkoutTimedOut(error) : error, client, release)
+    // a successful checkout, the common case, allocates nothing more; a failed one is described on its way out
     connectOnce(span, (error, client, release) =>
-      error && isConnectionLimitError(error)
-        ? retryAfterRefusal(error, startedAt, span, deliver)
-        : deliver(error, client, release))
+      !error
+        ? callback(error, client, release)
+        : isConnectionLimitError(error)
+        ? retryAfterRefusal(error, startedAt, span, (last, retried, done) => callback(described(last), retried, done))
+        : callback(described(error), client, release))
     return undefined
   }
   pool.connect = connect as typeof pool.connect
