@@ -286,6 +286,30 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       )
     }))
 
+  it.effect("still bounds a checkout waiting for a release after statements, transactions and timed-out checkouts", () =>
+    Effect.gen(function*() {
+      const sql = yield* open(yield* DsqlLocal.DsqlLocal, { maxConnections: 1, connectTimeout: "300 millis" })
+      const timedOut = (label: string) =>
+        Effect.gen(function*() {
+          const held = yield* holdConnection(sql)
+          // a checkout the bound let wait for a release would hang here: the test's own deadline names it
+          const waited = yield* failureOf(
+            TestClock.withLive(sql`SELECT 1`.pipe(Effect.timeoutOrElse({
+              duration: "5 seconds",
+              orElse: () => Effect.die(`${label}: a checkout waited past connectTimeout`)
+            })))
+          )
+          assert.include(waited.message, "no connection within connectTimeout (300ms)", label)
+          yield* held.release
+        })
+      yield* sql`SELECT 1`.pipe(Effect.repeat({ times: 2 }))
+      yield* sql.withTransaction(sql`SELECT 1`)
+      yield* timedOut("after statements and a transaction")
+      // each checkout above gave its place back exactly once: a free connection is still handed out at once
+      yield* sql`SELECT 1`
+      yield* timedOut("after a timed-out checkout")
+    }))
+
   it.effect("recycles a connection at its jittered lifetime, never later than the configured one", () =>
     Effect.gen(function*() {
       const server = yield* DsqlLocal.DsqlLocal
