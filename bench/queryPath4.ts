@@ -1,7 +1,7 @@
 /**
  * The Effect 4 line's per-statement cost, alone: client CPU µs per `SELECT 1` (process.cpuUsage, user + system) for
- * effect-dsql 2's `DsqlClient` and plain @effect/sql-pg 4's `PgClient`, both on their own pool of `concurrency`
- * connections to one DsqlLocal, which runs in a child process so that its proxy's CPU is not counted. Loads
+ * effect-dsql 2's `DsqlClient` and plain @effect/sql-pg 4's `PgClient`, each on its own pool of `concurrency`
+ * connections, at most 16 (as in scenario 3, so that checkouts at concurrency 64 wait for one), to one DsqlLocal, which runs in a child process so that its proxy's CPU is not counted. Loads
  * effect-dsql 2's build, as the bench does. Not part of `npm run bench`.
  *
  *   (cd effect4 && npm run build) && npx tsx bench/queryPath4.ts [queries=20000] [runs=3] [client name filter]
@@ -44,6 +44,8 @@ if (process.argv[2] === "--server") {
   const queries = Number(process.argv[2] ?? 20_000)
   const runs = Number(process.argv[3] ?? 3)
   const only = process.argv[4] ?? ""
+  // as scenario 3: at concurrency 64 the pool's 16 connections are shared, and checkouts wait for them
+  const poolCap = 16
   const child = fork(fileURLToPath(import.meta.url), ["--server"], { execArgv: process.execArgv })
   const endpoint = await new Promise<Endpoint>((resolve) => child.once("message", (m) => resolve(m as Endpoint)))
 
@@ -94,12 +96,12 @@ if (process.argv[2] === "--server") {
     })
 
   const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-  for (const concurrency of [1, 16]) {
+  for (const concurrency of [1, 16, 64]) {
     const samples: Record<string, Array<number>> = {}
     for (let run = 0; run < runs; run++) {
       for (const [name, layer] of Object.entries(clients)) {
         if (!name.includes(only)) continue
-        const perOp = await Effect.runPromise(Effect.provide(measure(concurrency), layer(concurrency)))
+        const perOp = await Effect.runPromise(Effect.provide(measure(concurrency), layer(Math.min(concurrency, poolCap))))
         ;(samples[name] ??= []).push(perOp)
       }
     }
