@@ -4,20 +4,17 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Cause, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Random, Ref } from "effect"
-import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql"
 import { SqlError } from "effect/sql/SqlError"
 import { TestClock } from "effect/testing"
 import * as DsqlClient from "../src/DsqlClient.js"
-import * as DsqlConfig from "../src/DsqlConfig.js"
 import { connectRetryDelayMillis, jitteredLifetimeMillis } from "../src/internal/client.js"
 import * as OccRetry from "../src/OccRetry.js"
 import * as TokenSigner from "../src/TokenSigner.js"
+import { open, optionsFor, signerFor } from "./utils/client.js"
 import * as DsqlLocal from "./utils/dsqlLocal.js"
 import { withEnv } from "./utils/env.js"
 import { tcpProxy } from "./utils/tcpProxy.js"
-
-type Server = DsqlLocal.DsqlLocal["Service"]
 
 /** Environment credentials DsqlLocal does not accept. */
 const refusedKeys: Record<string, string | undefined> = {
@@ -26,31 +23,6 @@ const refusedKeys: Record<string, string | undefined> = {
   AWS_SESSION_TOKEN: undefined,
   AWS_PROFILE: undefined
 }
-
-const signerFor = (server: Server) =>
-  TokenSigner.layerStatic({
-    accessKeyId: server.credentials.accessKeyId,
-    secretAccessKey: server.credentials.secretAccessKey
-  })
-
-const optionsFor = (server: Server, overrides?: DsqlConfig.Options): DsqlConfig.Options => ({
-  host: server.hostname,
-  port: server.port,
-  region: server.region,
-  hostAddress: server.address,
-  caPem: server.ca,
-  ...overrides
-})
-
-/** A client of its own (its own pool and signer) for the test's scope. */
-const open = (
-  server: Server,
-  overrides?: DsqlConfig.Options,
-  signer: Layer.Layer<TokenSigner.TokenSigner> = signerFor(server)
-) =>
-  Effect.flatMap(DsqlConfig.make(optionsFor(server, overrides)), (config) => DsqlClient.make(config)).pipe(
-    Effect.provide(Layer.merge(Reactivity.layer, signer))
-  )
 
 /** Holds one of `sql`'s connections in an open transaction until `release`, which waits for it to commit. */
 const holdConnection = (sql: SqlClient.SqlClient) =>
