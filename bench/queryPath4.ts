@@ -101,7 +101,9 @@ if (process.argv[2] === "--server") {
     for (let run = 0; run < runs; run++) {
       for (const [name, layer] of Object.entries(clients)) {
         if (!name.includes(only)) continue
-        const perOp = await Effect.runPromise(Effect.provide(measure(concurrency), layer(Math.min(concurrency, poolCap))))
+        const perOp = await Effect.runPromise(
+          Effect.provide(measure(concurrency), layer(Math.min(concurrency, poolCap)))
+        )
         ;(samples[name] ??= []).push(perOp)
       }
     }
