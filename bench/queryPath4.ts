@@ -1,8 +1,9 @@
 /**
  * The Effect 4 line's per-statement cost, alone: client CPU µs per `SELECT 1` (process.cpuUsage, user + system) for
  * effect-dsql 2's `DsqlClient` and plain @effect/sql-pg 4's `PgClient`, each on its own pool of `concurrency`
- * connections, at most 16 (as in scenario 3, so that checkouts at concurrency 64 wait for one), to one DsqlLocal, which runs in a child process so that its proxy's CPU is not counted. Loads
- * effect-dsql 2's build, as the bench does. Not part of `npm run bench`.
+ * connections, at most 16 (as in scenario 3, so that checkouts at concurrency 64 wait for one), to one DsqlLocal,
+ * which runs in a child process so that its proxy's CPU is not counted. Loads effect-dsql 2's build, as the bench
+ * does. Not part of `npm run bench`.
  *
  *   (cd effect4 && npm run build) && npx tsx bench/queryPath4.ts [queries=20000] [runs=3] [client name filter]
  */

@@ -277,7 +277,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("DsqlClient on DsqlLocal", 
       yield* sql`SELECT 1`.pipe(Effect.repeat({ times: 2 }))
       yield* sql.withTransaction(sql`SELECT 1`)
       yield* timedOut("after statements and a transaction")
-      // each checkout above gave its place back exactly once: a free connection is still handed out at once
+      // the connection, given back, serves the next statement at once
       yield* sql`SELECT 1`
       yield* timedOut("after a timed-out checkout")
     }))

@@ -30,12 +30,14 @@ const servesAtFullSize = (sql: SqlClient.SqlClient) =>
   })
 
 let tables = 0
-const freshTable = (sql: SqlClient.SqlClient) =>
-  Effect.gen(function*() {
-    const name = `e4interrupt_${process.pid}_${++tables}`
-    yield* sql`CREATE TABLE ${sql(name)} (id int PRIMARY KEY)`
-    return name
-  })
+/** The server, a client of `poolSize` connections of its own, and a fresh table. */
+const withTable = Effect.gen(function*() {
+  const server = yield* DsqlLocal.DsqlLocal
+  const sql = yield* open(server, { maxConnections: poolSize })
+  const table = `e4interrupt_${process.pid}_${++tables}`
+  yield* sql`CREATE TABLE ${sql(table)} (id int PRIMARY KEY)`
+  return { server, sql, table }
+})
 
 // live clocks throughout: the statements and back-off sleeps are real
 layer(DsqlLocal.layer(), { timeout: "120 seconds" })("interruption (Effect 4)", (it) => {
@@ -60,9 +62,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("interruption (Effect 4)", 
 
   it.effect("a transaction interrupted after its INSERT commits nothing, and leaves no session in a transaction", () =>
     Effect.gen(function*() {
-      const server = yield* DsqlLocal.DsqlLocal
-      const sql = yield* open(server, { maxConnections: poolSize })
-      const table = yield* freshTable(sql)
+      const { sql, table } = yield* withTable
       const inserted = yield* Deferred.make<void>()
       const transaction = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
         yield* sql`INSERT INTO ${sql(table)} VALUES (0)`
@@ -84,9 +84,7 @@ layer(DsqlLocal.layer(), { timeout: "120 seconds" })("interruption (Effect 4)", 
 
   it.effect("withOccRetry interrupted in its back-off ends at once and tries no more", () =>
     Effect.gen(function*() {
-      const server = yield* DsqlLocal.DsqlLocal
-      const sql = yield* open(server, { maxConnections: poolSize })
-      const table = yield* freshTable(sql)
+      const { server, sql, table } = yield* withTable
       const attempts = yield* Ref.make(0)
       server.faults.failNextCommits(1)
       const failed = server.stats().commitsFailedByFault
